@@ -1,0 +1,117 @@
+//! Several sources as one: the sharding wrapper.
+
+use std::path::Path;
+
+use super::{Item, Source};
+use crate::{Error, Result};
+
+/// Several sources (shards) read as one data set: global index `i` maps to
+/// `(shard, i - start_of_shard)` by a binary search over the shards' start offsets.
+///
+/// Errors from a shard carry the global index.
+///
+/// ```
+/// # use stoker::source::{Item, Raw, Source, Concat};
+/// # use stoker::{ImageView, Pixels, Result};
+/// # use std::path::Path;
+/// # struct Const(u8, usize);
+/// # impl Source for Const {
+/// #     fn len(&self) -> usize { self.1 }
+/// #     fn get<'a>(&'a self, _i: usize, _b: &'a mut Vec<u8>) -> Result<Item<'a>> {
+/// #         Ok(Item { raw: Raw::Encoded(std::slice::from_ref(&self.0)), label: Some(self.0 as i64) })
+/// #     }
+/// #     fn path(&self, _i: usize) -> Option<&Path> { None }
+/// #     fn has_labels(&self) -> bool { true }
+/// # }
+/// let all = Concat::new(vec![Const(7, 2), Const(9, 3)]).unwrap();
+/// assert_eq!(all.len(), 5);
+/// assert_eq!(all.locate(3), Some((1, 1)));
+/// let mut buf = Vec::new();
+/// assert_eq!(all.get(1, &mut buf).unwrap().label, Some(7));
+/// assert_eq!(all.get(2, &mut buf).unwrap().label, Some(9));
+/// ```
+pub struct Concat<S> {
+    shards: Vec<S>,
+    /// `starts[k]` is the global index of shard k's first sample; `starts[len]` the total.
+    starts: Vec<usize>,
+}
+
+impl<S: Source> Concat<S> {
+    /// Joins `shards` in order. All must agree on having labels.
+    pub fn new(shards: Vec<S>) -> Result<Self> {
+        if shards.is_empty() {
+            return Err(Error::config("no shards given"));
+        }
+        let labelled = shards[0].has_labels();
+        if shards.iter().any(|s| s.has_labels() != labelled) {
+            return Err(Error::config("some shards have labels and others do not"));
+        }
+        let mut starts = Vec::with_capacity(shards.len() + 1);
+        let mut total = 0usize;
+        for s in &shards {
+            starts.push(total);
+            total += s.len();
+        }
+        starts.push(total);
+        Ok(Concat { shards, starts })
+    }
+
+    /// The shards, in order.
+    pub fn shards(&self) -> &[S] {
+        &self.shards
+    }
+
+    /// `(shard, local index)` of global `index`, or `None` past the end.
+    pub fn locate(&self, index: usize) -> Option<(usize, usize)> {
+        if index >= self.len() {
+            return None;
+        }
+        // Last shard whose start is <= index (skips empty shards).
+        let k = self.starts.partition_point(|&s| s <= index) - 1;
+        Some((k, index - self.starts[k]))
+    }
+}
+
+impl<S: Source> Source for Concat<S> {
+    fn len(&self) -> usize {
+        *self.starts.last().unwrap_or(&0)
+    }
+
+    fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
+        let (k, local) = self.locate(index).ok_or_else(|| {
+            Error::config(format!("index out of range (len {})", self.len())).at(index)
+        })?;
+        self.shards[k].get(local, buf).map_err(|e| e.at(index))
+    }
+
+    fn path(&self, index: usize) -> Option<&Path> {
+        let (k, local) = self.locate(index)?;
+        self.shards[k].path(local)
+    }
+
+    fn has_labels(&self) -> bool {
+        self.shards[0].has_labels()
+    }
+
+    fn channels(&self) -> Option<usize> {
+        let c = self.shards[0].channels()?;
+        self.shards
+            .iter()
+            .all(|s| s.channels() == Some(c))
+            .then_some(c)
+    }
+
+    fn size(&self) -> Option<(usize, usize)> {
+        let z = self.shards[0].size()?;
+        self.shards.iter().all(|s| s.size() == Some(z)).then_some(z)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} shards, {} samples; first: {}",
+            self.shards.len(),
+            self.len(),
+            self.shards[0].describe()
+        )
+    }
+}

@@ -1,0 +1,141 @@
+//! Sources: a storage format that gives the bytes or pixels of sample `i` and its label.
+//!
+//! One small trait, [`Source`], and composable wrappers ([`Concat`]) in the style of burn's
+//! `Dataset`. A source never decodes: it hands encoded bytes ([`Raw::Encoded`]) or pixels
+//! ([`Raw::Pixels`], borrowed straight from a memory map where it can) to the worker, which
+//! decodes, transforms and writes the sample into its batch slot.
+
+use std::path::Path;
+
+use crate::{ImageView, Result};
+
+mod concat;
+pub use concat::Concat;
+
+/// What a source gives for one sample.
+#[derive(Clone, Copy, Debug)]
+pub enum Raw<'a> {
+    /// Encoded image file bytes (JPEG or PNG), decoded by the worker.
+    Encoded(&'a [u8]),
+    /// Decoded pixels, interleaved HWC.
+    Pixels(ImageView<'a>),
+}
+
+/// One sample: its data and its label (`None` for an unlabelled data set).
+#[derive(Clone, Copy, Debug)]
+pub struct Item<'a> {
+    /// The sample's bytes or pixels.
+    pub raw: Raw<'a>,
+    /// The class label.
+    pub label: Option<i64>,
+}
+
+/// A data set of `len()` samples, each readable by index from any thread.
+///
+/// `get` may borrow from the source itself (a memory map) or read into `buf`, a buffer the
+/// caller owns and reuses from sample to sample so that steady state allocates nothing.
+/// Errors carry the sample index and the file.
+///
+/// ```
+/// use stoker::source::{Item, Raw, Source};
+/// use stoker::{ImageView, Pixels, Result};
+/// use std::path::Path;
+///
+/// /// Four 1×1 gray images, pixel value = index.
+/// struct Tiny([u8; 4]);
+/// impl Source for Tiny {
+///     fn len(&self) -> usize { 4 }
+///     fn get<'a>(&'a self, i: usize, _buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
+///         let px = &self.0[i..i + 1];
+///         Ok(Item { raw: Raw::Pixels(ImageView::new(1, 1, 1, Pixels::U8(px)).unwrap()), label: Some(i as i64) })
+///     }
+///     fn path(&self, _i: usize) -> Option<&Path> { None }
+///     fn has_labels(&self) -> bool { true }
+/// }
+/// let t = Tiny([0, 1, 2, 3]);
+/// let mut buf = Vec::new();
+/// assert_eq!(t.get(2, &mut buf).unwrap().label, Some(2));
+/// ```
+pub trait Source: Send + Sync {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// `true` when there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sample `index` (`< len()`); may read into `buf`.
+    fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>>;
+
+    /// The file that holds sample `index`, for messages.
+    fn path(&self, index: usize) -> Option<&Path>;
+
+    /// Whether samples carry labels.
+    fn has_labels(&self) -> bool;
+
+    /// Channels of the samples when the source knows them without decoding (NPY does;
+    /// an image folder does not).
+    fn channels(&self) -> Option<usize> {
+        None
+    }
+
+    /// Image size `(width, height)` when all samples share one and the source knows it
+    /// without decoding.
+    fn size(&self) -> Option<(usize, usize)> {
+        None
+    }
+
+    /// One line that says what the source is, e.g. `"npy: 2 files, 32 samples of 144x256x3 u8"`.
+    fn describe(&self) -> String {
+        format!("{} samples", self.len())
+    }
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
+        (**self).get(index, buf)
+    }
+    fn path(&self, index: usize) -> Option<&Path> {
+        (**self).path(index)
+    }
+    fn has_labels(&self) -> bool {
+        (**self).has_labels()
+    }
+    fn channels(&self) -> Option<usize> {
+        (**self).channels()
+    }
+    fn size(&self) -> Option<(usize, usize)> {
+        (**self).size()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
+        (**self).get(index, buf)
+    }
+    fn path(&self, index: usize) -> Option<&Path> {
+        (**self).path(index)
+    }
+    fn has_labels(&self) -> bool {
+        (**self).has_labels()
+    }
+    fn channels(&self) -> Option<usize> {
+        (**self).channels()
+    }
+    fn size(&self) -> Option<(usize, usize)> {
+        (**self).size()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}

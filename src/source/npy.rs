@@ -1,0 +1,2 @@
+//! NPY source, memory-mapped.
+// STUB: filled in by the sources helper.
