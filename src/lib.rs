@@ -1,14 +1,40 @@
-//! stoker keeps a GPU fed: image datasets on disk to augmented, batched tensors.
+//! stoker keeps a GPU fed: image data sets on disk to batched tensors in host memory.
+//!
+//! A [`source`] gives the bytes or pixels of sample `i`; the [`sampler`] decides the order;
+//! [`Loader`] workers [`decode`], [`transform`] and write each sample straight into its slot
+//! of a pooled [`batch`] buffer in the [`output`] format; the consumer iterates [`Batch`]es.
+//!
+//! ```
+//! use stoker::{Loader, Normalize};
+//! use stoker::source::ImageFolder;
+//! let mut loader = Loader::builder(ImageFolder::open("fixtures/photos-256x144")?)
+//!     .batch_size(8).shuffle(true).seed(7).normalize(Normalize::imagenet())
+//!     .build()?;
+//! for batch in loader.epoch(0) {
+//!     let batch = batch?;
+//!     assert_eq!(batch.images::<f32>()?.shape(), &[8, 3, 144, 256]);
+//! }
+//! # Ok::<(), stoker::Error>(())
+//! ```
 
+pub mod batch;
 pub mod decode;
+pub mod digest;
 mod error;
 mod image;
+pub mod loader;
 pub mod output;
 pub mod rng;
 pub mod sampler;
 pub mod source;
+pub mod stats;
+pub mod transform;
 
+pub use batch::Batch;
 pub use error::{Error, ErrorKind, Result};
 pub use image::{ImageView, Pixels};
+pub use loader::{Epoch, Loader, LoaderBuilder, OnError};
 pub use output::{DType, Layout, Normalize, OutputSpec};
 pub use sampler::{Partition, Sampler};
+pub use source::{ImageFolder, NpySource};
+pub use stats::Stats;

@@ -1,0 +1,397 @@
+//! Batches and the fixed pool of batch buffers they live in.
+//!
+//! The pool allocates every buffer once, before the first batch, through an [`Allocator`]
+//! (plain 64-byte-aligned memory by default; the cuda feature plugs in page-locked memory).
+//! Workers write each sample straight into its slot; a [`Batch`] hands its buffer back to the
+//! pool when it is dropped.
+
+use std::alloc::{self, Layout as MemLayout};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use half::{bf16, f16};
+use ndarray::{ArrayView4, ShapeBuilder};
+
+use crate::output::{DType, Layout, OutputSpec};
+use crate::{Error, Result};
+
+/// Memory a batch buffer lives in: `len()` bytes at a stable address, aligned to 64 bytes,
+/// valid until dropped.
+///
+/// # Safety
+/// `as_mut_ptr()` must return the same pointer for the value's whole life, valid for reads
+/// and writes of `len()` bytes, aligned to 64, and not aliased by anything else.
+pub unsafe trait HostMemory: Send + Sync {
+    /// Start of the memory.
+    fn as_mut_ptr(&self) -> *mut u8;
+    /// Bytes.
+    fn len(&self) -> usize;
+    /// `true` when `len() == 0`.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Allocates the memory of batch buffers (the hook through which the cuda feature page-locks them).
+///
+/// ```
+/// use stoker::batch::{Allocator, AlignedAlloc};
+/// let mem = AlignedAlloc.allocate(1000).unwrap();
+/// assert_eq!(mem.len(), 1000);
+/// assert_eq!(mem.as_mut_ptr() as usize % 64, 0);
+/// ```
+pub trait Allocator: Send + Sync {
+    /// `bytes` bytes of zeroed, 64-byte-aligned memory.
+    fn allocate(&self, bytes: usize) -> Result<Box<dyn HostMemory>>;
+    /// Short name for reports, e.g. `"aligned"` or `"pinned"`.
+    fn name(&self) -> &str;
+}
+
+/// The default allocator: ordinary heap memory aligned to 64 bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlignedAlloc;
+
+struct AlignedMem {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the memory is owned exclusively by this value; access is coordinated by the pool.
+unsafe impl Send for AlignedMem {}
+unsafe impl Sync for AlignedMem {}
+
+impl AlignedMem {
+    fn layout(len: usize) -> MemLayout {
+        MemLayout::from_size_align(len.max(1), 64).expect("size fits isize")
+    }
+}
+
+// SAFETY: pointer is stable, 64-aligned, `len` bytes, freed only in Drop.
+unsafe impl HostMemory for AlignedMem {
+    fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for AlignedMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `AlignedAlloc::allocate` with this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), AlignedMem::layout(self.len)) }
+    }
+}
+
+impl Allocator for AlignedAlloc {
+    fn allocate(&self, bytes: usize) -> Result<Box<dyn HostMemory>> {
+        if bytes > isize::MAX as usize / 2 {
+            return Err(Error::config(format!("batch buffer of {bytes} bytes is too large")));
+        }
+        let layout = AlignedMem::layout(bytes);
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            Error::config(format!("out of memory allocating a {bytes}-byte batch buffer"))
+        })?;
+        Ok(Box::new(AlignedMem { ptr, len: bytes }))
+    }
+    fn name(&self) -> &str {
+        "aligned"
+    }
+}
+
+/// One reusable batch buffer: images, labels, sample indices.
+pub(crate) struct Buffer {
+    pub(crate) mem: Box<dyn HostMemory>,
+    pub(crate) labels: Vec<i64>,
+    pub(crate) indices: Vec<usize>,
+    /// Samples filled.
+    pub(crate) len: usize,
+    pub(crate) epoch: u64,
+    /// Stream position of the first sample, and one past the last sample consumed.
+    pub(crate) first_position: usize,
+    pub(crate) next_position: usize,
+}
+
+impl Buffer {
+    /// Pointer to slot `i` (caller guarantees `i < capacity` and exclusive use).
+    pub(crate) fn slot_ptr(&self, i: usize, sample_bytes: usize) -> *mut u8 {
+        debug_assert!((i + 1) * sample_bytes <= self.mem.len());
+        // SAFETY: in bounds per the debug assertion above (checked by the pool's geometry).
+        unsafe { self.mem.as_mut_ptr().add(i * sample_bytes) }
+    }
+}
+
+/// The fixed ring of batch buffers, allocated once.
+pub(crate) struct Pool {
+    free_tx: Sender<Box<Buffer>>,
+    free_rx: Receiver<Box<Buffer>>,
+    total: usize,
+    spec: Arc<OutputSpec>,
+    batch_size: usize,
+    has_labels: bool,
+    allocator_name: String,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        count: usize,
+        batch_size: usize,
+        spec: Arc<OutputSpec>,
+        has_labels: bool,
+        allocator: &dyn Allocator,
+    ) -> Result<Pool> {
+        let (free_tx, free_rx) = crossbeam_channel::bounded(count);
+        let bytes = batch_size * spec.sample_bytes();
+        for _ in 0..count {
+            let mem = allocator.allocate(bytes)?;
+            if mem.len() < bytes || mem.as_mut_ptr() as usize % 64 != 0 {
+                return Err(Error::config(format!(
+                    "allocator {:?} returned {} bytes at {:p}; need {bytes} bytes aligned to 64",
+                    allocator.name(),
+                    mem.len(),
+                    mem.as_mut_ptr()
+                )));
+            }
+            let buf = Box::new(Buffer {
+                mem,
+                labels: Vec::with_capacity(batch_size),
+                indices: Vec::with_capacity(batch_size),
+                len: 0,
+                epoch: 0,
+                first_position: 0,
+                next_position: 0,
+            });
+            free_tx.send(buf).expect("pool channel has room");
+        }
+        Ok(Pool {
+            free_tx,
+            free_rx,
+            total: count,
+            spec,
+            batch_size,
+            has_labels,
+            allocator_name: allocator.name().to_string(),
+        })
+    }
+
+    /// A free buffer, reset, if one is available now.
+    pub(crate) fn try_take(&self) -> Option<Box<Buffer>> {
+        let mut b = self.free_rx.try_recv().ok()?;
+        b.labels.clear();
+        b.indices.clear();
+        b.len = 0;
+        Some(b)
+    }
+
+    /// Gives a buffer back without handing it to the consumer.
+    pub(crate) fn put_back(&self, buf: Box<Buffer>) {
+        // Cannot fail: the pool holds the receiver and the channel has room for every buffer.
+        let _ = self.free_tx.send(buf);
+    }
+
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    pub(crate) fn allocator_name(&self) -> &str {
+        &self.allocator_name
+    }
+
+    /// Wraps a filled buffer as a batch handed to the consumer.
+    pub(crate) fn hand_out(&self, buf: Box<Buffer>) -> Batch {
+        Batch {
+            buf: Some(buf),
+            home: self.free_tx.clone(),
+            spec: Arc::clone(&self.spec),
+            capacity: self.batch_size,
+            has_labels: self.has_labels,
+        }
+    }
+}
+
+/// Element types a batch can be viewed as.
+pub trait Element: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// The dtype this element type stands for.
+    const DTYPE: DType;
+}
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for f32 {}
+}
+impl Element for u8 {
+    const DTYPE: DType = DType::U8;
+}
+impl Element for f16 {
+    const DTYPE: DType = DType::F16;
+}
+impl Element for bf16 {
+    const DTYPE: DType = DType::BF16;
+}
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+
+/// A batch of samples in sampler order, in a buffer of the loader's pool.
+///
+/// Dropping the batch returns its buffer to the pool. The images are one contiguous tensor of
+/// shape `[n, C, H, W]` (NCHW) or `[n, H, W, C]` (NHWC) in the loader's dtype.
+///
+/// ```
+/// # use stoker::{Loader, DType};
+/// # let loader = Loader::builder(stoker::source::NpySource::glob("fixtures/npy/images-*.npy", Some("fixtures/npy/labels-*.npy")).unwrap())
+/// #     .batch_size(8).build().unwrap();
+/// # let mut loader = loader;
+/// for batch in loader.epoch(0) {
+///     let batch = batch.unwrap();
+///     let x = batch.images::<f32>().unwrap();       // ndarray view, [8, 3, 144, 256]
+///     assert_eq!(x.shape(), &[8, 3, 144, 256]);
+///     assert_eq!(batch.labels().unwrap().len(), 8);
+/// }
+/// ```
+pub struct Batch {
+    buf: Option<Box<Buffer>>,
+    home: Sender<Box<Buffer>>,
+    spec: Arc<OutputSpec>,
+    capacity: usize,
+    has_labels: bool,
+}
+
+impl Batch {
+    fn buf(&self) -> &Buffer {
+        self.buf.as_ref().expect("buffer present until drop")
+    }
+
+    /// Samples in the batch (the batch size, or fewer for a last partial batch).
+    pub fn len(&self) -> usize {
+        self.buf().len
+    }
+
+    /// `true` for a batch without samples (never yielded by a loader).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The loader's batch size (capacity of the buffer).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Tensor shape: `[n, C, H, W]` or `[n, H, W, C]`.
+    pub fn shape(&self) -> [usize; 4] {
+        let [a, b, c] = self.spec.sample_shape();
+        [self.len(), a, b, c]
+    }
+
+    /// Element type of the images.
+    pub fn dtype(&self) -> DType {
+        self.spec.dtype
+    }
+
+    /// Layout of the images.
+    pub fn layout(&self) -> Layout {
+        self.spec.layout
+    }
+
+    /// The output format every sample was written in.
+    pub fn spec(&self) -> &OutputSpec {
+        &self.spec
+    }
+
+    /// The images as raw bytes in native byte order (`len() * sample_bytes` bytes).
+    pub fn as_bytes(&self) -> &[u8] {
+        let b = self.buf();
+        let n = b.len * self.spec.sample_bytes();
+        // SAFETY: the buffer holds at least capacity * sample_bytes bytes, the workers that
+        // wrote them finished before the batch was handed out, and nobody writes while the
+        // batch exists.
+        unsafe { std::slice::from_raw_parts(b.mem.as_mut_ptr(), n) }
+    }
+
+    /// Pointer to the images (for uploads: with the cuda feature this memory is page-locked).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.buf().mem.as_mut_ptr()
+    }
+
+    /// The images as an ndarray view, when `T` matches the loader's dtype.
+    ///
+    /// ```
+    /// # use stoker::{Loader, DType};
+    /// # let mut loader = Loader::builder(stoker::source::NpySource::glob("fixtures/npy/images-*.npy", None).unwrap())
+    /// #     .batch_size(4).dtype(DType::U8).build().unwrap();
+    /// let batch = loader.epoch(0).next().unwrap().unwrap();
+    /// assert!(batch.images::<u8>().is_ok());
+    /// assert!(batch.images::<f32>().is_err()); // wrong dtype: a clear error, not garbage
+    /// ```
+    pub fn images<T: Element>(&self) -> Result<ArrayView4<'_, T>> {
+        if T::DTYPE != self.spec.dtype {
+            return Err(Error::config(format!(
+                "batch holds {} images, asked for {}",
+                self.spec.dtype.as_str(),
+                T::DTYPE.as_str()
+            )));
+        }
+        let bytes = self.as_bytes();
+        let n = bytes.len() / std::mem::size_of::<T>();
+        // SAFETY: the buffer is 64-byte aligned and holds `n` initialised values of T (T is a
+        // plain-old-data type for which every bit pattern is valid).
+        let data = unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) };
+        let shape = self.shape();
+        ArrayView4::from_shape((shape[0], shape[1], shape[2], shape[3]).strides(
+            (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1),
+        ), data)
+        .map_err(|e| Error::config(format!("batch view: {e}")))
+    }
+
+    /// Class labels, one per sample, when the source has labels.
+    pub fn labels(&self) -> Option<&[i64]> {
+        self.has_labels.then(|| &self.buf().labels[..])
+    }
+
+    /// Data set indices of the samples, in order.
+    pub fn indices(&self) -> &[usize] {
+        &self.buf().indices
+    }
+
+    /// The epoch this batch belongs to.
+    pub fn epoch(&self) -> u64 {
+        self.buf().epoch
+    }
+
+    /// Position (in this rank's order of the epoch) of the batch's first sample.
+    pub fn first_position(&self) -> usize {
+        self.buf().first_position
+    }
+
+    /// Position to resume from after this batch: `loader.epoch_from(epoch, next_position)`
+    /// yields exactly the batches that would have followed this one.
+    pub fn next_position(&self) -> usize {
+        self.buf().next_position
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("epoch", &self.epoch())
+            .field("shape", &self.shape())
+            .field("dtype", &self.dtype())
+            .field("first_position", &self.first_position())
+            .finish()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            // The pool may be gone (loader dropped first): then the buffer is simply freed.
+            let _ = self.home.send(buf);
+        }
+    }
+}

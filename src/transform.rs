@@ -1,0 +1,93 @@
+//! The transform stage: between decode and the slot write.
+//!
+//! A [`Transform`] receives the decoded sample (at the output size), the sample's own random
+//! generator (seeded by seed, epoch and sample index: never a global), and a [`SlotWriter`]
+//! that converts and stores pixels into the sample's slot of the batch buffer. The
+//! augmentation engine implements this trait; [`Identity`] stores the pixels unchanged.
+
+use std::time::{Duration, Instant};
+
+use crate::output::{SrcType, Store};
+use crate::rng::SampleRng;
+use crate::{ImageView, Pixels, Result};
+
+/// Where one sample is written: its slot in a batch buffer and the prepared converter.
+///
+/// The writer times its own stores, so the loader can report transform and write time apart.
+pub struct SlotWriter<'a> {
+    pub(crate) slot: &'a mut [u8],
+    pub(crate) store_u8: &'a mut Store,
+    pub(crate) store_f32: &'a mut Store,
+    pub(crate) write_time: Duration,
+}
+
+impl<'a> SlotWriter<'a> {
+    /// Converts and writes a whole image (already at the output size and channels).
+    pub fn store(&mut self, src: &ImageView<'_>) -> Result<()> {
+        let t = Instant::now();
+        let r = match src.pixels {
+            Pixels::U8(_) => self.store_u8.store_image(src, self.slot),
+            Pixels::F32(_) => self.store_f32.store_image(src, self.slot),
+        };
+        self.write_time += t.elapsed();
+        r
+    }
+
+    /// The prepared converter for a source element type, and the slot, for row-wise writers.
+    pub fn parts(&mut self, src: SrcType) -> (&mut Store, &mut [u8]) {
+        match src {
+            SrcType::U8 => (&mut *self.store_u8, &mut *self.slot),
+            SrcType::F32 => (&mut *self.store_f32, &mut *self.slot),
+        }
+    }
+}
+
+/// What a transform knows about the sample it is applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleInfo {
+    /// Data set index.
+    pub index: usize,
+    /// Epoch.
+    pub epoch: u64,
+}
+
+/// A per-sample transform that writes its result into the batch slot.
+///
+/// ```
+/// use stoker::transform::{Identity, Transform};
+/// let t: Box<dyn Transform> = Box::new(Identity);
+/// assert_eq!(t.name(), "identity");
+/// ```
+pub trait Transform: Send + Sync {
+    /// Transforms `src` with randomness drawn from `rng` only, and writes it through `out`.
+    fn apply(
+        &self,
+        info: SampleInfo,
+        src: &ImageView<'_>,
+        rng: &mut SampleRng,
+        out: &mut SlotWriter<'_>,
+    ) -> Result<()>;
+
+    /// Short name for reports.
+    fn name(&self) -> &str;
+}
+
+/// Stores the decoded sample unchanged (normalisation, dtype and layout still apply).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl Transform for Identity {
+    fn apply(
+        &self,
+        _info: SampleInfo,
+        src: &ImageView<'_>,
+        _rng: &mut SampleRng,
+        out: &mut SlotWriter<'_>,
+    ) -> Result<()> {
+        out.store(src)
+    }
+
+    fn name(&self) -> &str {
+        "identity"
+    }
+}

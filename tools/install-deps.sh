@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system packages stoker builds with (Debian/Ubuntu): cmake and nasm build the
+# bundled libjpeg-turbo (with its SIMD code). Safe to run again; needs root or sudo.
+set -euo pipefail
+pkgs=(cmake nasm pkg-config)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
