@@ -30,6 +30,7 @@ use crate::{Error, Result};
 /// assert_eq!(all.get(1, &mut buf).unwrap().label, Some(7));
 /// assert_eq!(all.get(2, &mut buf).unwrap().label, Some(9));
 /// ```
+#[derive(Debug)]
 pub struct Concat<S> {
     shards: Vec<S>,
     /// `starts[k]` is the global index of shard k's first sample; `starts[len]` the total.

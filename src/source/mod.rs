@@ -11,6 +11,10 @@ use crate::{ImageView, Result};
 
 mod concat;
 pub use concat::Concat;
+mod folder;
+mod npy;
+pub use folder::ImageFolder;
+pub use npy::{save_npy, write_npy, NpySource};
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]
