@@ -257,16 +257,25 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         let (task_tx, task_rx) = crossbeam_channel::bounded::<Task>(window);
         let (result_tx, result_rx) = crossbeam_channel::bounded::<Done>(window);
         let mut workers = Vec::with_capacity(num_workers);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(num_workers);
         for w in 0..num_workers {
             let ctx = WorkerCtx::new(&spec)?;
             let (sh, rx, tx) = (Arc::clone(&shared), task_rx.clone(), result_tx.clone());
+            let ready = ready_tx.clone();
             let handle = thread::Builder::new()
                 .name(format!("stoker-worker-{w}"))
-                .spawn(move || worker_main(sh, rx, tx, ctx))
+                .spawn(move || worker_main(sh, rx, tx, ctx, ready))
+                // Workers already started exit when the task channel closes on return.
                 .map_err(|e| Error::config(format!("cannot start worker thread: {e}")))?;
             workers.push(handle);
         }
         drop(result_tx); // only workers hold senders: if all exit, the consumer sees it
+        if num_workers > 0 {
+            block_once(&result_rx);
+            for _ in 0..num_workers {
+                let _ = ready_rx.recv();
+            }
+        }
         let inline = if num_workers == 0 {
             Some(WorkerCtx::new(&spec)?)
         } else {
@@ -381,12 +390,23 @@ fn cancelled() -> Error {
     Error::new(ErrorKind::Config, "cancelled")
 }
 
+/// crossbeam allocates a thread's context, and a channel's list of waiting threads, the first
+/// time a thread really blocks on the channel (after spinning): make that happen once, at
+/// start-up, on an empty channel, so that steady state allocates nothing.
+fn block_once<T>(rx: &Receiver<T>) {
+    let _ = rx.recv_timeout(Duration::from_millis(2));
+}
+
 fn worker_main<S: Source>(
     sh: Arc<Shared<S>>,
     tasks: Receiver<Task>,
     results: Sender<Done>,
     mut ctx: WorkerCtx,
+    ready: Sender<()>,
 ) {
+    block_once(&tasks);
+    let _ = ready.send(());
+    drop(ready);
     for task in tasks.iter() {
         let result = if sh.active_gen.load(Ordering::Acquire) != task.gen {
             Err(cancelled())
@@ -453,7 +473,10 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
                 crate::Pixels::U8(_) => 1,
                 crate::Pixels::F32(_) => 4,
             };
-            Counters::add(&c.bytes_read, (v.width * v.height * v.channels * elem) as u64);
+            Counters::add(
+                &c.bytes_read,
+                (v.width * v.height * v.channels * elem) as u64,
+            );
             if v.channels != spec.channels {
                 return Err(sh.locate(
                     Error::new(
@@ -838,11 +861,9 @@ impl<S: Source + 'static> Loader<S> {
     fn receive(&mut self) -> Result<()> {
         let t = Instant::now();
         let done = self.result_rx.recv();
-        Counters::add(
-            &self.shared.counters.wait_ns,
-            t.elapsed().as_nanos() as u64,
-        );
-        let done = done.map_err(|_| Error::new(ErrorKind::Panic, "every worker thread has exited"))?;
+        Counters::add(&self.shared.counters.wait_ns, t.elapsed().as_nanos() as u64);
+        let done =
+            done.map_err(|_| Error::new(ErrorKind::Panic, "every worker thread has exited"))?;
         self.state.outstanding -= 1;
         debug_assert_eq!(done.gen, self.gen, "stale results are drained");
         let i = done.pos - self.state.done_pos;

@@ -138,7 +138,10 @@ fn drop_last_drops_the_partial_batch() {
 #[test]
 fn same_seed_same_batches_for_any_workers_and_prefetch() {
     for (name, make) in [
-        ("npy", Box::new(|| Box::new(npy()) as Box<dyn Source>) as Box<dyn Fn() -> Box<dyn Source>>),
+        (
+            "npy",
+            Box::new(|| Box::new(npy()) as Box<dyn Source>) as Box<dyn Fn() -> Box<dyn Source>>,
+        ),
         (
             "folder",
             Box::new(|| Box::new(ImageFolder::open(FOLDER).unwrap()) as Box<dyn Source>),
@@ -166,8 +169,18 @@ fn same_seed_same_batches_for_any_workers_and_prefetch() {
 
 #[test]
 fn different_seeds_and_epochs_give_different_orders() {
-    let mut a = Loader::builder(npy()).batch_size(8).shuffle(true).seed(1).build().unwrap();
-    let mut b = Loader::builder(npy()).batch_size(8).shuffle(true).seed(2).build().unwrap();
+    let mut a = Loader::builder(npy())
+        .batch_size(8)
+        .shuffle(true)
+        .seed(1)
+        .build()
+        .unwrap();
+    let mut b = Loader::builder(npy())
+        .batch_size(8)
+        .shuffle(true)
+        .seed(2)
+        .build()
+        .unwrap();
     let a0 = epoch_indices(&mut a, 0);
     assert_ne!(a0, epoch_indices(&mut a, 1));
     assert_ne!(a0, epoch_indices(&mut b, 0));
@@ -212,7 +225,11 @@ fn resume_from_any_batch_equals_the_tail_of_an_uninterrupted_epoch() {
         .epoch(3)
         .map(|b| {
             let b = b.unwrap();
-            (b.indices().to_vec(), b.as_bytes().to_vec(), b.next_position())
+            (
+                b.indices().to_vec(),
+                b.as_bytes().to_vec(),
+                b.next_position(),
+            )
         })
         .collect();
     for k in 0..full.len() {
@@ -221,7 +238,11 @@ fn resume_from_any_batch_equals_the_tail_of_an_uninterrupted_epoch() {
             .epoch_from(3, resume_at)
             .map(|b| {
                 let b = b.unwrap();
-                (b.indices().to_vec(), b.as_bytes().to_vec(), b.next_position())
+                (
+                    b.indices().to_vec(),
+                    b.as_bytes().to_vec(),
+                    b.next_position(),
+                )
             })
             .collect();
         assert_eq!(tail, full[k..], "resume at batch {k}");
@@ -279,7 +300,11 @@ fn ranks_are_disjoint_cover_the_epoch_and_have_equal_batch_counts() {
                     per_rank.push(epoch_indices(&mut l, 2));
                 }
                 let counts: BTreeSet<usize> = per_rank.iter().map(|r| r.len()).collect();
-                assert_eq!(counts.len(), 1, "n {n} world {world} {partition:?}: {counts:?}");
+                assert_eq!(
+                    counts.len(),
+                    1,
+                    "n {n} world {world} {partition:?}: {counts:?}"
+                );
                 let all: Vec<usize> = per_rank.iter().flatten().flatten().copied().collect();
                 let distinct: BTreeSet<usize> = all.iter().copied().collect();
                 match partition {
@@ -303,8 +328,8 @@ fn folder_with_bad_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap()
         .files()
         .iter()
-        .cloned()
         .take(10)
+        .cloned()
         .collect();
     let class = dir.join("class-a");
     std::fs::create_dir_all(&class).unwrap();
@@ -373,7 +398,11 @@ fn each_bad_file_is_an_error_naming_the_file_and_the_sample() {
             .epoch(0)
             .find_map(|b| b.err())
             .expect("an error somewhere");
-        assert_eq!(err.index(), Some(index_of[&bad[0]]), "first bad one in order: {err}");
+        assert_eq!(
+            err.index(),
+            Some(index_of[&bad[0]]),
+            "first bad one in order: {err}"
+        );
         let _ = i;
     }
 }
@@ -450,7 +479,8 @@ fn skip_policy_counts_bad_files_and_keeps_batches_full() {
             .num_workers(workers)
             .build()
             .unwrap();
-        let clean_bytes: Vec<Vec<u8>> = c.epoch(0).map(|b| b.unwrap().as_bytes().to_vec()).collect();
+        let clean_bytes: Vec<Vec<u8>> =
+            c.epoch(0).map(|b| b.unwrap().as_bytes().to_vec()).collect();
         let got_bytes: Vec<Vec<u8>> = batches.iter().map(|b| b.as_bytes().to_vec()).collect();
         assert_eq!(got_bytes, clean_bytes);
     }
@@ -491,10 +521,7 @@ fn a_worker_panic_reaches_the_consumer_as_an_error() {
         assert_eq!(results.len(), 4, "three good batches then the error");
         // The loader still works afterwards (the worker survived).
         let mut l2 = l;
-        let n: usize = l2
-            .epoch_from(0, 16)
-            .map(|b| b.unwrap().len())
-            .sum();
+        let n: usize = l2.epoch_from(0, 16).map(|b| b.unwrap().len()).sum();
         assert_eq!(n, 14);
     }
 }
@@ -527,7 +554,7 @@ fn dropping_mid_epoch_stops_and_joins_every_thread() {
         it.next().unwrap().unwrap();
         drop(it);
         drop(l); // joins the workers
-        // The batches outlive the loader.
+                 // The batches outlive the loader.
         assert_eq!(first.len(), 4);
     });
 }
@@ -594,7 +621,11 @@ fn bad_settings_are_config_errors() {
     assert_eq!(e.kind(), ErrorKind::Config);
     let e = Loader::builder(npy()).channels(1).build().err().unwrap();
     assert!(e.to_string().contains("channel"), "{e}");
-    let e = Loader::builder(npy()).distributed(4, 4).build().err().unwrap();
+    let e = Loader::builder(npy())
+        .distributed(4, 4)
+        .build()
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::Config);
     let e = Loader::builder(npy())
         .dtype(DType::U8)
@@ -631,7 +662,10 @@ fn stats_count_bytes_and_stage_times() {
 #[test]
 fn the_shared_source_can_be_an_arc() {
     let src = Arc::new(npy());
-    let mut l = Loader::builder(Arc::clone(&src)).batch_size(16).build().unwrap();
+    let mut l = Loader::builder(Arc::clone(&src))
+        .batch_size(16)
+        .build()
+        .unwrap();
     assert_eq!(epoch_indices(&mut l, 0).len(), 2);
     assert_eq!(src.len(), 32);
 }
