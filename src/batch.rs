@@ -88,13 +88,17 @@ impl Drop for AlignedMem {
 impl Allocator for AlignedAlloc {
     fn allocate(&self, bytes: usize) -> Result<Box<dyn HostMemory>> {
         if bytes > isize::MAX as usize / 2 {
-            return Err(Error::config(format!("batch buffer of {bytes} bytes is too large")));
+            return Err(Error::config(format!(
+                "batch buffer of {bytes} bytes is too large"
+            )));
         }
         let layout = AlignedMem::layout(bytes);
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).ok_or_else(|| {
-            Error::config(format!("out of memory allocating a {bytes}-byte batch buffer"))
+            Error::config(format!(
+                "out of memory allocating a {bytes}-byte batch buffer"
+            ))
         })?;
         Ok(Box::new(AlignedMem { ptr, len: bytes }))
     }
@@ -343,9 +347,15 @@ impl Batch {
         // plain-old-data type for which every bit pattern is valid).
         let data = unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) };
         let shape = self.shape();
-        ArrayView4::from_shape((shape[0], shape[1], shape[2], shape[3]).strides(
-            (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1),
-        ), data)
+        ArrayView4::from_shape(
+            (shape[0], shape[1], shape[2], shape[3]).strides((
+                shape[1] * shape[2] * shape[3],
+                shape[2] * shape[3],
+                shape[3],
+                1,
+            )),
+            data,
+        )
         .map_err(|e| Error::config(format!("batch view: {e}")))
     }
 

@@ -35,6 +35,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use image::{ImageView, Pixels};
 pub use loader::{Epoch, Loader, LoaderBuilder, OnError};
 pub use output::{DType, Layout, Normalize, OutputSpec};
-pub use sampler::{Partition, Sampler};
+pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
 pub use source::{ImageFolder, NpySource};
 pub use stats::Stats;

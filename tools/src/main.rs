@@ -10,7 +10,11 @@ use stoker::source::{ImageFolder, NpySource, Source};
 use stoker::{DType, Layout, Loader, Normalize, OnError};
 
 #[derive(Parser)]
-#[command(name = "stoker", version, about = "Keeps a GPU fed: data loading tools")]
+#[command(
+    name = "stoker",
+    version,
+    about = "Keeps a GPU fed: data loading tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
