@@ -1,7 +1,187 @@
 //! Sampler: the order of an epoch, a pure function of (seed, epoch, rank, world size, position).
-// STUB: filled in by the sampler helper.
+//!
+//! Every position of an epoch maps to a data set index in O(1), so an epoch can be resumed
+//! from any position and yields exactly what an uninterrupted run would. The global order of
+//! an epoch is a [`Permutation`] keyed by `seed_of(&[seed, epoch])` (or `0..len` when not
+//! shuffled); it is padded or truncated to a multiple of the world size and dealt out to the
+//! ranks interleaved, as PyTorch's `DistributedSampler` does (`indices[rank:total:world]`).
+//!
+//! ```
+//! use stoker::Sampler;
+//! let s = Sampler::new(10).shuffle(true).seed(7).distributed(1, 4).unwrap();
+//! let order = s.epoch(3);
+//! assert_eq!(order.len(), 3); // ceil(10 / 4), padded
+//! let all: Vec<usize> = order.iter_from(0).collect();
+//! let tail: Vec<usize> = order.iter_from(1).collect();
+//! assert_eq!(&all[1..], &tail[..]);
+//! ```
+
+use std::iter::FusedIterator;
+
+use crate::rng::{mix64, seed_of};
+use crate::{Error, Result};
+
+/// Feistel rounds of [`Permutation`] (at least 4; more mix small domains better).
+const ROUNDS: usize = 6;
+
+/// A seeded bijection on `0..n`, evaluated at any point in O(1) expected time.
+///
+/// A balanced Feistel network (round function built on [`mix64`]) over the smallest
+/// power-of-two domain with an even number of bits that holds `n`, with cycle walking to
+/// stay inside `0..n`. The domain is less than `4n`, so fewer than 4 rounds of the network
+/// are needed on average.
+///
+/// ```
+/// use stoker::sampler::Permutation;
+/// let p = Permutation::new(10, 42);
+/// let mut seen: Vec<usize> = (0..10).map(|i| p.apply(i)).collect();
+/// seen.sort();
+/// assert_eq!(seen, (0..10).collect::<Vec<_>>());
+/// assert_eq!(p.invert(p.apply(3)), 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Permutation {
+    n: u64,
+    half_bits: u32,
+    mask: u64,
+    keys: [u64; ROUNDS],
+}
+
+impl Permutation {
+    /// The permutation of `0..n` selected by `key`.
+    ///
+    /// ```
+    /// use stoker::sampler::Permutation;
+    /// assert_eq!(Permutation::new(5, 1), Permutation::new(5, 1));
+    /// assert!(Permutation::new(0, 1).is_empty());
+    /// ```
+    pub fn new(n: usize, key: u64) -> Self {
+        let n = n as u64;
+        // Smallest even bit count b with 2^b >= n (b = 0 for n <= 1).
+        let bits = if n <= 1 {
+            0
+        } else {
+            64 - (n - 1).leading_zeros()
+        };
+        let bits = bits + (bits & 1);
+        let half_bits = bits / 2;
+        let mut keys = [0u64; ROUNDS];
+        for (round, k) in keys.iter_mut().enumerate() {
+            *k = seed_of(&[key, round as u64]);
+        }
+        Permutation {
+            n,
+            half_bits,
+            mask: (1u64 << half_bits) - 1,
+            keys,
+        }
+    }
+
+    /// Size of the permuted range.
+    ///
+    /// ```
+    /// assert_eq!(stoker::sampler::Permutation::new(17, 0).len(), 17);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.n as usize
+    }
+
+    /// `true` when the range is empty.
+    ///
+    /// ```
+    /// assert!(!stoker::sampler::Permutation::new(1, 0).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The image of `i`. Precondition: `i < len()` (panics otherwise).
+    ///
+    /// ```
+    /// let p = stoker::sampler::Permutation::new(1 << 40, 9);
+    /// assert!(p.apply((1 << 40) - 1) < 1 << 40);
+    /// ```
+    pub fn apply(&self, i: usize) -> usize {
+        self.apply_counted(i).0
+    }
+
+    /// The preimage of `j`: `invert(apply(i)) == i`. Precondition: `j < len()` (panics otherwise).
+    ///
+    /// ```
+    /// let p = stoker::sampler::Permutation::new(1000, 3);
+    /// assert!((0..1000).all(|i| p.invert(p.apply(i)) == i));
+    /// ```
+    pub fn invert(&self, j: usize) -> usize {
+        let j = j as u64;
+        assert!(
+            j < self.n,
+            "permutation index {j} out of range 0..{}",
+            self.n
+        );
+        let mut x = self.backward(j);
+        while x >= self.n {
+            x = self.backward(x);
+        }
+        x as usize
+    }
+
+    /// `apply(i)` and how many passes of the network it took (cycle-walking length).
+    fn apply_counted(&self, i: usize) -> (usize, u32) {
+        let i = i as u64;
+        assert!(
+            i < self.n,
+            "permutation index {i} out of range 0..{}",
+            self.n
+        );
+        let mut x = self.forward(i);
+        let mut walks = 1;
+        while x >= self.n {
+            x = self.forward(x);
+            walks += 1;
+        }
+        (x as usize, walks)
+    }
+
+    #[inline]
+    fn round(&self, k: u64, r: u64) -> u64 {
+        mix64(r ^ k) & self.mask
+    }
+
+    /// One pass of the Feistel network over the whole domain `0..2^(2*half_bits)`.
+    #[inline]
+    fn forward(&self, x: u64) -> u64 {
+        if self.half_bits == 0 {
+            return x;
+        }
+        let (mut l, mut r) = (x >> self.half_bits, x & self.mask);
+        for &k in &self.keys {
+            (l, r) = (r, l ^ self.round(k, r));
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// The inverse of [`forward`](Self::forward).
+    #[inline]
+    fn backward(&self, x: u64) -> u64 {
+        if self.half_bits == 0 {
+            return x;
+        }
+        let (mut l, mut r) = (x >> self.half_bits, x & self.mask);
+        for &k in self.keys.iter().rev() {
+            (l, r) = (r ^ self.round(k, l), l);
+        }
+        (l << self.half_bits) | r
+    }
+}
 
 /// How ranks are evened out when the data set does not divide by the world size.
+///
+/// ```
+/// use stoker::{Partition, Sampler};
+/// let s = Sampler::new(10).distributed(0, 4).unwrap();
+/// assert_eq!(s.clone().partition(Partition::Pad).samples_per_rank(), 3);
+/// assert_eq!(s.partition(Partition::Drop).samples_per_rank(), 2);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Partition {
     /// Repeat samples from the start of the epoch's order (PyTorch's DistributedSampler).
@@ -11,7 +191,13 @@ pub enum Partition {
 }
 
 /// Decides which samples a rank sees in an epoch, and in what order.
-#[derive(Clone, Debug)]
+///
+/// ```
+/// use stoker::Sampler;
+/// let s = Sampler::new(5);
+/// assert_eq!(s.epoch(0).iter_from(0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sampler {
     len: usize,
     shuffle: bool,
@@ -21,34 +207,750 @@ pub struct Sampler {
     partition: Partition,
 }
 
-/// The order of one epoch for one rank: `len()` positions, each mapped to a data set index in O(1).
-#[derive(Clone, Debug)]
-pub struct EpochOrder {}
-
 impl Sampler {
-    /// Sequential order over `len` samples, rank 0 of 1.
+    /// Sequential order over `len` samples, seed 0, rank 0 of 1, [`Partition::Pad`].
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(3);
+    /// assert_eq!((s.len(), s.rank(), s.world_size(), s.is_shuffled()), (3, 0, 1, false));
+    /// ```
     pub fn new(len: usize) -> Self {
-        Sampler { len, shuffle: false, seed: 0, rank: 0, world_size: 1, partition: Partition::Pad }
+        Sampler {
+            len,
+            shuffle: false,
+            seed: 0,
+            rank: 0,
+            world_size: 1,
+            partition: Partition::Pad,
+        }
     }
-    /// The order of `epoch`.
+
+    /// Shuffles each epoch (a different order per epoch) when `true`.
+    ///
+    /// ```
+    /// assert!(stoker::Sampler::new(3).shuffle(true).is_shuffled());
+    /// ```
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// Seed of the shuffle (all ranks must use the same one).
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(3).seed(9).seed_value(), 9);
+    /// ```
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How an uneven split across ranks is evened out.
+    ///
+    /// ```
+    /// use stoker::{Partition, Sampler};
+    /// assert_eq!(Sampler::new(3).partition(Partition::Drop).partition_mode(), Partition::Drop);
+    /// ```
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.partition = partition;
+        self
+    }
+
+    /// This sampler as rank `rank` of `world_size` data-parallel processes.
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(8).distributed(1, 2).unwrap();
+    /// assert_eq!(s.epoch(0).iter_from(0).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+    /// assert!(stoker::Sampler::new(8).distributed(2, 2).is_err());
+    /// assert!(stoker::Sampler::new(8).distributed(0, 0).is_err());
+    /// ```
+    pub fn distributed(mut self, rank: usize, world_size: usize) -> Result<Self> {
+        if world_size == 0 {
+            return Err(Error::config("world_size must be > 0"));
+        }
+        if rank >= world_size {
+            return Err(Error::config(format!(
+                "rank {rank} must be < world_size {world_size}"
+            )));
+        }
+        self.rank = rank;
+        self.world_size = world_size;
+        Ok(self)
+    }
+
+    /// Rank and world size from the `RANK` and `WORLD_SIZE` environment variables (what
+    /// torchrun sets); unchanged when both are absent.
+    ///
+    /// ```
+    /// // Outside torchrun neither variable is usually set.
+    /// if std::env::var_os("RANK").is_none() && std::env::var_os("WORLD_SIZE").is_none() {
+    ///     let s = stoker::Sampler::new(4).distributed_from_env().unwrap();
+    ///     assert_eq!((s.rank(), s.world_size()), (0, 1));
+    /// }
+    /// ```
+    pub fn distributed_from_env(self) -> Result<Self> {
+        fn read(name: &str) -> Result<Option<String>> {
+            match std::env::var(name) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(v)) => Err(Error::config(format!(
+                    "invalid {name} {:?}: not unicode",
+                    v.to_string_lossy()
+                ))),
+            }
+        }
+        let rank = read("RANK")?;
+        let world = read("WORLD_SIZE")?;
+        self.distributed_from_values(rank.as_deref(), world.as_deref())
+    }
+
+    /// Like [`distributed_from_env`](Self::distributed_from_env), from the values of `RANK`
+    /// and `WORLD_SIZE`. Both absent: unchanged; only one set, or a value that is not a
+    /// non-negative integer: a config error naming the variable.
+    ///
+    /// ```
+    /// use stoker::Sampler;
+    /// let s = Sampler::new(8).distributed_from_values(Some("2"), Some("4")).unwrap();
+    /// assert_eq!((s.rank(), s.world_size()), (2, 4));
+    /// let e = Sampler::new(8).distributed_from_values(Some("x"), Some("4")).unwrap_err();
+    /// assert_eq!(e.to_string(), "config: invalid RANK \"x\": expected a non-negative integer");
+    /// ```
+    pub fn distributed_from_values(self, rank: Option<&str>, world: Option<&str>) -> Result<Self> {
+        fn parse(name: &str, value: &str) -> Result<usize> {
+            value.trim().parse().map_err(|_| {
+                Error::config(format!(
+                    "invalid {name} {value:?}: expected a non-negative integer"
+                ))
+            })
+        }
+        match (rank, world) {
+            (None, None) => Ok(self),
+            (Some(_), None) => Err(Error::config("RANK is set but WORLD_SIZE is not")),
+            (None, Some(_)) => Err(Error::config("WORLD_SIZE is set but RANK is not")),
+            (Some(r), Some(w)) => {
+                let rank = parse("RANK", r)?;
+                let world = parse("WORLD_SIZE", w)?;
+                self.distributed(rank, world)
+            }
+        }
+    }
+
+    /// Number of samples in the data set.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).len(), 7);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when the data set is empty.
+    ///
+    /// ```
+    /// assert!(stoker::Sampler::new(0).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This process's rank.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).distributed(2, 3).unwrap().rank(), 2);
+    /// ```
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of data-parallel processes.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).distributed(2, 3).unwrap().world_size(), 3);
+    /// ```
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// `true` when epochs are shuffled.
+    ///
+    /// ```
+    /// assert!(!stoker::Sampler::new(7).is_shuffled());
+    /// ```
+    pub fn is_shuffled(&self) -> bool {
+        self.shuffle
+    }
+
+    /// The shuffle seed.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).seed_value(), 0);
+    /// ```
+    pub fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
+    /// How an uneven split across ranks is evened out.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).partition_mode(), stoker::Partition::Pad);
+    /// ```
+    pub fn partition_mode(&self) -> Partition {
+        self.partition
+    }
+
+    /// Samples each rank sees per epoch: `ceil(len / world_size)` with [`Partition::Pad`],
+    /// `floor(len / world_size)` with [`Partition::Drop`].
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(2).distributed(0, 4).unwrap();
+    /// assert_eq!(s.samples_per_rank(), 1);
+    /// ```
+    pub fn samples_per_rank(&self) -> usize {
+        match self.partition {
+            Partition::Pad => self.len.div_ceil(self.world_size),
+            Partition::Drop => self.len / self.world_size,
+        }
+    }
+
+    /// The order of `epoch` for this rank (cheap: nothing is materialised).
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(100).shuffle(true).seed(1);
+    /// assert_eq!(s.epoch(4).epoch(), 4);
+    /// assert_ne!(
+    ///     s.epoch(0).iter_from(0).collect::<Vec<_>>(),
+    ///     s.epoch(1).iter_from(0).collect::<Vec<_>>()
+    /// );
+    /// ```
     pub fn epoch(&self, epoch: u64) -> EpochOrder {
-        let _ = (epoch, self.len, self.shuffle, self.seed, self.rank, self.world_size, self.partition);
-        todo!("sampler helper")
+        EpochOrder {
+            epoch,
+            n: self.len,
+            per_rank: self.samples_per_rank(),
+            rank: self.rank,
+            world_size: self.world_size,
+            perm: self
+                .shuffle
+                .then(|| Permutation::new(self.len, seed_of(&[self.seed, epoch]))),
+        }
     }
 }
 
+/// The order of one epoch for one rank: `len()` positions, each mapped to a data set index in O(1).
+///
+/// ```
+/// let order = stoker::Sampler::new(6).distributed(0, 4).unwrap().epoch(0);
+/// // Global order 0..6 padded to 8 with 0, 1; rank 0 takes global positions 0 and 4.
+/// assert_eq!((order.len(), order.index(0), order.index(1)), (2, 0, 4));
+/// assert_eq!(order.get(2), None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochOrder {
+    epoch: u64,
+    n: usize,
+    per_rank: usize,
+    rank: usize,
+    world_size: usize,
+    perm: Option<Permutation>,
+}
+
 impl EpochOrder {
+    /// The epoch this order belongs to.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(3).epoch(2).epoch(), 2);
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Samples this rank sees in the epoch.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(3).epoch(0).len(), 3);
+    /// ```
     pub fn len(&self) -> usize {
-        todo!("sampler helper")
+        self.per_rank
     }
+
     /// `true` when the rank sees no samples.
+    ///
+    /// ```
+    /// assert!(stoker::Sampler::new(0).epoch(0).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.per_rank == 0
     }
-    /// Data set index at `position` (`< len()`).
+
+    /// Data set index at `position`, or `None` when `position >= len()`.
+    ///
+    /// ```
+    /// let order = stoker::Sampler::new(3).epoch(0);
+    /// assert_eq!((order.get(2), order.get(3)), (Some(2), None));
+    /// ```
+    pub fn get(&self, position: usize) -> Option<usize> {
+        (position < self.per_rank).then(|| self.index_unchecked(position))
+    }
+
+    /// Data set index at `position`. Precondition: `position < len()` (panics otherwise;
+    /// use [`get`](Self::get) to check).
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(3).epoch(0).index(1), 1);
+    /// ```
     pub fn index(&self, position: usize) -> usize {
-        let _ = position;
-        todo!("sampler helper")
+        assert!(
+            position < self.per_rank,
+            "epoch position {position} out of range 0..{}",
+            self.per_rank
+        );
+        self.index_unchecked(position)
+    }
+
+    /// The indices from `position` to the end of the epoch (empty when `position >= len()`),
+    /// exactly the tail of `iter_from(0)`: resuming mid-epoch.
+    ///
+    /// ```
+    /// let order = stoker::Sampler::new(5).shuffle(true).epoch(0);
+    /// let all: Vec<usize> = order.iter_from(0).collect();
+    /// assert_eq!(order.iter_from(2).collect::<Vec<_>>(), all[2..].to_vec());
+    /// assert_eq!(order.iter_from(9).len(), 0);
+    /// ```
+    pub fn iter_from(&self, position: usize) -> EpochIter {
+        EpochIter {
+            order: self.clone(),
+            front: position.min(self.per_rank),
+            back: self.per_rank,
+        }
+    }
+
+    /// Global position `q * world_size + rank`, wrapped into the epoch's order; `q < len()`.
+    #[inline]
+    fn index_unchecked(&self, q: usize) -> usize {
+        let p = match q
+            .checked_mul(self.world_size)
+            .and_then(|x| x.checked_add(self.rank))
+        {
+            Some(p) if p < self.n => p,
+            Some(p) => p % self.n,
+            None => {
+                ((q as u128 * self.world_size as u128 + self.rank as u128) % self.n as u128)
+                    as usize
+            }
+        };
+        match &self.perm {
+            Some(perm) => perm.apply(p),
+            None => p,
+        }
+    }
+}
+
+/// Iterator over the data set indices of an [`EpochOrder`] from some position on.
+///
+/// ```
+/// let mut it = stoker::Sampler::new(4).epoch(0).iter_from(1);
+/// assert_eq!(it.len(), 3);
+/// assert_eq!(it.next(), Some(1));
+/// assert_eq!(it.next_back(), Some(3));
+/// assert_eq!(it.position(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EpochIter {
+    order: EpochOrder,
+    front: usize,
+    back: usize,
+}
+
+impl EpochIter {
+    /// The epoch position of the next item from the front (what to save to resume later).
+    ///
+    /// ```
+    /// let mut it = stoker::Sampler::new(4).epoch(0).iter_from(0);
+    /// it.next();
+    /// assert_eq!(it.position(), 1);
+    /// ```
+    pub fn position(&self) -> usize {
+        self.front
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.front >= self.back {
+            return None;
+        }
+        let i = self.order.index_unchecked(self.front);
+        self.front += 1;
+        Some(i)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+
+    fn nth(&mut self, n: usize) -> Option<usize> {
+        self.front = self.front.saturating_add(n).min(self.back);
+        self.next()
+    }
+}
+
+impl DoubleEndedIterator for EpochIter {
+    fn next_back(&mut self) -> Option<usize> {
+        if self.front >= self.back {
+            return None;
+        }
+        self.back -= 1;
+        Some(self.order.index_unchecked(self.back))
+    }
+}
+
+impl ExactSizeIterator for EpochIter {}
+
+impl FusedIterator for EpochIter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::collections::HashSet;
+
+    fn collect(order: &EpochOrder) -> Vec<usize> {
+        order.iter_from(0).collect()
+    }
+
+    fn assert_bijection(n: usize, key: u64) {
+        let p = Permutation::new(n, key);
+        let mut seen = vec![false; n];
+        for i in 0..n {
+            let j = p.apply(i);
+            assert!(j < n, "n={n} key={key}: {i} -> {j}");
+            assert!(!seen[j], "n={n} key={key}: {j} hit twice");
+            seen[j] = true;
+            assert_eq!(p.invert(j), i, "n={n} key={key}");
+        }
+    }
+
+    #[test]
+    fn permutation_is_a_bijection() {
+        let sizes = [
+            0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 64, 65, 101, 997, 1000, 4096, 4097, 7919,
+        ];
+        for &n in &sizes {
+            for key in [0, 1, 2, 0xdead_beef, u64::MAX] {
+                assert_bijection(n, key);
+            }
+        }
+    }
+
+    #[test]
+    fn permutation_small_sizes() {
+        assert!(Permutation::new(0, 5).is_empty());
+        assert_eq!(Permutation::new(1, 5).apply(0), 0);
+        // Over a few keys n = 2 must show both orders.
+        let swaps: HashSet<usize> = (0..32).map(|k| Permutation::new(2, k).apply(0)).collect();
+        assert_eq!(swaps.len(), 2);
+    }
+
+    #[test]
+    fn permutation_huge_domains_do_not_overflow() {
+        for n in [1usize << 40, (1 << 40) + 1, (1 << 62) + 3, usize::MAX] {
+            let p = Permutation::new(n, 11);
+            let points = [0, 1, n / 2, n - 2, n - 1];
+            let images: HashSet<usize> = points.iter().map(|&i| p.apply(i)).collect();
+            assert_eq!(images.len(), points.len(), "n={n}");
+            for &i in &points {
+                let j = p.apply(i);
+                assert!(j < n);
+                assert_eq!(p.invert(j), i, "n={n} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn different_keys_give_different_orders() {
+        for n in [8, 10, 33, 1000] {
+            let orders: Vec<Vec<usize>> = (0..16u64)
+                .map(|k| {
+                    let p = Permutation::new(n, k);
+                    (0..n).map(|i| p.apply(i)).collect()
+                })
+                .collect();
+            for w in orders.windows(2) {
+                assert_ne!(w[0], w[1], "n={n}");
+            }
+            assert_ne!(orders[0], (0..n).collect::<Vec<_>>(), "n={n} is identity");
+        }
+    }
+
+    #[test]
+    fn mean_walk_length_is_small() {
+        for n in [2, 3, 5, 17, 100, 1000, 4097, 65537] {
+            for key in [3, 99] {
+                let p = Permutation::new(n, key);
+                let total: u64 = (0..n).map(|i| p.apply_counted(i).1 as u64).sum();
+                let mean = total as f64 / n as f64;
+                assert!(mean < 4.0, "n={n} key={key}: mean walk {mean}");
+            }
+        }
+    }
+
+    /// Chi-square statistic of `counts` against a uniform expectation.
+    fn chi_square(counts: &[u64]) -> f64 {
+        let total: u64 = counts.iter().sum();
+        let expected = total as f64 / counts.len() as f64;
+        counts
+            .iter()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum()
+    }
+
+    // df = 9: P(chi2 > 40) ~ 7e-6. A constant or rotating placement gives ~ 9 * trials.
+    const CHI2_LIMIT_DF9: f64 = 40.0;
+
+    #[test]
+    fn shuffle_places_an_element_uniformly() {
+        let n = 10;
+        let trials = 4000u64;
+        // Image of element 0 under the permutation, over keys.
+        let mut image = vec![0u64; n];
+        // Position of element 0 in the epoch's order, over seeds.
+        let mut position = vec![0u64; n];
+        for key in 0..trials {
+            image[Permutation::new(n, key).apply(0)] += 1;
+            let order = collect(&Sampler::new(n).shuffle(true).seed(key).epoch(5));
+            position[order.iter().position(|&i| i == 0).unwrap()] += 1;
+        }
+        let (a, b) = (chi_square(&image), chi_square(&position));
+        assert!(a < CHI2_LIMIT_DF9, "image chi2 {a}: {image:?}");
+        assert!(b < CHI2_LIMIT_DF9, "position chi2 {b}: {position:?}");
+        // The same statistic rejects a broken shuffle.
+        let mut rotated = vec![0u64; n];
+        for key in 0..trials {
+            rotated[(key as usize % 2 + 3) % n] += 1;
+        }
+        assert!(chi_square(&rotated) > CHI2_LIMIT_DF9);
+    }
+
+    #[test]
+    fn shuffle_pairwise_order_is_balanced() {
+        let trials = 4000u64;
+        for (n, a, b) in [(10, 0, 1), (10, 3, 9), (1000, 0, 999)] {
+            let before = (0..trials)
+                .filter(|&k| {
+                    let p = Permutation::new(n, k);
+                    p.apply(a) < p.apply(b)
+                })
+                .count() as f64;
+            // sd = sqrt(trials) / 2 ~ 31.6; allow ~ 5 sd.
+            assert!(
+                (before - trials as f64 / 2.0).abs() < 160.0,
+                "n={n} ({a},{b}) before in {before} of {trials}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_seed_and_epoch_give_same_order() {
+        let s = Sampler::new(257).shuffle(true).seed(42);
+        assert_eq!(collect(&s.epoch(3)), collect(&s.clone().epoch(3)));
+        assert_eq!(s.epoch(3), s.epoch(3));
+        let t = Sampler::new(257).shuffle(true).seed(43);
+        assert_ne!(collect(&s.epoch(3)), collect(&t.epoch(3)));
+        let mut order = collect(&s.epoch(3));
+        assert_ne!(order, (0..257).collect::<Vec<_>>());
+        order.sort_unstable();
+        assert_eq!(order, (0..257).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn different_epochs_give_different_orders() {
+        for n in [8, 50, 1000] {
+            let s = Sampler::new(n).shuffle(true).seed(7);
+            let orders: Vec<Vec<usize>> = (0..6).map(|e| collect(&s.epoch(e))).collect();
+            for i in 0..orders.len() {
+                for j in i + 1..orders.len() {
+                    assert_ne!(orders[i], orders[j], "n={n} epochs {i} and {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sequential_mode_is_identity() {
+        for n in [0, 1, 9, 100] {
+            let s = Sampler::new(n).seed(99);
+            for e in [0, 1, 7] {
+                assert_eq!(collect(&s.epoch(e)), (0..n).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_split_the_epoch() {
+        for world in 1..=4usize {
+            for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 12, 13, 16, 17, 101] {
+                for shuffle in [false, true] {
+                    let base = Sampler::new(n).shuffle(shuffle).seed(5);
+                    let global = collect(&base.epoch(2));
+                    for partition in [Partition::Pad, Partition::Drop] {
+                        let per_rank: Vec<Vec<usize>> = (0..world)
+                            .map(|r| {
+                                let s = base
+                                    .clone()
+                                    .partition(partition)
+                                    .distributed(r, world)
+                                    .unwrap();
+                                collect(&s.epoch(2))
+                            })
+                            .collect();
+                        let ctx = format!("n={n} world={world} shuffle={shuffle} {partition:?}");
+                        let len = per_rank[0].len();
+                        assert!(per_rank.iter().all(|v| v.len() == len), "{ctx}");
+                        // Rank r's position q is global position q * world + r (wrapped).
+                        for (r, v) in per_rank.iter().enumerate() {
+                            for (q, &i) in v.iter().enumerate() {
+                                assert_eq!(i, global[(q * world + r) % n], "{ctx}");
+                            }
+                        }
+                        let all: Vec<usize> = per_rank.concat();
+                        let distinct: HashSet<usize> = all.iter().copied().collect();
+                        match partition {
+                            Partition::Drop => {
+                                assert_eq!(len, n / world, "{ctx}");
+                                assert_eq!(distinct.len(), all.len(), "{ctx}: overlap");
+                                assert_eq!(distinct.len(), n / world * world, "{ctx}");
+                            }
+                            Partition::Pad => {
+                                assert_eq!(len, n.div_ceil(world), "{ctx}");
+                                assert_eq!(distinct.len(), n, "{ctx}: not covered");
+                                // Duplicates only from padding: the padded tail repeats the
+                                // start of the global order.
+                                let mut counts = vec![0usize; n];
+                                for &i in &all {
+                                    counts[i] += 1;
+                                }
+                                let mut expected = vec![1usize; n];
+                                for p in n..len * world {
+                                    expected[global[p % n]] += 1;
+                                }
+                                assert_eq!(counts, expected, "{ctx}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resume_matches_uninterrupted_run() {
+        for (n, world, rank) in [(0, 1, 0), (1, 3, 2), (10, 1, 0), (37, 4, 3), (64, 2, 1)] {
+            for partition in [Partition::Pad, Partition::Drop] {
+                let s = Sampler::new(n)
+                    .shuffle(true)
+                    .seed(123)
+                    .partition(partition)
+                    .distributed(rank, world)
+                    .unwrap();
+                let order = s.epoch(9);
+                let full = collect(&order);
+                assert_eq!(full.len(), order.len());
+                for p in 0..=full.len() + 2 {
+                    let tail: Vec<usize> = order.iter_from(p).collect();
+                    assert_eq!(tail, full[p.min(full.len())..].to_vec(), "n={n} p={p}");
+                    assert_eq!(order.iter_from(p).len(), tail.len());
+                    // A fresh EpochOrder (new process) resumes identically.
+                    assert_eq!(s.epoch(9).get(p), full.get(p).copied());
+                }
+                let mut it = order.iter_from(0);
+                if full.len() > 2 {
+                    assert_eq!(it.nth(2), Some(full[2]));
+                    assert_eq!(it.position(), 3);
+                }
+                let rev: Vec<usize> = order.iter_from(0).rev().collect();
+                assert_eq!(rev, full.iter().rev().copied().collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "epoch position 3 out of range 0..3")]
+    fn index_out_of_range_says_so() {
+        Sampler::new(3).epoch(0).index(3);
+    }
+
+    #[test]
+    fn distributed_validates() {
+        assert!(Sampler::new(4).distributed(3, 4).is_ok());
+        let e = Sampler::new(4).distributed(4, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.message(), "rank 4 must be < world_size 4");
+        let e = Sampler::new(4).distributed(0, 0).unwrap_err();
+        assert_eq!(e.message(), "world_size must be > 0");
+    }
+
+    #[test]
+    fn distributed_from_values_parses() {
+        let s = Sampler::new(10)
+            .distributed_from_values(Some("3"), Some(" 4\n"))
+            .unwrap();
+        assert_eq!((s.rank(), s.world_size()), (3, 4));
+        // Absent: unchanged.
+        let before = Sampler::new(10).seed(3).distributed(1, 2).unwrap();
+        let after = before.clone().distributed_from_values(None, None).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn distributed_from_values_rejects_bad_values() {
+        let s = Sampler::new(10);
+        let e = s
+            .clone()
+            .distributed_from_values(Some("abc"), Some("4"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("RANK") && e.message().contains("abc"));
+        let e = s
+            .clone()
+            .distributed_from_values(Some("0"), Some("-2"))
+            .unwrap_err();
+        assert!(e.message().contains("WORLD_SIZE") && e.message().contains("-2"));
+        for (r, w) in [("4", "4"), ("0", "0"), ("", "1")] {
+            let e = s
+                .clone()
+                .distributed_from_values(Some(r), Some(w))
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{r}/{w}");
+        }
+        assert!(s.clone().distributed_from_values(Some("0"), None).is_err());
+        assert!(s.distributed_from_values(None, Some("2")).is_err());
+    }
+
+    #[test]
+    fn builder_and_getters() {
+        let s = Sampler::new(11)
+            .shuffle(true)
+            .seed(8)
+            .partition(Partition::Drop)
+            .distributed(1, 3)
+            .unwrap();
+        assert_eq!(s.len(), 11);
+        assert!(!s.is_empty());
+        assert!(s.is_shuffled());
+        assert_eq!(s.seed_value(), 8);
+        assert_eq!(s.partition_mode(), Partition::Drop);
+        assert_eq!((s.rank(), s.world_size()), (1, 3));
+        assert_eq!(s.samples_per_rank(), 3);
+        assert_eq!(s.epoch(4).epoch(), 4);
+        assert_eq!(
+            Sampler::new(0)
+                .distributed(2, 3)
+                .unwrap()
+                .samples_per_rank(),
+            0
+        );
     }
 }

@@ -43,9 +43,9 @@ struct BenchArgs {
     /// Batches prepared ahead of the consumer.
     #[arg(long, default_value_t = 2)]
     prefetch: usize,
-    /// Epochs to run.
-    #[arg(long, default_value_t = 1)]
-    epochs: u64,
+    /// Epochs to run (default: as many as take at least 2 s, and at least 3).
+    #[arg(long)]
+    epochs: Option<u64>,
     /// Output size WxH (default: the source's size).
     #[arg(long, value_parser = parse_size)]
     size: Option<(usize, usize)>,
@@ -170,7 +170,15 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
     }
     let mut digest = a.digest.then(Digest::new);
     let start = Instant::now();
-    for e in 0..a.epochs {
+    let mut epochs = 0;
+    let more = |e: u64, start: Instant| match a.epochs {
+        Some(n) => e < n,
+        None => e < 3 || start.elapsed().as_secs_f64() < 2.0,
+    };
+    let verbose = !a.json && a.epochs.is_some_and(|n| n <= 20);
+    while more(epochs, start) {
+        let e = epochs;
+        epochs += 1;
         let t = Instant::now();
         let mut n = 0usize;
         for batch in loader.epoch(e) {
@@ -180,7 +188,7 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
                 d.update(&batch);
             }
         }
-        if !a.json {
+        if verbose {
             let s = t.elapsed().as_secs_f64();
             println!(
                 "epoch {e}: {n} images in {s:.3} s, {:.0} images/s",
@@ -203,7 +211,7 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
             st.samples,
             st.batches,
             st.skipped,
-            a.epochs,
+            epochs,
             st.bytes_read,
             loader.num_workers(),
             loader.batch_size(),
@@ -226,7 +234,8 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         println!("{j}");
     } else {
         println!(
-            "total: {} images in {} batches, {wall:.3} s: {ips:.0} images/s, {:.1} MB/s read",
+            "total: {} epochs, {} images in {} batches, {wall:.3} s: {ips:.0} images/s, {:.1} MB/s read",
+            epochs,
             st.samples,
             st.batches,
             st.bytes_read as f64 / 1e6 / wall

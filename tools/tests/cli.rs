@@ -1,0 +1,169 @@
+//! The `stoker` binary as a user runs it.
+
+use std::path::Path;
+use std::process::Command;
+
+fn stoker(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run stoker")
+}
+
+/// The value of `"key":` in a flat JSON object printed by `--json`.
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let k = format!("\"{key}\":");
+    let start = json
+        .find(&k)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + k.len();
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
+}
+
+#[test]
+fn bench_digest_is_the_same_for_any_workers_and_prefetch() {
+    let mut digests = Vec::new();
+    for (w, p) in [("0", "1"), ("1", "8"), ("2", "1"), ("2", "8")] {
+        let out = stoker(&[
+            "bench",
+            "--digest",
+            "--json",
+            "--workers",
+            w,
+            "--prefetch",
+            p,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "6",
+            "--seed",
+            "3",
+            "--dtype",
+            "f16",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(json.trim().lines().count(), 1, "one JSON object: {json}");
+        assert_eq!(field(&json, "samples"), "64");
+        assert_eq!(field(&json, "batches"), "12");
+        assert_eq!(field(&json, "skipped"), "0");
+        assert!(field(&json, "images_per_s").parse::<f64>().unwrap() > 0.0);
+        digests.push(field(&json, "digest").to_string());
+    }
+    assert!(digests.windows(2).all(|d| d[0] == d[1]), "{digests:?}");
+    // A different seed gives a different digest.
+    let out = stoker(&[
+        "bench",
+        "--digest",
+        "--json",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "6",
+        "--seed",
+        "4",
+        "--dtype",
+        "f16",
+    ]);
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_ne!(field(&json, "digest"), digests[0]);
+}
+
+#[test]
+fn bench_reads_npy_and_manifest_with_equal_pixels() {
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "bench", "--digest", "--json", "--epochs", "1", "--dtype", "u8", "--layout", "nhwc",
+            "--seed", "9",
+        ];
+        all.extend_from_slice(args);
+        let out = stoker(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        field(&String::from_utf8(out.stdout).unwrap(), "digest").to_string()
+    };
+    let folder = run(&[]);
+    assert_eq!(folder, run(&["fixtures/manifest.csv"]));
+    assert_eq!(
+        folder,
+        run(&[
+            "fixtures/npy/images-*.npy",
+            "--labels",
+            "fixtures/npy/labels-*.npy"
+        ])
+    );
+}
+
+#[test]
+fn bench_reports_in_words_by_default() {
+    let out = stoker(&["bench", "--epochs", "1"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["images/s", "consumer waited", "decode", "skipped: 0"] {
+        assert!(text.contains(needle), "{needle:?} missing in {text}");
+    }
+}
+
+#[test]
+fn bad_paths_and_flags_are_clear_errors() {
+    let out = stoker(&["bench", "no/such/folder"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no/such/folder"), "{err}");
+
+    let out = stoker(&["bench", "--dtype", "f64"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("unknown dtype"));
+
+    let out = stoker(&["bench", "--size", "12by3"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn skip_policy_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("c");
+    std::fs::create_dir_all(&class).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/photos-256x144/class-a");
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, class.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(class.join("zz-broken.jpg"), b"\xff\xd8\xff garbage").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = stoker(&["bench", d, "--epochs", "1", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("zz-broken.jpg"));
+    let out = stoker(&[
+        "bench",
+        d,
+        "--epochs",
+        "1",
+        "--json",
+        "--on-error",
+        "skip",
+        "--no-shuffle",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(field(&json, "skipped"), "1");
+    assert_eq!(field(&json, "samples"), "8");
+}
