@@ -5,14 +5,17 @@
 //! same pixels as one NPY file. Made once under `target/bench-data/`.
 //!
 //! Benchmarks (batch 256, shuffled, f32 NCHW, ImageNet normalisation, no augmentation):
-//! - `decode_only`: libjpeg-turbo alone on the same files' bytes (already in memory), split
-//!   over the same number of threads: the ceiling for the JPEG path;
+//! - `decode_only`: read each file and decode it with libjpeg-turbo alone, split over the same
+//!   number of threads: the ceiling for the loader's JPEG path;
+//! - `decode_in_memory`: the decoder alone on bytes already in memory;
 //! - `jpeg_folder`: the loader over the folder (read + decode + normalise + write into slots);
+//! - `jpeg_folder_u8`: the same, writing u8 NHWC (no conversion, a quarter of the bytes);
 //! - `npy`: the loader over the memory-mapped NPY file.
 //!
 //! Compare `jpeg_folder` with `decode_only` at the same thread count (the ratio is the loader's
 //! overhead), and 2 threads with 1 (scaling). Run: `cargo bench --bench pipeline`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -165,18 +168,33 @@ fn make(folder: &Path, npy: &Path) {
     stoker::source::save_npy(npy, "|u1", &[N, H, W, 3], &all_pixels).unwrap();
 }
 
-#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
-fn decode_only(bencher: Bencher, threads: usize) {
+/// libjpeg-turbo alone over `threads` threads, each decoding every `threads`-th file; with
+/// `from_files` each file is first read (into a reused buffer) as the loader does.
+fn decode(bencher: Bencher, threads: usize, from_files: bool) {
     let d = data();
+    let mut files: Vec<PathBuf> = walk(&d.folder);
+    files.sort();
+    let files = &files;
     bencher.counter(ItemsCount::new(N)).bench_local(|| {
         std::thread::scope(|s| {
             for t in 0..threads {
                 s.spawn(move || {
                     let mut dec = Decompressor::new().unwrap();
                     let mut out = vec![0u8; W * H * 3];
+                    let mut buf = Vec::new();
                     for j in (t..N).step_by(threads) {
+                        let bytes = if from_files {
+                            buf.clear();
+                            std::fs::File::open(&files[j])
+                                .unwrap()
+                                .read_to_end(&mut buf)
+                                .unwrap();
+                            &buf[..]
+                        } else {
+                            &d.jpegs[j][..]
+                        };
                         dec.decompress(
-                            &d.jpegs[j],
+                            bytes,
                             Image {
                                 pixels: &mut out[..],
                                 width: W,
@@ -194,15 +212,33 @@ fn decode_only(bencher: Bencher, threads: usize) {
     });
 }
 
+/// Read each file and decode it: the ceiling for the loader's JPEG path.
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn decode_only(bencher: Bencher, threads: usize) {
+    decode(bencher, threads, true);
+}
+
+/// Decode bytes already in memory (no file reads): the decoder alone.
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn decode_in_memory(bencher: Bencher, threads: usize) {
+    decode(bencher, threads, false);
+}
+
 fn run_loader<S: stoker::source::Source + 'static>(bencher: Bencher, source: S, workers: usize) {
-    let mut loader = Loader::builder(source)
+    let loader = Loader::builder(source)
         .batch_size(BATCH)
         .shuffle(true)
         .num_workers(workers)
         .prefetch(2)
-        .normalize(Normalize::imagenet())
-        .build()
-        .unwrap();
+        .normalize(Normalize::imagenet());
+    run_built(bencher, loader);
+}
+
+fn run_built<S: stoker::source::Source + 'static>(
+    bencher: Bencher,
+    builder: stoker::LoaderBuilder<S>,
+) {
+    let mut loader = builder.build().unwrap();
     let mut epoch = 0;
     bencher.counter(ItemsCount::new(N)).bench_local(|| {
         for b in loader.epoch(epoch) {
@@ -215,6 +251,18 @@ fn run_loader<S: stoker::source::Source + 'static>(bencher: Bencher, source: S, 
 #[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
 fn jpeg_folder(bencher: Bencher, workers: usize) {
     run_loader(bencher, ImageFolder::open(&data().folder).unwrap(), workers);
+}
+
+/// The same with u8 NHWC output (4× fewer bytes written than f32): what the write costs.
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn jpeg_folder_u8(bencher: Bencher, workers: usize) {
+    let b = Loader::builder(ImageFolder::open(&data().folder).unwrap())
+        .batch_size(BATCH)
+        .shuffle(true)
+        .num_workers(workers)
+        .dtype(stoker::DType::U8)
+        .layout(stoker::Layout::Nhwc);
+    run_built(bencher, b);
 }
 
 #[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]

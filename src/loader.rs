@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::batch::{AlignedAlloc, Allocator, Batch, Buffer, Pool};
 use crate::decode::Decoder;
@@ -241,6 +241,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             &*self.allocator,
         )?;
         let window = self.prefetch * self.batch_size;
+        let (bell_tx, bell_rx) = crossbeam_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
             source: self.source,
             spec: Arc::clone(&spec),
@@ -248,6 +249,9 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             transform: self.transform,
             counters: Counters::default(),
             active_gen: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            bell: bell_tx,
         });
         let num_workers = self.num_workers.unwrap_or_else(|| {
             thread::available_parallelism()
@@ -292,6 +296,8 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             num_workers,
             task_tx: Some(task_tx),
             result_rx,
+            bell_rx,
+            received: 0,
             workers,
             inline,
             gen: 0,
@@ -333,6 +339,13 @@ struct Shared<S> {
     counters: Counters,
     /// Tasks of any other generation are cancelled (answered without work).
     active_gen: AtomicU64,
+    /// Results sent by the workers, in all.
+    sent: AtomicU64,
+    /// The consumer sleeps until `sent` reaches this; the worker that gets there rings `bell`.
+    /// Waking the consumer per batch rather than per sample spares the workers a system call
+    /// and an inter-processor interrupt for every sample.
+    wake_at: AtomicU64,
+    bell: Sender<()>,
 }
 
 impl<S: Source> Shared<S> {
@@ -386,6 +399,10 @@ struct Done {
     result: Result<Option<i64>>,
 }
 
+fn workers_gone() -> Error {
+    Error::new(ErrorKind::Panic, "every worker thread has exited")
+}
+
 fn cancelled() -> Error {
     Error::new(ErrorKind::Config, "cancelled")
 }
@@ -420,6 +437,10 @@ fn worker_main<S: Source>(
         };
         if results.send(done).is_err() {
             break; // the loader is gone
+        }
+        let sent = sh.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        if sent >= sh.wake_at.load(Ordering::SeqCst) {
+            let _ = sh.bell.try_send(()); // full: the consumer is already being woken
         }
     }
 }
@@ -593,6 +614,9 @@ pub struct Loader<S: Source + 'static> {
     num_workers: usize,
     task_tx: Option<Sender<Task>>,
     result_rx: Receiver<Done>,
+    bell_rx: Receiver<()>,
+    /// Results taken from `result_rx`, in all (compared with `Shared::sent`).
+    received: u64,
     workers: Vec<JoinHandle<()>>,
     inline: Option<WorkerCtx>,
     gen: u64,
@@ -719,7 +743,10 @@ impl<S: Source + 'static> Loader<S> {
         self.shared.active_gen.store(0, Ordering::Release);
         while self.state.outstanding > 0 {
             match self.result_rx.recv() {
-                Ok(_) => self.state.outstanding -= 1,
+                Ok(_) => {
+                    self.state.outstanding -= 1;
+                    self.received += 1;
+                }
                 Err(_) => break, // every worker is gone: nothing can still write
             }
         }
@@ -785,7 +812,7 @@ impl<S: Source + 'static> Loader<S> {
                     // Never blocks: at most `window` tasks are in flight and the channel
                     // holds `window`. Fails only if every worker is gone.
                     if tx.send(task).is_err() {
-                        let e = Error::new(ErrorKind::Panic, "every worker thread has exited");
+                        let e = workers_gone();
                         st.ring.back_mut().expect("just pushed").state = Slot::Failed(e);
                     } else {
                         st.outstanding += 1;
@@ -857,21 +884,64 @@ impl<S: Source + 'static> Loader<S> {
         Ok(())
     }
 
-    /// Waits for one worker result and records it.
-    fn receive(&mut self) -> Result<()> {
-        let t = Instant::now();
-        let done = self.result_rx.recv();
-        Counters::add(&self.shared.counters.wait_ns, t.elapsed().as_nanos() as u64);
-        let done =
-            done.map_err(|_| Error::new(ErrorKind::Panic, "every worker thread has exited"))?;
+    /// Records one worker result in its ring entry.
+    fn record(&mut self, done: Done) {
         self.state.outstanding -= 1;
+        self.received += 1;
         debug_assert_eq!(done.gen, self.gen, "stale results are drained");
         let i = done.pos - self.state.done_pos;
         self.state.ring[i].state = match done.result {
             Ok(label) => Slot::Ready(label),
             Err(e) => Slot::Failed(e),
         };
-        Ok(())
+    }
+
+    /// Takes every result that has arrived; `Ok(n)` with how many.
+    fn take_arrived(&mut self) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            match self.result_rx.try_recv() {
+                Ok(done) => {
+                    self.record(done);
+                    n += 1;
+                }
+                Err(TryRecvError::Empty) => return Ok(n),
+                Err(TryRecvError::Disconnected) => return Err(workers_gone()),
+            }
+        }
+    }
+
+    /// Waits for results: sleeps until enough have arrived to fill the front batch (one
+    /// wake-up per batch, not per sample), then takes them.
+    fn receive(&mut self) -> Result<()> {
+        if self.take_arrived()? > 0 {
+            return Ok(());
+        }
+        let b = self.batch_size;
+        let st = &self.state;
+        let room = ((st.front_batch + 1) * b - st.placed).clamp(1, st.ring.len().max(1));
+        let needed = st
+            .ring
+            .iter()
+            .take(room)
+            .filter(|e| matches!(e.state, Slot::Pending))
+            .count()
+            .max(1);
+        let target = self.received + needed as u64;
+        let t = Instant::now();
+        self.shared.wake_at.store(target, Ordering::SeqCst);
+        while self.shared.sent.load(Ordering::SeqCst) < target {
+            if let Err(RecvTimeoutError::Timeout) =
+                self.bell_rx.recv_timeout(Duration::from_millis(50))
+            {
+                if self.workers.iter().all(|w| w.is_finished()) {
+                    return Err(workers_gone());
+                }
+            }
+        }
+        self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);
+        Counters::add(&self.shared.counters.wait_ns, t.elapsed().as_nanos() as u64);
+        self.take_arrived().map(|_| ())
     }
 
     /// The front batch, when it is full (or the last one of the pass).
