@@ -360,6 +360,18 @@ impl Batch {
     }
 
     /// Class labels, one per sample, when the source has labels.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::ImageFolder};
+    /// let mut l = Loader::builder(ImageFolder::open("fixtures/photos-256x144")?).batch_size(8).build()?;
+    /// let b = l.epoch(0).next().unwrap()?;
+    /// assert_eq!(b.labels(), Some(&[0i64; 8][..])); // the first 8 images are class-a
+    /// assert_eq!(b.indices(), &[0, 1, 2, 3, 4, 5, 6, 7]);
+    /// assert_eq!((b.epoch(), b.first_position(), b.next_position()), (0, 0, 8));
+    /// assert_eq!(b.shape(), [8, 3, 144, 256]);
+    /// assert_eq!(b.as_bytes().len(), 8 * 3 * 144 * 256 * 4);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
     pub fn labels(&self) -> Option<&[i64]> {
         self.has_labels.then(|| &self.buf().labels[..])
     }

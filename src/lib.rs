@@ -17,6 +17,8 @@
 //! # Ok::<(), stoker::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod decode;
 pub mod digest;

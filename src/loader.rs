@@ -648,12 +648,34 @@ impl<S: Source + 'static> Loader<S> {
     }
 
     /// The batches of `epoch`, in order.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(10).build()?;
+    /// let sizes: Vec<usize> = loader.epoch(0).map(|b| b.map(|b| b.len())).collect::<Result<_, _>>()?;
+    /// assert_eq!(sizes, [10, 10, 10, 2]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
     pub fn epoch(&mut self, epoch: u64) -> Epoch<'_, S> {
         self.epoch_from(epoch, 0)
     }
 
     /// The batches of `epoch` from stream position `position` on (a [`Batch::next_position`]
     /// saved in a checkpoint): exactly the batches an uninterrupted epoch would yield after it.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(8).shuffle(true).seed(3).build()?;
+    /// let all: Vec<Vec<usize>> =
+    ///     loader.epoch(5).map(|b| b.map(|b| b.indices().to_vec())).collect::<Result<_, _>>()?;
+    /// // A checkpoint taken after the second batch stores its `next_position()` (here 16).
+    /// let tail: Vec<Vec<usize>> =
+    ///     loader.epoch_from(5, 16).map(|b| b.map(|b| b.indices().to_vec())).collect::<Result<_, _>>()?;
+    /// assert_eq!(tail, all[2..]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
     pub fn epoch_from(&mut self, epoch: u64, position: usize) -> Epoch<'_, S> {
         self.drain();
         self.gen += 1;
@@ -688,6 +710,14 @@ impl<S: Source + 'static> Loader<S> {
     }
 
     /// Batches in one epoch when no sample is skipped.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let l = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(5).distributed(1, 2).build()?;
+    /// assert_eq!(l.batches_per_epoch(), 4); // 16 samples for rank 1 of 2, in batches of 5
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
     pub fn batches_per_epoch(&self) -> usize {
         let n = self.sampler.samples_per_rank();
         if self.drop_last {
