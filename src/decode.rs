@@ -213,6 +213,46 @@ impl Decoder {
         }
     }
 
+    /// Decodes JPEG or PNG `bytes` to `channels` (1 or 3) u8 values per pixel without
+    /// resizing: a JPEG is downscaled in the DCT domain by the largest factor (1/2, 1/4, 1/8)
+    /// that keeps it at least `min_size` (see [`jpeg_scale`]); a PNG comes at its stored size.
+    ///
+    /// ```
+    /// let bytes = std::fs::read(concat!(
+    ///     env!("CARGO_MANIFEST_DIR"),
+    ///     "/fixtures/photos-256x144/class-a/photo-00.jpg"
+    /// ))?;
+    /// let mut decoder = stoker::decode::Decoder::new()?;
+    /// let img = decoder.decode_reduced(&bytes, 3, (100, 50))?; // 1/2 keeps 128x72 >= 100x50
+    /// assert_eq!((img.width, img.height), (128, 72));
+    /// assert!(decoder.decode_reduced(&bytes, 3, (0, 50)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode_reduced(
+        &mut self,
+        bytes: &[u8],
+        channels: usize,
+        min_size: (usize, usize),
+    ) -> Result<ImageView<'_>> {
+        check_channels(channels)?;
+        if min_size.0 == 0 || min_size.1 == 0 {
+            return Err(Error::config(format!(
+                "output size {}x{} is empty",
+                min_size.0, min_size.1
+            )));
+        }
+        let (w, h) = match sniff(bytes)? {
+            Format::Jpeg => self.decode_jpeg(bytes, channels, Some(min_size))?,
+            Format::Png => self.decode_png(bytes, channels)?,
+        };
+        Ok(view(
+            w,
+            h,
+            channels,
+            Pixels::U8(&self.decoded[..w * h * channels]),
+        ))
+    }
+
     /// Resizes decoded pixels (u8 or f32, 1 or 3 channels) to `(width, height)` with the
     /// decoder's [`Filter`], into the decoder's own buffer.
     ///

@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod batch;
 pub mod decode;
 pub mod digest;
@@ -32,11 +33,12 @@ pub mod source;
 pub mod stats;
 pub mod transform;
 
+pub use augment::Augment;
 pub use batch::Batch;
 pub use error::{Error, ErrorKind, Result};
 pub use image::{ImageView, Pixels};
 pub use loader::{Epoch, Loader, LoaderBuilder, OnError};
 pub use output::{DType, Layout, Normalize, OutputSpec};
 pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
-pub use source::{ImageFolder, NpySource};
+pub use source::{Hdf5Source, ImageFolder, NpySource, TarSource};
 pub use stats::Stats;

@@ -263,7 +263,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         let mut workers = Vec::with_capacity(num_workers);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(num_workers);
         for w in 0..num_workers {
-            let ctx = WorkerCtx::new(&spec)?;
+            let ctx = WorkerCtx::new(&spec, &*shared.transform)?;
             let (sh, rx, tx) = (Arc::clone(&shared), task_rx.clone(), result_tx.clone());
             let ready = ready_tx.clone();
             let handle = thread::Builder::new()
@@ -281,7 +281,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             }
         }
         let inline = if num_workers == 0 {
-            Some(WorkerCtx::new(&spec)?)
+            Some(WorkerCtx::new(&spec, &*shared.transform)?)
         } else {
             None
         };
@@ -365,15 +365,18 @@ struct WorkerCtx {
     decoder: Decoder,
     store_u8: Store,
     store_f32: Store,
+    /// The transform's per-worker scratch ([`Transform::scratch`]).
+    scratch: Box<dyn std::any::Any + Send>,
 }
 
 impl WorkerCtx {
-    fn new(spec: &OutputSpec) -> Result<WorkerCtx> {
+    fn new(spec: &OutputSpec, transform: &dyn Transform) -> Result<WorkerCtx> {
         Ok(WorkerCtx {
             buf: Vec::new(),
             decoder: Decoder::new()?,
             store_u8: Store::new(spec, SrcType::U8)?,
             store_f32: Store::new(spec, SrcType::F32)?,
+            scratch: transform.scratch(),
         })
     }
 }
@@ -456,7 +459,7 @@ fn run_task<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resu
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            if let Ok(fresh) = WorkerCtx::new(&sh.spec) {
+            if let Ok(fresh) = WorkerCtx::new(&sh.spec, &*sh.transform) {
                 *ctx = fresh;
             }
             Err(sh.locate(
@@ -475,7 +478,9 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         decoder,
         store_u8,
         store_f32,
+        scratch,
     } = ctx;
+    let at_source = sh.transform.samples_source();
     let t0 = Instant::now();
     let item = sh
         .source
@@ -485,9 +490,12 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
     let img: ImageView<'_> = match item.raw {
         Raw::Encoded(bytes) => {
             Counters::add(&c.bytes_read, bytes.len() as u64);
-            decoder
-                .decode(bytes, spec.channels, Some((spec.width, spec.height)))
-                .map_err(|e| sh.locate(e, task.index))?
+            if at_source {
+                decoder.decode_reduced(bytes, spec.channels, (spec.width, spec.height))
+            } else {
+                decoder.decode(bytes, spec.channels, Some((spec.width, spec.height)))
+            }
+            .map_err(|e| sh.locate(e, task.index))?
         }
         Raw::Pixels(v) => {
             let elem = match v.pixels {
@@ -510,7 +518,7 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
                     task.index,
                 ));
             }
-            if (v.width, v.height) == (spec.width, spec.height) {
+            if at_source || (v.width, v.height) == (spec.width, spec.height) {
                 v
             } else {
                 decoder
@@ -527,6 +535,7 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         store_u8,
         store_f32,
         write_time: Duration::ZERO,
+        scratch: &mut **scratch,
     };
     let mut rng = SampleRng::for_sample(sh.seed, task.epoch, task.index);
     let info = SampleInfo {

@@ -5,6 +5,7 @@
 //! that converts and stores pixels into the sample's slot of the batch buffer. The
 //! augmentation engine implements this trait; [`Identity`] stores the pixels unchanged.
 
+use std::any::Any;
 use std::time::{Duration, Instant};
 
 use crate::output::{SrcType, Store};
@@ -19,6 +20,7 @@ pub struct SlotWriter<'a> {
     pub(crate) store_u8: &'a mut Store,
     pub(crate) store_f32: &'a mut Store,
     pub(crate) write_time: Duration,
+    pub(crate) scratch: &'a mut (dyn Any + Send),
 }
 
 impl<'a> SlotWriter<'a> {
@@ -39,6 +41,18 @@ impl<'a> SlotWriter<'a> {
             SrcType::U8 => (&mut *self.store_u8, &mut *self.slot),
             SrcType::F32 => (&mut *self.store_f32, &mut *self.slot),
         }
+    }
+
+    /// Like [`SlotWriter::parts`], plus the worker's scratch made by [`Transform::scratch`].
+    pub fn parts_with_scratch(
+        &mut self,
+        src: SrcType,
+    ) -> (&mut Store, &mut [u8], &mut (dyn Any + Send)) {
+        let (store, slot) = match src {
+            SrcType::U8 => (&mut *self.store_u8, &mut *self.slot),
+            SrcType::F32 => (&mut *self.store_f32, &mut *self.slot),
+        };
+        (store, slot, &mut *self.scratch)
     }
 }
 
@@ -70,6 +84,30 @@ pub trait Transform: Send + Sync {
 
     /// Short name for reports.
     fn name(&self) -> &str;
+
+    /// Whether the transform samples the decoded image at (about) its stored resolution
+    /// (default false). When true, the loader decodes JPEGs with the DCT scale that keeps the
+    /// image at least the output size but does not resize, and hands pixel sources over as
+    /// they are: `src` may then be larger or smaller than the output.
+    ///
+    /// ```
+    /// use stoker::transform::{Identity, Transform};
+    /// assert!(!Identity.samples_source());
+    /// ```
+    fn samples_source(&self) -> bool {
+        false
+    }
+
+    /// Per-worker scratch, made once per worker and handed back in every
+    /// [`SlotWriter::parts_with_scratch`] (default: none).
+    ///
+    /// ```
+    /// use stoker::transform::{Identity, Transform};
+    /// assert!(Identity.scratch().downcast_ref::<()>().is_some());
+    /// ```
+    fn scratch(&self) -> Box<dyn Any + Send> {
+        Box::new(())
+    }
 }
 
 /// Stores the decoded sample unchanged (normalisation, dtype and layout still apply).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages stoker builds with (Debian/Ubuntu): cmake and nasm build the
-# bundled libjpeg-turbo (with its SIMD code). Safe to run again; needs root or sudo.
+# bundled libjpeg-turbo (with its SIMD code); libhdf5-dev is the HDF5 library (found by
+# pkg-config). Safe to run again; needs root or sudo.
 set -euo pipefail
-pkgs=(cmake nasm pkg-config)
+pkgs=(cmake nasm pkg-config libhdf5-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

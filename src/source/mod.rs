@@ -15,6 +15,10 @@ mod folder;
 mod npy;
 pub use folder::ImageFolder;
 pub use npy::{save_npy, write_npy, NpySource};
+mod hdf5;
+pub use self::hdf5::{save_hdf5, Hdf5Layout, Hdf5Source};
+mod tar;
+pub use tar::{TarSource, TarWriter};
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]

@@ -9,6 +9,11 @@ use stoker::digest::Digest;
 use stoker::source::{ImageFolder, NpySource, Source};
 use stoker::{DType, Layout, Loader, Normalize, OnError};
 
+mod augment;
+mod convert;
+mod inspect;
+mod resize;
+
 #[derive(Parser)]
 #[command(
     name = "stoker",
@@ -24,6 +29,14 @@ struct Cli {
 enum Command {
     /// Iterate a data set as a trainer would and report images/s, stage times and consumer wait.
     Bench(BenchArgs),
+    /// Pre-resize a folder of images once (parallel, resumable) into a folder or tar shards.
+    Resize(resize::ResizeArgs),
+    /// Convert a data set between folder, NPY, HDF5 and tar shards (labels carried along).
+    Convert(convert::ConvertArgs),
+    /// Show a data set's format, samples, shape, dtype, labels and whether its layout is fast.
+    Inspect(inspect::InspectArgs),
+    /// Write a PNG grid of augmented samples (the training code path) and their parameters.
+    AugmentPreview(augment::PreviewArgs),
 }
 
 #[derive(Args)]
@@ -76,6 +89,10 @@ struct BenchArgs {
     /// Add a digest over every batch's bytes, labels and indices, in order.
     #[arg(long)]
     digest: bool,
+    /// Augmentation: none, default (rotation 15, shift 0.1, zoom 0.9:1.1, hflip, noise 0.03)
+    /// or a spec like `rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03`.
+    #[arg(long, default_value = "none")]
+    augment: String,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -107,6 +124,9 @@ fn open_source(path: &str, labels: Option<&str>) -> stoker::Result<Box<dyn Sourc
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".npy") {
         return Ok(Box::new(NpySource::glob(path, labels)?));
+    }
+    if let Some(src) = convert::open_container(path, labels)? {
+        return Ok(src);
     }
     if labels.is_some() {
         return Err(stoker::Error::config("--labels is only for .npy sources"));
@@ -151,6 +171,7 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
             )))
         }
     }
+    b = b.transform(augment::transform(&a.augment)?);
     let mut loader = b.build()?;
     let spec = loader.spec().clone();
     if !a.json {
@@ -270,6 +291,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Bench(a) => bench(a),
+        Command::Resize(a) => resize::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::AugmentPreview(a) => augment::preview(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

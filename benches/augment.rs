@@ -1,0 +1,130 @@
+//! The augmentation engine's cost, next to the plain store of the same output in the same run.
+//!
+//! - `store_plain`: `Store::store_image` of a 256×144 RGB u8 image to f32 NCHW, ImageNet
+//!   normalised (what the loader does without augmentation);
+//! - `fused_warp`: the fused pass with `Augment::keras_default()` parameters (rotation, shift,
+//!   zoom, flip, noise, normalisation, f32 NCHW) into the same slot; `fused_warp_no_noise`
+//!   the same without the noise.
+//!   Counted in pixels: divan's items/s is pixels/s on one core.
+//! - `loader_identity` / `loader_keras_default`: the loader over the JPEG folder that
+//!   `cargo bench --bench pipeline` makes (`target/bench-data/jpeg-256x144`, 1024 images), or
+//!   the 32 fixture JPEGs when it is absent; batch 64, 1 and 2 workers, f32 NCHW normalised.
+//!
+//! Run: `cargo bench --bench augment`. Compare `loader_keras_default` with `loader_identity`
+//! at the same worker count: the target is ≥ 0.85.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use divan::counter::ItemsCount;
+use divan::Bencher;
+use stoker::augment::{Augment, AugmentParams, AugmentScratch};
+use stoker::output::{SrcType, Store};
+use stoker::rng::SampleRng;
+use stoker::source::ImageFolder;
+use stoker::transform::{Identity, Transform};
+use stoker::{ImageView, Loader, Normalize, OutputSpec, Pixels};
+
+const W: usize = 256;
+const H: usize = 144;
+
+fn main() {
+    divan::main();
+}
+
+fn spec() -> OutputSpec {
+    OutputSpec::new(W, H, 3).with_normalize(Normalize::imagenet())
+}
+
+fn image() -> Vec<u8> {
+    // Smooth content with some texture, like a photograph.
+    let mut rng = SampleRng::new(1);
+    (0..W * H * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let (x, y) = (p % W, p / W);
+            ((x + 2 * y + 40 * c) % 200) as u8 + rng.below(40) as u8
+        })
+        .collect()
+}
+
+#[divan::bench(sample_count = 30)]
+fn store_plain(bencher: Bencher) {
+    let px = image();
+    let src = ImageView::new(W, H, 3, Pixels::U8(&px)).unwrap();
+    let mut store = Store::new(&spec(), SrcType::U8).unwrap();
+    let mut slot = vec![0u8; spec().sample_bytes()];
+    bencher
+        .counter(ItemsCount::new(W * H))
+        .bench_local(|| store.store_image(&src, &mut slot).unwrap());
+}
+
+fn fused(bencher: Bencher, aug: Augment) {
+    let px = image();
+    let src = ImageView::new(W, H, 3, Pixels::U8(&px)).unwrap();
+    let mut store = Store::new(&spec(), SrcType::F32).unwrap();
+    let mut slot = vec![0u8; spec().sample_bytes()];
+    let mut scratch = AugmentScratch::new();
+    let params: Vec<AugmentParams> = (0..64)
+        .map(|i| aug.params_for(0, 0, i, (W, H), (W, H)))
+        .collect();
+    let mut k = 0;
+    bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
+        k = (k + 1) % params.len();
+        aug.apply_params(&params[k], &src, &mut store, &mut scratch, &mut slot)
+            .unwrap();
+    });
+}
+
+#[divan::bench(sample_count = 30)]
+fn fused_warp(bencher: Bencher) {
+    fused(bencher, Augment::keras_default());
+}
+
+#[divan::bench(sample_count = 30)]
+fn fused_warp_no_noise(bencher: Bencher) {
+    fused(
+        bencher,
+        Augment::from_spec("rotation=15,shift=0.1,zoom=0.9:1.1,hflip").unwrap(),
+    );
+}
+
+fn folder() -> PathBuf {
+    let made = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/jpeg-256x144");
+    if made.is_dir() {
+        made
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/photos-256x144")
+    }
+}
+
+fn run_loader(bencher: Bencher, workers: usize, t: Arc<dyn Transform>) {
+    let source = ImageFolder::open(folder()).unwrap();
+    let n = source.files().len();
+    let mut loader = Loader::builder(source)
+        .batch_size(64)
+        .shuffle(true)
+        .num_workers(workers)
+        .prefetch(2)
+        .normalize(Normalize::imagenet())
+        .transform(t)
+        .build()
+        .unwrap();
+    let mut epoch = 0;
+    bencher.counter(ItemsCount::new(n)).bench_local(|| {
+        for b in loader.epoch(epoch) {
+            divan::black_box(b.unwrap());
+        }
+        epoch += 1;
+    });
+}
+
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn loader_identity(bencher: Bencher, workers: usize) {
+    run_loader(bencher, workers, Arc::new(Identity));
+}
+
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn loader_keras_default(bencher: Bencher, workers: usize) {
+    run_loader(bencher, workers, Arc::new(Augment::keras_default()));
+}

@@ -1,0 +1,742 @@
+//! Augmentation: rotation, shift, zoom, flips and random resized crop as one inverse affine
+//! map, sampled once per output pixel straight from the decoded image, with brightness,
+//! contrast, gaussian and salt-and-pepper noise, normalisation, dtype and layout in the same
+//! pass that writes the batch slot.
+//!
+//! # Conventions
+//! - Coordinates: pixel centres sit at `i + 0.5`; rotation and zoom are about the centre of
+//!   the output image. A positive `rotation` turns the content counter-clockwise as displayed.
+//! - Shift moves the content right / down by `tx` / `ty` output pixels (Keras's
+//!   `width_shift_range` / `height_shift_range`: a value below 1 is a fraction of the output
+//!   width or height, drawn uniformly in `[-r, r]`; an integer of at least 1 is a whole number
+//!   of pixels drawn uniformly in `-r..=r`).
+//! - Zoom `z` (Keras's convention) samples a region `z` times the frame: `z < 1` magnifies.
+//!   `zoom_range(lo, hi)` draws the two axes independently, as Keras does, unless
+//!   [`AugmentBuilder::isotropic_zoom`] is set.
+//! - The frame is the whole source image stretched to the output size, or the random resized
+//!   crop (torchvision's `RandomResizedCrop`) when one is configured; the forward order is
+//!   crop → flip → zoom → rotate → shift.
+//! - Outside the source, [`FillMode`] decides (Keras's names): `constant` (`cval`, in source
+//!   pixel units: 0..255 for 8-bit images), `nearest`, `reflect` (`dcba|abcd|dcba`), `wrap`.
+//! - Photometric, in source units and before normalisation: contrast about mid-grey (127.5, or
+//!   0.5 for f32 sources), then brightness (a factor), then gaussian noise (`noise_std` is a
+//!   fraction of the full range: 0.03 is 7.65 levels of an 8-bit image), then salt and pepper
+//!   (each value independently, with probability `p`, becomes 0 or the full range). Values are
+//!   not clipped except by a `u8` output.
+//!
+//! Each sample's parameters come from the loader's [`SampleRng`] (seed, epoch, index); they
+//! can be recomputed with [`Augment::params_for`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stoker::{Loader, augment::Augment};
+//! use stoker::source::ImageFolder;
+//! let aug = Augment::builder().rotation_range(15.0).horizontal_flip(true).noise_std(0.03).build()?;
+//! let mut loader = Loader::builder(ImageFolder::open("fixtures/photos-256x144")?)
+//!     .batch_size(8).seed(1).num_workers(0).transform(Arc::new(aug)).build()?;
+//! let batch = loader.epoch(0).next().unwrap()?;
+//! assert_eq!(batch.images::<f32>()?.shape(), &[8, 3, 144, 256]);
+//! # Ok::<(), stoker::Error>(())
+//! ```
+
+mod affine;
+mod params;
+mod photometric;
+mod preview;
+mod warp;
+
+use std::any::Any;
+use std::fmt;
+use std::str::FromStr;
+
+pub use affine::inverse_map;
+pub use params::AugmentParams;
+pub use preview::png_grid;
+
+use crate::output::{DType, SrcType, Store};
+use crate::rng::SampleRng;
+use crate::transform::{SampleInfo, SlotWriter, Transform};
+use crate::{Error, ImageView, Pixels, Result};
+
+/// What the warp reads outside the source image (Keras's `fill_mode`).
+///
+/// ```
+/// use stoker::augment::FillMode;
+/// assert_eq!("reflect".parse::<FillMode>()?, FillMode::Reflect);
+/// assert!("mirror".parse::<FillMode>().is_err());
+/// # Ok::<(), stoker::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FillMode {
+    /// The constant `cval` (`kkkk|abcd|kkkk`).
+    Constant,
+    /// The nearest edge pixel (`aaaa|abcd|dddd`), Keras's default.
+    #[default]
+    Nearest,
+    /// Mirror with the edge repeated (`dcba|abcd|dcba`).
+    Reflect,
+    /// Periodic (`abcd|abcd|abcd`).
+    Wrap,
+}
+
+impl FromStr for FillMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "constant" => Ok(FillMode::Constant),
+            "nearest" => Ok(FillMode::Nearest),
+            "reflect" => Ok(FillMode::Reflect),
+            "wrap" => Ok(FillMode::Wrap),
+            _ => Err(Error::config(format!(
+                "unknown fill mode {s:?} (constant, nearest, reflect, wrap)"
+            ))),
+        }
+    }
+}
+
+/// How the warp samples between source pixels.
+///
+/// ```
+/// use stoker::augment::Interpolation;
+/// assert_eq!(Interpolation::default(), Interpolation::Bilinear);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Interpolation {
+    /// The nearest source pixel.
+    Nearest,
+    /// Bilinear between the four nearest source pixels.
+    #[default]
+    Bilinear,
+}
+
+/// Per-worker scratch of [`Augment`]: one output row of `f32`, grown once.
+///
+/// ```
+/// let s = stoker::augment::AugmentScratch::new();
+/// assert_eq!(s.capacity(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct AugmentScratch {
+    row: Vec<f32>,
+}
+
+impl AugmentScratch {
+    /// Empty scratch.
+    pub fn new() -> Self {
+        AugmentScratch::default()
+    }
+    /// Values the row buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.row.len()
+    }
+}
+
+/// Augmentation settings, checked: see the [module docs](self). Build with
+/// [`Augment::builder`]; use as a loader [`Transform`].
+///
+/// ```
+/// use stoker::augment::Augment;
+/// let a = Augment::keras_default();
+/// let p = a.params_for(0, 0, 5, (256, 144), (256, 144));
+/// assert!(p.rotation.abs() <= 15.0);
+/// assert_eq!(p, a.params_for(0, 0, 5, (256, 144), (256, 144)));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Augment {
+    cfg: Config,
+    /// N(0, 1) values (mean exactly 0, std exactly 1) indexed by hash bits.
+    gauss: Box<[f32; photometric::TABLE]>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Config {
+    rotation: f64,
+    width_shift: f64,
+    height_shift: f64,
+    zoom: (f64, f64),
+    isotropic: bool,
+    hflip: bool,
+    vflip: bool,
+    fill: FillMode,
+    cval: f32,
+    interpolation: Interpolation,
+    noise_std: f32,
+    brightness: (f32, f32),
+    contrast: (f32, f32),
+    salt_pepper: f32,
+    crop: Option<((f64, f64), (f64, f64))>,
+    simd: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rotation: 0.0,
+            width_shift: 0.0,
+            height_shift: 0.0,
+            zoom: (1.0, 1.0),
+            isotropic: false,
+            hflip: false,
+            vflip: false,
+            fill: FillMode::Nearest,
+            cval: 0.0,
+            interpolation: Interpolation::Bilinear,
+            noise_std: 0.0,
+            brightness: (1.0, 1.0),
+            contrast: (1.0, 1.0),
+            salt_pepper: 0.0,
+            crop: None,
+            simd: true,
+        }
+    }
+}
+
+/// Builder of [`Augment`], with Keras's `ImageDataGenerator` names; every setting defaults
+/// to "off", and [`AugmentBuilder::build`] checks them all.
+///
+/// ```
+/// use stoker::augment::{Augment, FillMode};
+/// let a = Augment::builder()
+///     .rotation_range(20.0).width_shift_range(0.1).height_shift_range(8.0)
+///     .zoom_range(0.8, 1.2).horizontal_flip(true).fill_mode(FillMode::Constant).cval(0.0)
+///     .brightness_range(0.9, 1.1).contrast_range(0.9, 1.1).noise_std(0.02).salt_pepper(0.001)
+///     .build()?;
+/// assert_eq!(a.fill_mode(), FillMode::Constant);
+/// assert!(Augment::builder().zoom_range(1.2, 0.8).build().is_err());
+/// # Ok::<(), stoker::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct AugmentBuilder {
+    cfg: Config,
+}
+
+impl AugmentBuilder {
+    /// Rotation drawn uniformly in `[-degrees, degrees]`.
+    pub fn rotation_range(mut self, degrees: f64) -> Self {
+        self.cfg.rotation = degrees;
+        self
+    }
+    /// Horizontal shift: a fraction of the width (< 1) or whole pixels (an integer ≥ 1).
+    pub fn width_shift_range(mut self, r: f64) -> Self {
+        self.cfg.width_shift = r;
+        self
+    }
+    /// Vertical shift: a fraction of the height (< 1) or whole pixels (an integer ≥ 1).
+    pub fn height_shift_range(mut self, r: f64) -> Self {
+        self.cfg.height_shift = r;
+        self
+    }
+    /// Zoom factors drawn uniformly in `[lo, hi]` (per axis unless isotropic); `< 1` magnifies.
+    pub fn zoom_range(mut self, lo: f64, hi: f64) -> Self {
+        self.cfg.zoom = (lo, hi);
+        self
+    }
+    /// One zoom factor for both axes (default false: per axis, as Keras).
+    pub fn isotropic_zoom(mut self, on: bool) -> Self {
+        self.cfg.isotropic = on;
+        self
+    }
+    /// Mirror left-right with probability 1/2.
+    pub fn horizontal_flip(mut self, on: bool) -> Self {
+        self.cfg.hflip = on;
+        self
+    }
+    /// Mirror top-bottom with probability 1/2.
+    pub fn vertical_flip(mut self, on: bool) -> Self {
+        self.cfg.vflip = on;
+        self
+    }
+    /// What is read outside the source (default [`FillMode::Nearest`]).
+    pub fn fill_mode(mut self, mode: FillMode) -> Self {
+        self.cfg.fill = mode;
+        self
+    }
+    /// The constant of [`FillMode::Constant`], in source pixel units (default 0).
+    pub fn cval(mut self, v: f32) -> Self {
+        self.cfg.cval = v;
+        self
+    }
+    /// Bilinear (default) or nearest sampling.
+    pub fn interpolation(mut self, i: Interpolation) -> Self {
+        self.cfg.interpolation = i;
+        self
+    }
+    /// Additive gaussian noise, std as a fraction of the full range (1.0 = 255 levels).
+    pub fn noise_std(mut self, sigma: f32) -> Self {
+        self.cfg.noise_std = sigma;
+        self
+    }
+    /// Brightness factor drawn uniformly in `[lo, hi]`.
+    pub fn brightness_range(mut self, lo: f32, hi: f32) -> Self {
+        self.cfg.brightness = (lo, hi);
+        self
+    }
+    /// Contrast factor (about mid-grey) drawn uniformly in `[lo, hi]`.
+    pub fn contrast_range(mut self, lo: f32, hi: f32) -> Self {
+        self.cfg.contrast = (lo, hi);
+        self
+    }
+    /// Probability that a value becomes 0 or full range (half each).
+    pub fn salt_pepper(mut self, p: f32) -> Self {
+        self.cfg.salt_pepper = p;
+        self
+    }
+    /// torchvision's random resized crop: area fraction in `scale`, aspect ratio (w/h) in
+    /// `ratio` (drawn log-uniformly), e.g. `((0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0))`.
+    pub fn random_resized_crop(mut self, scale: (f64, f64), ratio: (f64, f64)) -> Self {
+        self.cfg.crop = Some((scale, ratio));
+        self
+    }
+
+    /// Use the SIMD loops where the CPU has them (default true); false forces the portable
+    /// loops, which give the same bits.
+    pub fn simd(mut self, on: bool) -> Self {
+        self.cfg.simd = on;
+        self
+    }
+
+    /// Checks every setting: a config error names the first bad one.
+    pub fn build(self) -> Result<Augment> {
+        let c = &self.cfg;
+        let bad = |what: &str| Err(Error::config(format!("augment: {what}")));
+        let fin = |v: f64| v.is_finite();
+        if !(fin(c.rotation) && c.rotation >= 0.0) {
+            return bad("rotation_range must be finite and >= 0");
+        }
+        for (name, r) in [("width", c.width_shift), ("height", c.height_shift)] {
+            if !(fin(r) && r >= 0.0 && (r < 1.0 || r.fract() == 0.0) && r < 1e6) {
+                return Err(Error::config(format!(
+                    "augment: {name}_shift_range must be a fraction in [0, 1) or whole pixels"
+                )));
+            }
+        }
+        let range_ok = |(lo, hi): (f64, f64), min: f64| fin(lo) && fin(hi) && lo > min && lo <= hi;
+        if !range_ok(c.zoom, 0.0) || c.zoom.1 > 1e3 {
+            return bad("zoom_range must be 0 < lo <= hi <= 1000");
+        }
+        let frange = |(lo, hi): (f32, f32)| range_ok((lo as f64, hi as f64), 0.0) && hi <= 1e3;
+        if !frange(c.brightness) {
+            return bad("brightness_range must be 0 < lo <= hi <= 1000");
+        }
+        if !frange(c.contrast) {
+            return bad("contrast_range must be 0 < lo <= hi <= 1000");
+        }
+        if !(c.noise_std.is_finite() && c.noise_std >= 0.0) {
+            return bad("noise_std must be finite and >= 0");
+        }
+        if !(0.0..=1.0).contains(&c.salt_pepper) {
+            return bad("salt_pepper must be in [0, 1]");
+        }
+        if !c.cval.is_finite() {
+            return bad("cval must be finite");
+        }
+        if let Some((scale, ratio)) = c.crop {
+            if !range_ok(scale, 0.0) || scale.1 > 1.0 {
+                return bad("random_resized_crop scale must be 0 < lo <= hi <= 1");
+            }
+            if !range_ok(ratio, 0.0) || ratio.1 > 1e3 || ratio.0 < 1e-3 {
+                return bad("random_resized_crop ratio must be 0.001 <= lo <= hi <= 1000");
+            }
+        }
+        Ok(Augment {
+            cfg: self.cfg,
+            gauss: photometric::gaussian_table(),
+        })
+    }
+}
+
+impl Default for Augment {
+    /// No augmentation: every parameter at identity.
+    fn default() -> Self {
+        AugmentBuilder::default()
+            .build()
+            .expect("defaults are valid")
+    }
+}
+
+impl Augment {
+    /// A builder with every augmentation off.
+    ///
+    /// ```
+    /// let a = stoker::augment::Augment::builder().build()?;
+    /// assert!(a.params_for(1, 2, 3, (8, 8), (8, 8)).is_identity());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn builder() -> AugmentBuilder {
+        AugmentBuilder::default()
+    }
+
+    /// Keras-style default: rotation 15°, shift 0.1, zoom 0.9–1.1, horizontal flip, noise 0.03,
+    /// fill `nearest`, bilinear.
+    ///
+    /// ```
+    /// let a = stoker::augment::Augment::keras_default();
+    /// assert_eq!(a.to_string(), "rotation=15,wshift=0.1,hshift=0.1,zoom=0.9:1.1,hflip,noise=0.03");
+    /// ```
+    pub fn keras_default() -> Augment {
+        Augment::builder()
+            .rotation_range(15.0)
+            .width_shift_range(0.1)
+            .height_shift_range(0.1)
+            .zoom_range(0.9, 1.1)
+            .horizontal_flip(true)
+            .noise_std(0.03)
+            .build()
+            .expect("preset is valid")
+    }
+
+    /// Parses a spec: `none`, `default` ([`Augment::keras_default`]) or comma-separated
+    /// `rotation=DEG`, `shift=R` (both axes), `wshift=R`, `hshift=R`, `zoom=LO:HI` or `zoom=R`
+    /// (`1-R:1+R`), `isozoom`, `hflip`, `vflip`, `fill=MODE`, `cval=V`, `nearest`,
+    /// `noise=SIGMA`, `brightness=LO:HI`, `contrast=LO:HI`, `saltpepper=P`,
+    /// `crop=SLO:SHI[/RLO:RHI]`.
+    ///
+    /// ```
+    /// use stoker::augment::Augment;
+    /// let a = Augment::from_spec("rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03")?;
+    /// assert_eq!(a.to_string(), Augment::keras_default().to_string());
+    /// assert!(Augment::from_spec("rotation=abc").is_err());
+    /// assert!(Augment::from_spec("spin=3").is_err());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn from_spec(spec: &str) -> Result<Augment> {
+        match spec.trim() {
+            "default" | "keras" => return Ok(Augment::keras_default()),
+            "none" | "" => return Augment::builder().build(),
+            _ => {}
+        }
+        let mut b = Augment::builder();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, val) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item, None),
+            };
+            let need = || val.ok_or_else(|| Error::config(format!("augment: {key} needs a value")));
+            let num = |v: &str| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| Error::config(format!("augment: {key}: {v:?} is not a number")))
+            };
+            let range = |v: &str| -> Result<(f64, f64)> {
+                match v.split_once(':') {
+                    Some((lo, hi)) => Ok((num(lo)?, num(hi)?)),
+                    None => Err(Error::config(format!("augment: {key}: {v:?} is not LO:HI"))),
+                }
+            };
+            b = match key {
+                "rotation" | "rot" => b.rotation_range(num(need()?)?),
+                "shift" => {
+                    let r = num(need()?)?;
+                    b.width_shift_range(r).height_shift_range(r)
+                }
+                "wshift" => b.width_shift_range(num(need()?)?),
+                "hshift" => b.height_shift_range(num(need()?)?),
+                "zoom" => {
+                    let v = need()?;
+                    let (lo, hi) = if v.contains(':') {
+                        range(v)?
+                    } else {
+                        let r = num(v)?;
+                        (1.0 - r, 1.0 + r)
+                    };
+                    b.zoom_range(lo, hi)
+                }
+                "isozoom" => b.isotropic_zoom(true),
+                "hflip" => b.horizontal_flip(true),
+                "vflip" => b.vertical_flip(true),
+                "fill" => b.fill_mode(need()?.parse()?),
+                "cval" => b.cval(num(need()?)? as f32),
+                "nearest" => b.interpolation(Interpolation::Nearest),
+                "noise" => b.noise_std(num(need()?)? as f32),
+                "brightness" => {
+                    let (lo, hi) = range(need()?)?;
+                    b.brightness_range(lo as f32, hi as f32)
+                }
+                "contrast" => {
+                    let (lo, hi) = range(need()?)?;
+                    b.contrast_range(lo as f32, hi as f32)
+                }
+                "saltpepper" | "sp" => b.salt_pepper(num(need()?)? as f32),
+                "crop" => {
+                    let v = need()?;
+                    let (s, r) = match v.split_once('/') {
+                        Some((s, r)) => (range(s)?, range(r)?),
+                        None => (range(v)?, (3.0 / 4.0, 4.0 / 3.0)),
+                    };
+                    b.random_resized_crop(s, r)
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "augment: unknown setting {key:?} (rotation, shift, wshift, hshift, \
+                         zoom, isozoom, hflip, vflip, fill, cval, nearest, noise, brightness, \
+                         contrast, saltpepper, crop)"
+                    )))
+                }
+            };
+        }
+        b.build()
+    }
+
+    /// The fill mode.
+    ///
+    /// ```
+    /// assert_eq!(stoker::augment::Augment::keras_default().fill_mode(), stoker::augment::FillMode::Nearest);
+    /// ```
+    pub fn fill_mode(&self) -> FillMode {
+        self.cfg.fill
+    }
+
+    /// Whether every sample is left as it is (apart from a stretch to the output size).
+    ///
+    /// ```
+    /// use stoker::augment::Augment;
+    /// assert!(Augment::default().is_identity());
+    /// assert!(!Augment::keras_default().is_identity());
+    /// ```
+    pub fn is_identity(&self) -> bool {
+        Config {
+            fill: self.cfg.fill,
+            cval: self.cfg.cval,
+            interpolation: self.cfg.interpolation,
+            isotropic: self.cfg.isotropic,
+            simd: self.cfg.simd,
+            ..Config::default()
+        } == self.cfg
+    }
+
+    /// The parameters the loader draws for sample `index` of `epoch` under `seed`, for a
+    /// decoded image of `src_size` and an output of `out_size` (width, height).
+    ///
+    /// ```
+    /// use stoker::augment::Augment;
+    /// let a = Augment::keras_default();
+    /// let p0 = a.params_for(0, 0, 1, (256, 144), (256, 144));
+    /// let p1 = a.params_for(0, 1, 1, (256, 144), (256, 144));
+    /// assert_ne!(p0, p1);
+    /// assert!(p0.to_string().starts_with("rot="));
+    /// ```
+    pub fn params_for(
+        &self,
+        seed: u64,
+        epoch: u64,
+        index: usize,
+        src_size: (usize, usize),
+        out_size: (usize, usize),
+    ) -> AugmentParams {
+        self.draw(
+            &mut SampleRng::for_sample(seed, epoch, index),
+            src_size,
+            out_size,
+        )
+    }
+
+    /// Draws one sample's parameters from `rng` (what [`Transform::apply`] does).
+    ///
+    /// ```
+    /// use stoker::{augment::Augment, rng::SampleRng};
+    /// let a = Augment::keras_default();
+    /// let p = a.draw(&mut SampleRng::for_sample(3, 0, 9), (64, 48), (32, 24));
+    /// assert_eq!(p, a.params_for(3, 0, 9, (64, 48), (32, 24)));
+    /// ```
+    pub fn draw(
+        &self,
+        rng: &mut SampleRng,
+        src_size: (usize, usize),
+        out_size: (usize, usize),
+    ) -> AugmentParams {
+        params::draw(&self.cfg, rng, src_size, out_size)
+    }
+
+    /// Warps, adjusts and stores `src` into `slot` with the parameters `p`, through `store`
+    /// (prepared for [`SrcType::F32`] and the output spec): the fused pass the loader runs.
+    /// A config error when sizes, channels or the store's source type do not match.
+    ///
+    /// ```
+    /// use stoker::{DType, ImageView, Layout, OutputSpec, Pixels};
+    /// use stoker::augment::{Augment, AugmentParams, AugmentScratch};
+    /// use stoker::output::{SrcType, Store};
+    /// let spec = OutputSpec::new(2, 1, 1).with_dtype(DType::U8).with_layout(Layout::Nhwc);
+    /// let mut store = Store::new(&spec, SrcType::F32)?;
+    /// let mut p = AugmentParams::identity((2, 1), (2, 1));
+    /// p.hflip = true;
+    /// let mut slot = [0u8; 2];
+    /// let src = ImageView::new(2, 1, 1, Pixels::U8(&[10, 20])).unwrap();
+    /// Augment::default().apply_params(&p, &src, &mut store, &mut AugmentScratch::new(), &mut slot)?;
+    /// assert_eq!(slot, [20, 10]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn apply_params(
+        &self,
+        p: &AugmentParams,
+        src: &ImageView<'_>,
+        store: &mut Store,
+        scratch: &mut AugmentScratch,
+        slot: &mut [u8],
+    ) -> Result<()> {
+        let spec = store.spec();
+        let (w, h, c) = (spec.width, spec.height, spec.channels);
+        if store.src() != SrcType::F32 {
+            return Err(Error::config("augment: the store must take f32 rows"));
+        }
+        if src.channels != c {
+            return Err(Error::config(format!(
+                "augment: image has {} channel(s), output has {c}",
+                src.channels
+            )));
+        }
+        let (len, full) = match src.pixels {
+            Pixels::U8(v) => (v.len(), 255.0f32),
+            Pixels::F32(v) => (v.len(), 1.0f32),
+        };
+        if src.width == 0 || src.height == 0 || len != src.width * src.height * c {
+            return Err(Error::config(format!(
+                "augment: {len} values do not make a {}x{}x{c} image",
+                src.width, src.height
+            )));
+        }
+        if p.src_size != (src.width, src.height) || p.out_size != (w, h) {
+            return Err(Error::config(format!(
+                "augment: parameters are for {:?} -> {:?}, not {:?} -> {:?}",
+                p.src_size,
+                p.out_size,
+                (src.width, src.height),
+                (w, h)
+            )));
+        }
+        // 8-bit sources written as floats go through the f32 store: scale them to [0, 1]
+        // here, as the u8 store would.
+        let unit = match (src.pixels, spec.dtype) {
+            (Pixels::U8(_), d) if d != DType::U8 => 1.0 / 255.0,
+            _ => 1.0,
+        };
+        let photo = photometric::Photo::new(p, full, unit, &self.gauss, self.cfg.simd);
+        let m = inverse_map(p);
+        let n = w * c;
+        if scratch.row.len() < n {
+            scratch.row = vec![0.0; n];
+        }
+        let row = &mut scratch.row[..n];
+        let cval = self.cfg.cval;
+        let (fill, interp) = (self.cfg.fill, self.cfg.interpolation);
+        match src.pixels {
+            Pixels::U8(px) => {
+                let wp = warp::Warp::new(px, src.width, src.height, m, cval);
+                let simd = (c == 3 && interp == Interpolation::Bilinear)
+                    .then(|| warp::pick_rgb8(fill, self.cfg.simd))
+                    .flatten();
+                let f = simd.unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
+                for y in 0..h {
+                    f(&wp, y, row);
+                    photo.apply(row, y * n);
+                    store.row_f32(y, row, slot)?;
+                }
+            }
+            Pixels::F32(px) => {
+                let wp = warp::Warp::new(px, src.width, src.height, m, cval);
+                let f = warp::pick::<f32>(c, fill, interp);
+                for y in 0..h {
+                    f(&wp, y, row);
+                    photo.apply(row, y * n);
+                    store.row_f32(y, row, slot)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Augment {
+    /// The spec that [`Augment::from_spec`] parses back (`none` when nothing is on).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.cfg;
+        let d = Config::default();
+        let mut parts: Vec<String> = Vec::new();
+        if c.rotation != 0.0 {
+            parts.push(format!("rotation={}", c.rotation));
+        }
+        if c.width_shift != 0.0 {
+            parts.push(format!("wshift={}", c.width_shift));
+        }
+        if c.height_shift != 0.0 {
+            parts.push(format!("hshift={}", c.height_shift));
+        }
+        if c.zoom != d.zoom {
+            parts.push(format!("zoom={}:{}", c.zoom.0, c.zoom.1));
+        }
+        if c.isotropic {
+            parts.push("isozoom".into());
+        }
+        if let Some((s, r)) = c.crop {
+            parts.push(format!("crop={}:{}/{}:{}", s.0, s.1, r.0, r.1));
+        }
+        if c.hflip {
+            parts.push("hflip".into());
+        }
+        if c.vflip {
+            parts.push("vflip".into());
+        }
+        if c.fill != d.fill {
+            let name = match c.fill {
+                FillMode::Constant => "constant",
+                FillMode::Nearest => "nearest",
+                FillMode::Reflect => "reflect",
+                FillMode::Wrap => "wrap",
+            };
+            parts.push(format!("fill={name}"));
+        }
+        if c.cval != 0.0 {
+            parts.push(format!("cval={}", c.cval));
+        }
+        if c.interpolation == Interpolation::Nearest {
+            parts.push("nearest".into());
+        }
+        if c.brightness != d.brightness {
+            parts.push(format!("brightness={}:{}", c.brightness.0, c.brightness.1));
+        }
+        if c.contrast != d.contrast {
+            parts.push(format!("contrast={}:{}", c.contrast.0, c.contrast.1));
+        }
+        if c.noise_std != 0.0 {
+            parts.push(format!("noise={}", c.noise_std));
+        }
+        if c.salt_pepper != 0.0 {
+            parts.push(format!("saltpepper={}", c.salt_pepper));
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
+}
+
+impl Transform for Augment {
+    fn apply(
+        &self,
+        _info: SampleInfo,
+        src: &ImageView<'_>,
+        rng: &mut SampleRng,
+        out: &mut SlotWriter<'_>,
+    ) -> Result<()> {
+        let (store, slot, scratch) = out.parts_with_scratch(SrcType::F32);
+        let out_size = (store.spec().width, store.spec().height);
+        let p = self.draw(rng, (src.width, src.height), out_size);
+        match scratch.downcast_mut::<AugmentScratch>() {
+            Some(s) => self.apply_params(&p, src, store, s, slot),
+            None => self.apply_params(&p, src, store, &mut AugmentScratch::new(), slot),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "augment"
+    }
+
+    fn samples_source(&self) -> bool {
+        true
+    }
+
+    fn scratch(&self) -> Box<dyn Any + Send> {
+        Box::new(AugmentScratch::new())
+    }
+}

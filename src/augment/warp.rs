@@ -1,0 +1,380 @@
+//! The sampling loop: one output row from the source through the inverse map, with the fill
+//! mode, interpolation, channel count and pixel type fixed at compile time (the loop is
+//! chosen once per sample, so nothing in it branches on configuration).
+
+use super::{FillMode, Interpolation};
+
+/// A source pixel value.
+pub(super) trait Px: Copy {
+    fn f(self) -> f32;
+}
+
+impl Px for u8 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Px for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+/// Maps an index outside `0..n` into it, or `None` for the constant.
+pub(super) trait Fill {
+    /// The mode is a clamp of each index (`nearest`): the SIMD loop handles it in lanes.
+    const CLAMP: bool = false;
+    fn index(i: i64, n: i64) -> Option<usize>;
+}
+
+pub(super) struct Constant;
+pub(super) struct Nearest;
+pub(super) struct Reflect;
+pub(super) struct Wrap;
+
+impl Fill for Constant {
+    #[inline(always)]
+    fn index(i: i64, n: i64) -> Option<usize> {
+        (0..n).contains(&i).then_some(i as usize)
+    }
+}
+
+impl Fill for Nearest {
+    const CLAMP: bool = true;
+    #[inline(always)]
+    fn index(i: i64, n: i64) -> Option<usize> {
+        Some(i.clamp(0, n - 1) as usize)
+    }
+}
+
+impl Fill for Reflect {
+    #[inline(always)]
+    fn index(i: i64, n: i64) -> Option<usize> {
+        let m = i.rem_euclid(2 * n);
+        Some(if m >= n { 2 * n - 1 - m } else { m } as usize)
+    }
+}
+
+impl Fill for Wrap {
+    #[inline(always)]
+    fn index(i: i64, n: i64) -> Option<usize> {
+        Some(i.rem_euclid(n) as usize)
+    }
+}
+
+/// The source and the map of one sample.
+pub(super) struct Warp<'a, T> {
+    src: &'a [T],
+    sw: usize,
+    sh: usize,
+    m: [f64; 6],
+    cval: f32,
+}
+
+impl<'a, T: Px> Warp<'a, T> {
+    pub(super) fn new(src: &'a [T], sw: usize, sh: usize, m: [f64; 6], cval: f32) -> Self {
+        Warp {
+            src,
+            sw,
+            sh,
+            m,
+            cval,
+        }
+    }
+}
+
+/// Fills `row` (`width * C` values) with output row `y`.
+pub(super) type RowFn<T> = fn(&Warp<'_, T>, usize, &mut [f32]);
+
+/// Clamps a coordinate into the range where `as i64` is exact and the index arithmetic
+/// cannot overflow.
+#[inline(always)]
+fn sane(v: f32) -> f32 {
+    v.clamp(-1e9, 1e9)
+}
+
+#[inline(always)]
+fn tap<T: Px, F: Fill, const C: usize>(w: &Warp<'_, T>, x: i64, y: i64, out: &mut [f32; C]) {
+    match (F::index(x, w.sw as i64), F::index(y, w.sh as i64)) {
+        (Some(x), Some(y)) => {
+            let p = (y * w.sw + x) * C;
+            for (ch, o) in out.iter_mut().enumerate() {
+                *o = w.src[p + ch].f();
+            }
+        }
+        _ => *out = [w.cval; C],
+    }
+}
+
+/// Floor without a libm call (the x86-64 baseline has no `roundss`): `v` is within ±1e9.
+#[inline(always)]
+fn floor(v: f32) -> f32 {
+    let t = v as i32 as f32;
+    if t > v {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
+/// Output pixel `x` of the row whose map starts at `(bx, by)` with steps `(a, d)`.
+#[inline(always)]
+fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+    w: &Warp<'_, T>,
+    (a, bx, d, by): (f32, f32, f32, f32),
+    x: usize,
+    o: &mut [f32],
+) {
+    let (sw, sh) = (w.sw, w.sh);
+    let stride = sw * C;
+    let src = w.src;
+    let xf = x as f32;
+    let sx = sane(a * xf + bx);
+    let sy = sane(d * xf + by);
+    if BILINEAR {
+        let (x0f, y0f) = (floor(sx), floor(sy));
+        let (fx, fy) = (sx - x0f, sy - y0f);
+        let (x0, y0) = (x0f as i64, y0f as i64);
+        if (x0 as u64) < (sw - 1) as u64 && (y0 as u64) < (sh - 1) as u64 {
+            let p = (y0 as usize) * stride + (x0 as usize) * C;
+            let (r0, r1) = (&src[p..p + 2 * C], &src[p + stride..p + stride + 2 * C]);
+            for ch in 0..C {
+                let (t00, t01) = (r0[ch].f(), r0[C + ch].f());
+                let (t10, t11) = (r1[ch].f(), r1[C + ch].f());
+                let top = t00 + fx * (t01 - t00);
+                let bot = t10 + fx * (t11 - t10);
+                o[ch] = top + fy * (bot - top);
+            }
+        } else {
+            let mut t = [[0f32; C]; 4];
+            tap::<T, F, C>(w, x0, y0, &mut t[0]);
+            tap::<T, F, C>(w, x0 + 1, y0, &mut t[1]);
+            tap::<T, F, C>(w, x0, y0 + 1, &mut t[2]);
+            tap::<T, F, C>(w, x0 + 1, y0 + 1, &mut t[3]);
+            for ch in 0..C {
+                let top = t[0][ch] + fx * (t[1][ch] - t[0][ch]);
+                let bot = t[2][ch] + fx * (t[3][ch] - t[2][ch]);
+                o[ch] = top + fy * (bot - top);
+            }
+        }
+    } else {
+        let (xi, yi) = (floor(sx + 0.5) as i64, floor(sy + 0.5) as i64);
+        if (xi as u64) < sw as u64 && (yi as u64) < sh as u64 {
+            let p = (yi as usize) * stride + (xi as usize) * C;
+            for ch in 0..C {
+                o[ch] = src[p + ch].f();
+            }
+        } else {
+            let mut t = [0f32; C];
+            tap::<T, F, C>(w, xi, yi, &mut t);
+            o.copy_from_slice(&t);
+        }
+    }
+}
+
+/// The map of row `y`: `(a, bx, d, by)` with source `x = a·x + bx`, `y = d·x + by`.
+#[inline(always)]
+fn row_map<T>(w: &Warp<'_, T>, y: usize) -> (f32, f32, f32, f32) {
+    let [a, b, c, d, e, f] = w.m;
+    let yf = y as f64;
+    (a as f32, (b * yf + c) as f32, d as f32, (e * yf + f) as f32)
+}
+
+fn row<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+    w: &Warp<'_, T>,
+    y: usize,
+    out: &mut [f32],
+) {
+    let m = row_map(w, y);
+    for (x, o) in out.chunks_exact_mut(C).enumerate() {
+        pixel::<T, F, C, BILINEAR>(w, m, x, o);
+    }
+}
+
+/// AVX2 bilinear for 8-bit RGB: eight output pixels at a time with gathers where all four
+/// taps are inside the image, the scalar pixel elsewhere. Same operations in the same order
+/// as the scalar loop (no fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{pixel, row_map, Fill, Warp};
+    use std::arch::x86_64::*;
+
+    pub(super) fn row_rgb8<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
+        // SAFETY: `pick` returns this function only when the CPU has AVX2.
+        unsafe { row_rgb8_avx2::<F>(w, y, out) }
+    }
+
+    /// Bilinear of the three channels of four gathered taps; `shifts` are the bit offsets of
+    /// channel 0, 1, 2 in the left and the right taps.
+    #[target_feature(enable = "avx2")]
+    unsafe fn lerp3(
+        v: &mut [[f32; 8]; 3],
+        (g00, g01, g10, g11): (__m256i, __m256i, __m256i, __m256i),
+        (fx, fy): (__m256, __m256),
+        shifts: [i32; 6],
+    ) {
+        let ff = _mm256_set1_epi32(0xff);
+        let chan = |g: __m256i, s: i32| {
+            let s = _mm256_set1_epi32(s);
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(g, s), ff))
+        };
+        for (ch, out) in v.iter_mut().enumerate() {
+            let (sl, sr) = (shifts[2 * ch], shifts[2 * ch + 1]);
+            let (t00, t01) = (chan(g00, sl), chan(g01, sr));
+            let (t10, t11) = (chan(g10, sl), chan(g11, sr));
+            let top = _mm256_add_ps(t00, _mm256_mul_ps(fx, _mm256_sub_ps(t01, t00)));
+            let bot = _mm256_add_ps(t10, _mm256_mul_ps(fx, _mm256_sub_ps(t11, t10)));
+            let r = _mm256_add_ps(top, _mm256_mul_ps(fy, _mm256_sub_ps(bot, top)));
+            _mm256_storeu_ps(out.as_mut_ptr(), r);
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_rgb8_avx2<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
+        let m = row_map(w, y);
+        let (a, bx, d, by) = m;
+        let width = out.len() / 3;
+        let (sw, sh) = (w.sw as i32, w.sh as i32);
+        let stride = sw * 3;
+        // Sizes are below MAX_PIXELS (2^27), so byte offsets fit in i32.
+        let base = w.src.as_ptr() as *const i32;
+        let lane = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+        let (va, vbx, vd, vby) = (
+            _mm256_set1_ps(a),
+            _mm256_set1_ps(bx),
+            _mm256_set1_ps(d),
+            _mm256_set1_ps(by),
+        );
+        let (lo, hi) = (_mm256_set1_ps(-1e9), _mm256_set1_ps(1e9));
+        let (swm1, shm1) = (_mm256_set1_epi32(sw - 1), _mm256_set1_epi32(sh - 1));
+        let neg1 = _mm256_set1_epi32(-1);
+        let vstride = _mm256_set1_epi32(stride);
+        let len = w.src.len().min(i32::MAX as usize) as i32;
+        let mut x = 0;
+        let mut v = [[0f32; 8]; 3];
+        while x + 8 <= width {
+            let xf = _mm256_add_ps(_mm256_set1_ps(x as f32), lane);
+            let sx = _mm256_max_ps(
+                _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(va, xf), vbx), hi),
+                lo,
+            );
+            let sy = _mm256_max_ps(
+                _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(vd, xf), vby), hi),
+                lo,
+            );
+            let (x0f, y0f) = (_mm256_floor_ps(sx), _mm256_floor_ps(sy));
+            let (x0, y0) = (_mm256_cvttps_epi32(x0f), _mm256_cvttps_epi32(y0f));
+            let inside = _mm256_and_si256(
+                _mm256_and_si256(_mm256_cmpgt_epi32(swm1, x0), _mm256_cmpgt_epi32(x0, neg1)),
+                _mm256_and_si256(_mm256_cmpgt_epi32(shm1, y0), _mm256_cmpgt_epi32(y0, neg1)),
+            );
+            if F::CLAMP && len >= 4 && _mm256_movemask_ps(_mm256_castsi256_ps(inside)) != 0xff {
+                // Clamp every tap's indices (what `Nearest::index` does), gather 4 bytes at
+                // the tap, or ending at it for the image's last pixel, and shift into place.
+                let (fx, fy) = (_mm256_sub_ps(sx, x0f), _mm256_sub_ps(sy, y0f));
+                let zero = _mm256_setzero_si256();
+                let one = _mm256_set1_epi32(1);
+                let cl = |v: __m256i, hi: __m256i| _mm256_max_epi32(_mm256_min_epi32(v, hi), zero);
+                let (xa, xb) = (cl(x0, swm1), cl(_mm256_add_epi32(x0, one), swm1));
+                let (ya, yb) = (
+                    _mm256_mullo_epi32(cl(y0, shm1), vstride),
+                    _mm256_mullo_epi32(cl(_mm256_add_epi32(y0, one), shm1), vstride),
+                );
+                let (xa, xb) = (
+                    _mm256_add_epi32(xa, _mm256_add_epi32(xa, xa)),
+                    _mm256_add_epi32(xb, _mm256_add_epi32(xb, xb)),
+                );
+                let last = _mm256_set1_epi32(len - 4);
+                let get = |p: __m256i| {
+                    let q = _mm256_min_epi32(p, last);
+                    let sh = _mm256_slli_epi32::<3>(_mm256_sub_epi32(p, q));
+                    _mm256_srlv_epi32(_mm256_i32gather_epi32::<1>(base, q), sh)
+                };
+                let g00 = get(_mm256_add_epi32(ya, xa));
+                let g01 = get(_mm256_add_epi32(ya, xb));
+                let g10 = get(_mm256_add_epi32(yb, xa));
+                let g11 = get(_mm256_add_epi32(yb, xb));
+                lerp3(&mut v, (g00, g01, g10, g11), (fx, fy), [0, 0, 8, 8, 16, 16]);
+                for (i, o) in out[x * 3..(x + 8) * 3].chunks_exact_mut(3).enumerate() {
+                    o[0] = v[0][i];
+                    o[1] = v[1][i];
+                    o[2] = v[2][i];
+                }
+                x += 8;
+                continue;
+            }
+            if _mm256_movemask_ps(_mm256_castsi256_ps(inside)) != 0xff {
+                for (i, o) in out[x * 3..(x + 8) * 3].chunks_exact_mut(3).enumerate() {
+                    pixel::<u8, F, 3, true>(w, m, x + i, o);
+                }
+                x += 8;
+                continue;
+            }
+            let (fx, fy) = (_mm256_sub_ps(sx, x0f), _mm256_sub_ps(sy, y0f));
+            let p = _mm256_add_epi32(
+                _mm256_mullo_epi32(y0, vstride),
+                _mm256_add_epi32(x0, _mm256_add_epi32(x0, x0)),
+            );
+            // Left taps: the 4 bytes at the pixel (R, G, B, next R). Right taps: the 4 bytes
+            // ending with the next pixel (B, R, G, B), which never read past the image.
+            let p1 = _mm256_add_epi32(p, _mm256_set1_epi32(2));
+            let g00 = _mm256_i32gather_epi32::<1>(base, p);
+            let g01 = _mm256_i32gather_epi32::<1>(base, p1);
+            let g10 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p, vstride));
+            let g11 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p1, vstride));
+            lerp3(
+                &mut v,
+                (g00, g01, g10, g11),
+                (fx, fy),
+                [0, 8, 8, 16, 16, 24],
+            );
+            for (i, o) in out[x * 3..(x + 8) * 3].chunks_exact_mut(3).enumerate() {
+                o[0] = v[0][i];
+                o[1] = v[1][i];
+                o[2] = v[2][i];
+            }
+            x += 8;
+        }
+        for (i, o) in out[x * 3..].chunks_exact_mut(3).enumerate() {
+            pixel::<u8, F, 3, true>(w, m, x + i, o);
+        }
+    }
+}
+
+fn pick_fill<T: Px, const C: usize, const B: bool>(fill: FillMode) -> RowFn<T> {
+    match fill {
+        FillMode::Constant => row::<T, Constant, C, B>,
+        FillMode::Nearest => row::<T, Nearest, C, B>,
+        FillMode::Reflect => row::<T, Reflect, C, B>,
+        FillMode::Wrap => row::<T, Wrap, C, B>,
+    }
+}
+
+/// The AVX2 loop for 8-bit RGB bilinear, when the CPU has it and `simd` is on.
+pub(super) fn pick_rgb8(fill: FillMode, simd: bool) -> Option<RowFn<u8>> {
+    #[cfg(target_arch = "x86_64")]
+    if simd && is_x86_feature_detected!("avx2") {
+        return Some(match fill {
+            FillMode::Constant => avx2::row_rgb8::<Constant>,
+            FillMode::Nearest => avx2::row_rgb8::<Nearest>,
+            FillMode::Reflect => avx2::row_rgb8::<Reflect>,
+            FillMode::Wrap => avx2::row_rgb8::<Wrap>,
+        });
+    }
+    let _ = (fill, simd);
+    None
+}
+
+/// The specialised portable row loop for `channels` (1 or 3; anything else is treated as 3
+/// and caught by the caller's checks), `fill` and `interp`.
+pub(super) fn pick<T: Px>(channels: usize, fill: FillMode, interp: Interpolation) -> RowFn<T> {
+    match (channels, interp) {
+        (1, Interpolation::Bilinear) => pick_fill::<T, 1, true>(fill),
+        (1, Interpolation::Nearest) => pick_fill::<T, 1, false>(fill),
+        (_, Interpolation::Bilinear) => pick_fill::<T, 3, true>(fill),
+        (_, Interpolation::Nearest) => pick_fill::<T, 3, false>(fill),
+    }
+}

@@ -1,0 +1,346 @@
+//! `stoker convert SRC DST --to npy|hdf5|tar|folder`: between all storage formats.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use stoker::decode::Decoder;
+use stoker::source::{
+    save_hdf5, save_npy, Hdf5Layout, Hdf5Source, Raw, Source, TarSource, TarWriter,
+};
+use stoker::{Error, Pixels, Result};
+
+use crate::resize::Progress;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConvertTo {
+    /// NPY shards `images-000000.npy` + `labels-000000.npy` (decoded pixels, u8 or f32).
+    Npy,
+    /// HDF5 shards `data-000000.h5` (datasets `images`, `labels`), contiguous: memory-mapped.
+    Hdf5,
+    /// WebDataset tar shards `shard-000000.tar`: encoded images copied as they are, pixels as PNG.
+    Tar,
+    /// One file per sample in `DST/<label>/<index>.<ext>` (encoded images copied, pixels as PNG).
+    Folder,
+}
+
+/// Arguments of `stoker convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Source: an image folder, a manifest CSV, `.npy` file(s), `.tar` shard(s) or `.h5`
+    /// file(s); globs such as `shard-*.tar` allowed.
+    pub src: String,
+    /// Destination folder (created if needed).
+    pub dst: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub to: ConvertTo,
+    /// Samples per output shard.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_size: usize,
+    /// Labels of an NPY source (file or glob), or the labels dataset of an HDF5 source.
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Images dataset of an HDF5 source.
+    #[arg(long, default_value = "images")]
+    pub images_key: String,
+    /// Re-read every written sample and compare pixels and label with the source.
+    #[arg(long)]
+    pub verify: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Opens a tar or HDF5 source (by extension); `None` for other paths.
+pub fn open_container(path: &str, labels: Option<&str>) -> Result<Option<Box<dyn Source>>> {
+    open_with_key(path, labels, "images")
+}
+
+fn open_with_key(path: &str, labels: Option<&str>, key: &str) -> Result<Option<Box<dyn Source>>> {
+    let lower = path.to_ascii_lowercase();
+    if lower.ends_with(".tar") {
+        if labels.is_some() {
+            return Err(Error::config(
+                "--labels is not for tar shards (labels are .cls members)",
+            ));
+        }
+        return Ok(Some(Box::new(TarSource::glob(path)?)));
+    }
+    if lower.ends_with(".h5") || lower.ends_with(".hdf5") {
+        let src = match labels {
+            Some(l) => Hdf5Source::glob(path, key, Some(l))?,
+            // The default labels dataset, when the file has one.
+            None => Hdf5Source::glob(path, key, Some("labels"))
+                .or_else(|_| Hdf5Source::glob(path, key, None))?,
+        };
+        return Ok(Some(Box::new(src)));
+    }
+    Ok(None)
+}
+
+/// Decoded pixels of one sample, owned: (width, height, channels, u8 or f32 values).
+#[derive(Debug, PartialEq)]
+enum Owned {
+    U8(usize, usize, usize, Vec<u8>),
+    F32(usize, usize, usize, Vec<f32>),
+}
+
+fn pixels(raw: Raw<'_>, dec: &mut Decoder) -> Result<Owned> {
+    let v = match raw {
+        Raw::Pixels(v) => v,
+        Raw::Encoded(b) => {
+            // Keep gray images gray: sniff the channel count from a 3-channel decode is not
+            // possible, so JPEG/PNG become RGB.
+            dec.decode(b, 3, None)?
+        }
+    };
+    Ok(match v.pixels {
+        Pixels::U8(p) => Owned::U8(v.width, v.height, v.channels, p.to_vec()),
+        Pixels::F32(p) => Owned::F32(v.width, v.height, v.channels, p.to_vec()),
+    })
+}
+
+fn sniff_ext(b: &[u8]) -> &'static str {
+    if b.starts_with(b"\x89PNG") {
+        "png"
+    } else {
+        "jpg"
+    }
+}
+
+fn png(o: &Owned) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let Owned::U8(w, h, c, px) = o else {
+        return Err(Error::config(
+            "f32 pixels cannot be written as images: convert to npy or hdf5",
+        ));
+    };
+    let color = if *c == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(px, *w as u32, *h as u32, color)
+        .map_err(|e| Error::config(format!("png encode: {e}")))?;
+    Ok(out)
+}
+
+/// Writes through a hidden temporary beside `path`, renamed into place when `f` succeeds.
+fn atomic(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.stoker-tmp"));
+    f(&tmp)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Runs `stoker convert`; returns the output path pattern to re-open it.
+pub fn run(a: ConvertArgs) -> Result<()> {
+    if a.shard_size == 0 {
+        return Err(Error::config("--shard-size must be > 0"));
+    }
+    let src = match open_with_key(&a.src, a.labels.as_deref(), &a.images_key)? {
+        Some(s) => s,
+        None => crate::open_source(&a.src, a.labels.as_deref())?,
+    };
+    let n = src.len();
+    let labelled = src.has_labels();
+    let progress = Progress::new(n, "samples", a.quiet);
+    let mut dec = Decoder::new()?;
+    let mut buf = Vec::new();
+    let mut shards = 0;
+    let label_dir =
+        |l: Option<i64>| l.map_or_else(|| "unlabelled".to_string(), |l| format!("{l:05}"));
+    for (k, start) in (0..n).step_by(a.shard_size).enumerate() {
+        let range = start..(start + a.shard_size).min(n);
+        match a.to {
+            ConvertTo::Tar => {
+                let out = a.dst.join(format!("shard-{k:06}.tar"));
+                atomic(&out, |tmp| {
+                    let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+                    let mut w = TarWriter::new(std::io::BufWriter::new(f));
+                    for i in range.clone() {
+                        let item = src.get(i, &mut buf)?;
+                        let (bytes, ext) = match item.raw {
+                            Raw::Encoded(b) => (b.to_vec(), sniff_ext(b)),
+                            raw => (png(&pixels(raw, &mut dec)?).map_err(|e| e.at(i))?, "png"),
+                        };
+                        w.append_sample(&format!("{i:08}"), ext, &bytes, item.label)
+                            .map_err(|e| Error::io(tmp, e))?;
+                        progress.add(1);
+                    }
+                    w.finish().map(|_| ()).map_err(|e| Error::io(tmp, e))
+                })?;
+            }
+            ConvertTo::Folder => {
+                for i in range.clone() {
+                    let item = src.get(i, &mut buf)?;
+                    let (bytes, ext) = match item.raw {
+                        Raw::Encoded(b) => (b.to_vec(), sniff_ext(b)),
+                        raw => (png(&pixels(raw, &mut dec)?).map_err(|e| e.at(i))?, "png"),
+                    };
+                    let out = a
+                        .dst
+                        .join(label_dir(item.label))
+                        .join(format!("{i:08}.{ext}"));
+                    atomic(&out, |tmp| {
+                        fs::write(tmp, &bytes).map_err(|e| Error::io(tmp, e))
+                    })?;
+                    progress.add(1);
+                }
+            }
+            ConvertTo::Npy | ConvertTo::Hdf5 => {
+                let mut first: Option<(usize, usize, usize, bool)> = None;
+                let (mut u8s, mut f32s, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+                for i in range.clone() {
+                    let item = src.get(i, &mut buf)?;
+                    let label = item.label;
+                    let o = pixels(item.raw, &mut dec).map_err(|e| e.at(i))?;
+                    let kind = match &o {
+                        Owned::U8(w, h, c, _) => (*w, *h, *c, false),
+                        Owned::F32(w, h, c, _) => (*w, *h, *c, true),
+                    };
+                    let first = *first.get_or_insert(kind);
+                    if kind != first {
+                        return Err(Error::format(
+                            src.path(i).unwrap_or(Path::new(&a.src)),
+                            format!(
+                                "sample is {}x{}x{}, unlike {}x{}x{} before it: resize first (stoker resize)",
+                                kind.1, kind.0, kind.2, first.1, first.0, first.2
+                            ),
+                        )
+                        .at(i));
+                    }
+                    match o {
+                        Owned::U8(.., p) => u8s.extend_from_slice(&p),
+                        Owned::F32(.., p) => f32s.extend_from_slice(&p),
+                    }
+                    labels.extend(label);
+                    progress.add(1);
+                }
+                let (w, h, c, is_f32) = first.unwrap_or((1, 1, 1, false));
+                let shape = [range.len(), h, w, c];
+                let lab = labelled.then_some(&labels[..]);
+                if a.to == ConvertTo::Npy {
+                    let out = a.dst.join(format!("images-{k:06}.npy"));
+                    atomic(&out, |tmp| {
+                        if is_f32 {
+                            let bytes: Vec<u8> =
+                                f32s.iter().flat_map(|v| v.to_le_bytes()).collect();
+                            save_npy(tmp, "<f4", &shape, &bytes)
+                        } else {
+                            save_npy(tmp, "|u1", &shape, &u8s)
+                        }
+                    })?;
+                    if let Some(l) = lab {
+                        let out = a.dst.join(format!("labels-{k:06}.npy"));
+                        let bytes: Vec<u8> = l.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        atomic(&out, |tmp| save_npy(tmp, "<i8", &[l.len()], &bytes))?;
+                    }
+                } else {
+                    let out = a.dst.join(format!("data-{k:06}.h5"));
+                    let px = if is_f32 {
+                        Pixels::F32(&f32s)
+                    } else {
+                        Pixels::U8(&u8s)
+                    };
+                    atomic(&out, |tmp| {
+                        save_hdf5(tmp, px, shape, lab, Hdf5Layout::Contiguous)
+                    })?;
+                }
+            }
+        }
+        shards += 1;
+    }
+    progress.finish();
+    let secs = progress.elapsed();
+    let pattern = match a.to {
+        ConvertTo::Npy => a.dst.join("images-*.npy"),
+        ConvertTo::Hdf5 => a.dst.join("data-*.h5"),
+        ConvertTo::Tar => a.dst.join("shard-*.tar"),
+        ConvertTo::Folder => a.dst.clone(),
+    };
+    let pattern = pattern.to_string_lossy().into_owned();
+    let mut verified = String::new();
+    if a.verify {
+        let labels_pattern = a.dst.join("labels-*.npy").to_string_lossy().into_owned();
+        let out: Box<dyn Source> = match a.to {
+            ConvertTo::Npy => Box::new(stoker::source::NpySource::glob(
+                &pattern,
+                labelled.then_some(labels_pattern.as_str()),
+            )?),
+            _ => match open_container(&pattern, None)? {
+                Some(s) => s,
+                None => crate::open_source(&pattern, None)?,
+            },
+        };
+        if out.len() != n {
+            return Err(Error::format(
+                &a.dst,
+                format!("verify: {} samples written, {n} read back", out.len()),
+            ));
+        }
+        // A folder re-reads in class-folder order: map each written sample back by its name.
+        let mut order: Vec<usize> = (0..n).collect();
+        if a.to == ConvertTo::Folder {
+            for (j, slot) in order.iter_mut().enumerate() {
+                let p = out.path(j).unwrap_or(Path::new(""));
+                *slot = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok())
+                    .filter(|&i: &usize| i < n)
+                    .ok_or_else(|| Error::format(p, "verify: unexpected file"))?;
+            }
+        }
+        let (mut dec2, mut buf2) = (Decoder::new()?, Vec::new());
+        for (j, &i) in order.iter().enumerate() {
+            let a_item = src.get(i, &mut buf)?;
+            let b_item = out.get(j, &mut buf2)?;
+            let la = a_item.label;
+            // A folder's labels are class indices: its class folder names are checked below.
+            let lb = if a.to == ConvertTo::Folder {
+                la
+            } else {
+                b_item.label
+            };
+            let pa = pixels(a_item.raw, &mut dec).map_err(|e| e.at(i))?;
+            let pb = pixels(b_item.raw, &mut dec2).map_err(|e| e.at(j))?;
+            if pa != pb || la != lb {
+                return Err(Error::format(
+                    out.path(j).unwrap_or(&a.dst),
+                    format!("verify: sample {i} differs from the source"),
+                )
+                .at(j));
+            }
+            if a.to == ConvertTo::Folder {
+                let dir = out
+                    .path(j)
+                    .and_then(|p| p.parent())
+                    .and_then(|p| p.file_name());
+                if dir.and_then(|d| d.to_str()) != Some(label_dir(la).as_str()) {
+                    return Err(Error::format(
+                        &a.dst,
+                        format!("verify: sample {i} is in the wrong class folder"),
+                    ));
+                }
+            }
+        }
+        verified = format!(", verified {n}");
+    }
+    let into = if a.to == ConvertTo::Folder {
+        "files".to_string()
+    } else {
+        format!("{shards} shards")
+    };
+    println!(
+        "converted {n} samples into {into} in {secs:.2} s ({:.0} samples/s){verified}: {pattern}",
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,773 @@
+//! `stoker resize SRC DST`: pre-resize a data set once, in parallel, resumably.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Args, ValueEnum};
+use stoker::decode::{Decoder, Filter};
+use stoker::source::{save_hdf5, write_npy, Hdf5Layout, TarWriter};
+use stoker::{Error, Pixels, Result};
+
+/// How an image is fitted into `--size WxH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Fit {
+    /// Resize to exactly WxH, changing the aspect ratio.
+    Stretch,
+    /// Resize to cover WxH, then cut the centre.
+    Crop,
+    /// Resize to fit inside WxH, then pad with black around the centre.
+    Pad,
+}
+
+/// Resampling filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FilterArg {
+    /// Antialiased Lanczos3 (sharpest).
+    Lanczos3,
+    /// Antialiased bilinear (about 3× faster).
+    Bilinear,
+}
+
+/// Output image encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    /// JPEG at `--quality`, 4:2:0.
+    Jpg,
+    /// PNG (lossless).
+    Png,
+}
+
+/// Output layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum To {
+    /// One file per image, keeping the source's folder layout.
+    Folder,
+    /// WebDataset tar shards (`shard-000000.tar`, `KEY.jpg` + `KEY.cls`).
+    Tar,
+    /// NPY shards of u8 pixels (`images-000000.npy` + `labels-000000.npy`); needs --size.
+    Npy,
+    /// Contiguous HDF5 shards (`data-000000.h5`: `images`, `labels`); needs --size.
+    Hdf5,
+}
+
+/// Arguments of `stoker resize`.
+#[derive(Args, Debug)]
+pub struct ResizeArgs {
+    /// Source folder: every .jpg/.jpeg/.png below it (recursively; hidden entries skipped).
+    pub src: PathBuf,
+    /// Destination folder (created if needed).
+    pub dst: PathBuf,
+    /// Output size WxH (see --fit).
+    #[arg(long, value_parser = crate::parse_size)]
+    pub size: Option<(usize, usize)>,
+    /// Scale factor applied to each image's own size, e.g. 0.1.
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Resize so that the shorter side is this many pixels, keeping the aspect ratio.
+    #[arg(long)]
+    pub short_side: Option<usize>,
+    /// How to fit --size: stretch, crop (centre) or pad (black borders).
+    #[arg(long, value_enum, default_value = "stretch")]
+    pub fit: Fit,
+    /// Resampling filter.
+    #[arg(long, value_enum, default_value = "lanczos3")]
+    pub filter: FilterArg,
+    /// Output encoding.
+    #[arg(long, value_enum, default_value = "jpg")]
+    pub format: OutFormat,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Output layout: folder (same tree as SRC), tar (WebDataset shards), npy or hdf5 shards.
+    #[arg(long, value_enum, default_value = "folder")]
+    pub to: To,
+    /// Samples per tar / npy / hdf5 shard.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_size: usize,
+    /// Process only part i of n (0-based) of the files, e.g. `--shard 3/8` in a job array;
+    /// the split is by a hash of each file's relative path, so it does not depend on the
+    /// machine or on the order files are listed.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Write the bad inputs (path, tab, reason) to this file.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Decode the inputs only (full size, no output): a baseline for the images/s figure.
+    #[arg(long)]
+    pub decode_only: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Testing aid: sleep this long per image.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub delay_ms: u64,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("shard {s:?} is not i/n with 0 <= i < n");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    (i < n).then_some((i, n)).ok_or_else(bad)
+}
+
+/// FNV-1a: a stable hash of a relative path for `--shard`.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// How the output size is chosen.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Size(usize, usize, Fit),
+    Scale(f64),
+    ShortSide(usize),
+}
+
+/// What to resize to, given the stored size: `(resized w, h)`, `(output w, h)`.
+fn plan(t: Target, (sw, sh): (usize, usize)) -> ((usize, usize), (usize, usize)) {
+    let r = |v: f64| (v.round() as usize).max(1);
+    match t {
+        Target::Size(tw, th, Fit::Stretch) => ((tw, th), (tw, th)),
+        Target::Size(tw, th, fit) => {
+            let (fx, fy) = (tw as f64 / sw as f64, th as f64 / sh as f64);
+            if fit == Fit::Crop {
+                let s = fx.max(fy);
+                (
+                    (r(sw as f64 * s).max(tw), r(sh as f64 * s).max(th)),
+                    (tw, th),
+                )
+            } else {
+                let s = fx.min(fy);
+                (
+                    (r(sw as f64 * s).min(tw), r(sh as f64 * s).min(th)),
+                    (tw, th),
+                )
+            }
+        }
+        Target::Scale(f) => {
+            let z = (r(sw as f64 * f), r(sh as f64 * f));
+            (z, z)
+        }
+        Target::ShortSide(n) => {
+            let s = n as f64 / sw.min(sh) as f64;
+            let z = (r(sw as f64 * s), r(sh as f64 * s));
+            (z, z)
+        }
+    }
+}
+
+/// The stored size of a JPEG or PNG, from its header.
+fn stored_size(bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
+    if bytes.is_empty() {
+        return Err("empty file (0 bytes)".into());
+    }
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        let h = turbojpeg::read_header(bytes)
+            .map_err(|e| format!("jpeg: {}", e.to_string().to_lowercase()))?;
+        return Ok((h.width, h.height));
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let be = |i: usize| {
+            bytes
+                .get(i..i + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        return match (be(16), be(20)) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => Ok((w, h)),
+            _ => Err("png: truncated header".into()),
+        };
+    }
+    Err("not a jpeg or png".into())
+}
+
+/// One worker's codecs and buffers.
+struct Worker {
+    decoder: Decoder,
+    jpeg: turbojpeg::Compressor,
+    canvas: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Worker {
+    fn new(filter: FilterArg, quality: u8) -> Result<Worker> {
+        let mut decoder = Decoder::new()?;
+        decoder.set_filter(match filter {
+            FilterArg::Lanczos3 => Filter::Lanczos3,
+            FilterArg::Bilinear => Filter::Bilinear,
+        });
+        let jerr = |e: turbojpeg::Error| Error::config(format!("jpeg encoder: {e}"));
+        let mut jpeg = turbojpeg::Compressor::new().map_err(jerr)?;
+        jpeg.set_quality(i32::from(quality)).map_err(jerr)?;
+        jpeg.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(jerr)?;
+        Ok(Worker {
+            decoder,
+            jpeg,
+            canvas: Vec::new(),
+            bytes: Vec::new(),
+        })
+    }
+
+    /// Reads, decodes, resizes and encodes `path` (raw RGB pixels when `format` is `None`);
+    /// the output is in `self.bytes`.
+    fn convert(
+        &mut self,
+        path: &Path,
+        target: Target,
+        format: Option<OutFormat>,
+    ) -> std::result::Result<(), String> {
+        let input = fs::read(path).map_err(|e| e.to_string().to_lowercase())?;
+        let stored = stored_size(&input)?;
+        let ((rw, rh), (tw, th)) = plan(target, stored);
+        let img = self
+            .decoder
+            .decode(&input, 3, Some((rw, rh)))
+            .map_err(|e| e.message().to_string())?;
+        let stoker::Pixels::U8(px) = img.pixels else {
+            return Err("decoder gave f32 pixels".into());
+        };
+        let out: &[u8] = if (rw, rh) == (tw, th) {
+            px
+        } else {
+            // Crop (resized ≥ target) or pad (resized ≤ target), centred.
+            self.canvas.clear();
+            self.canvas.resize(tw * th * 3, 0);
+            let (cw, ch) = (rw.min(tw), rh.min(th));
+            let (sx, sy) = ((rw - cw) / 2, (rh - ch) / 2);
+            let (dx, dy) = ((tw - cw) / 2, (th - ch) / 2);
+            for y in 0..ch {
+                let s = ((sy + y) * rw + sx) * 3;
+                let d = ((dy + y) * tw + dx) * 3;
+                self.canvas[d..d + cw * 3].copy_from_slice(&px[s..s + cw * 3]);
+            }
+            &self.canvas
+        };
+        self.bytes.clear();
+        match format {
+            None => self.bytes.extend_from_slice(out),
+            Some(OutFormat::Jpg) => {
+                let image = turbojpeg::Image {
+                    pixels: out,
+                    width: tw,
+                    pitch: tw * 3,
+                    height: th,
+                    format: turbojpeg::PixelFormat::RGB,
+                };
+                self.bytes = self
+                    .jpeg
+                    .compress_to_vec(image)
+                    .map_err(|e| format!("jpeg encode: {e}"))?;
+            }
+            Some(OutFormat::Png) => {
+                use image::ImageEncoder;
+                image::codecs::png::PngEncoder::new(&mut self.bytes)
+                    .write_image(out, tw as u32, th as u32, image::ExtendedColorType::Rgb8)
+                    .map_err(|e| format!("png encode: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A progress line on stderr (when it is a terminal): done/total, rate, ETA.
+pub struct Progress {
+    total: usize,
+    done: AtomicUsize,
+    start: Instant,
+    last: Mutex<Instant>,
+    show: bool,
+    what: &'static str,
+}
+
+impl Progress {
+    /// A progress line for `total` items; drawn only when stderr is a terminal and not `quiet`.
+    pub fn new(total: usize, what: &'static str, quiet: bool) -> Progress {
+        let now = Instant::now();
+        Progress {
+            total,
+            done: AtomicUsize::new(0),
+            start: now,
+            last: Mutex::new(now),
+            show: !quiet && std::io::stderr().is_terminal(),
+            what,
+        }
+    }
+
+    /// Counts `n` more items done and redraws at most 5 times a second.
+    pub fn add(&self, n: usize) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        if !self.show {
+            return;
+        }
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_millis(200) && done < self.total {
+            return;
+        }
+        *last = Instant::now();
+        let s = self.start.elapsed().as_secs_f64();
+        let rate = done as f64 / s.max(1e-9);
+        let eta = (self.total - done.min(self.total)) as f64 / rate.max(1e-9);
+        let width = 30;
+        let fill = (done * width).checked_div(self.total).unwrap_or(width);
+        eprint!(
+            "\r[{}{}] {done}/{} {} {rate:.0}/s ETA {:.0}s   ",
+            "#".repeat(fill.min(width)),
+            " ".repeat(width - fill.min(width)),
+            self.total,
+            self.what,
+            eta
+        );
+    }
+
+    /// Ends the line.
+    pub fn finish(&self) {
+        if self.show {
+            eprintln!();
+        }
+    }
+
+    /// Seconds since the start.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// Runs `f(worker, k)` for every `k` in `0..n` on `workers` threads; results in order.
+fn par_map<T: Send>(
+    n: usize,
+    workers: usize,
+    args: &ResizeArgs,
+    progress: &Progress,
+    f: impl Fn(&mut Worker, usize) -> T + Sync,
+) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(n));
+    let init_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, n.max(1)) {
+            s.spawn(|| {
+                let mut w = match Worker::new(args.filter, args.quality) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        *init_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                };
+                let mut mine = Vec::new();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= n || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    mine.push((k, f(&mut w, k)));
+                    if args.delay_ms > 0 {
+                        std::thread::sleep(Duration::from_millis(args.delay_ms));
+                    }
+                    progress.add(1);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(mine);
+            });
+        }
+    });
+    if let Some(e) = init_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut r = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    r.sort_by_key(|(k, _)| *k);
+    Ok(r.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Image files below `root`, relative to it, sorted by path.
+fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            if entry.file_name().as_encoded_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Whether `out` is a finished output for `sources`: non-empty and not older than any of them.
+fn is_done(out: &Path, sources: &[PathBuf]) -> bool {
+    let Ok(m) = fs::metadata(out) else {
+        return false;
+    };
+    let mtime = |m: &fs::Metadata| m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    m.len() > 0
+        && sources.iter().all(|s| {
+            fs::metadata(s)
+                .map(|sm| mtime(&m) >= mtime(&sm))
+                .unwrap_or(true)
+        })
+}
+
+/// Writes `data` to `path` atomically: a hidden temporary file beside it, then a rename.
+pub fn write_atomic(
+    path: &Path,
+    data: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.stoker-tmp"));
+    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    data(&mut f).map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The label of each file from its first path component (ImageFolder's class order), when
+/// every file sits in a class folder.
+fn class_labels(rel: &[PathBuf]) -> Option<Vec<i64>> {
+    let class = |p: &Path| {
+        let mut c = p.components();
+        let first = c.next()?;
+        c.next()?;
+        Some(first.as_os_str().to_os_string())
+    };
+    let classes: BTreeSet<_> = rel.iter().map(|p| class(p)).collect::<Option<_>>()?;
+    let classes: Vec<_> = classes.into_iter().collect();
+    rel.iter()
+        .map(|p| {
+            let c = class(p)?;
+            classes.binary_search(&c).ok().map(|i| i as i64)
+        })
+        .collect()
+}
+
+/// Runs `stoker resize`.
+pub fn run(a: ResizeArgs) -> Result<()> {
+    let target = match (a.size, a.scale, a.short_side) {
+        (Some((w, h)), None, None) => Target::Size(w, h, a.fit),
+        (None, Some(f), None) if f > 0.0 && f.is_finite() => Target::Scale(f),
+        (None, Some(f), None) => {
+            return Err(Error::config(format!(
+                "--scale {f} must be a positive number"
+            )))
+        }
+        (None, None, Some(n)) if n > 0 => Target::ShortSide(n),
+        (None, None, None) => {
+            return Err(Error::config(
+                "give one of --size WxH, --scale F or --short-side N",
+            ))
+        }
+        _ => {
+            return Err(Error::config(
+                "give only one of --size, --scale and --short-side",
+            ))
+        }
+    };
+    if a.shard_size == 0 {
+        return Err(Error::config("--shard-size must be > 0"));
+    }
+    if a.src.is_file() {
+        return Err(Error::config(format!(
+            "{} is a file: resize takes a folder of images",
+            a.src.display()
+        )));
+    }
+    let all = list_images(&a.src)?;
+    let labels_all = class_labels(&all);
+    let (mut rel, mut labels) = (Vec::new(), Vec::new());
+    for (k, p) in all.iter().enumerate() {
+        let mine = a
+            .shard
+            .is_none_or(|(i, n)| fnv(p.as_os_str().as_encoded_bytes()) % n as u64 == i as u64);
+        if mine {
+            rel.push(p.clone());
+            labels.push(labels_all.as_ref().map(|l| l[k]));
+        }
+    }
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let ext = match a.format {
+        OutFormat::Jpg => "jpg",
+        OutFormat::Png => "png",
+    };
+    let src_of = |p: &PathBuf| a.src.join(p);
+    let mut bad: Vec<(PathBuf, String)> = Vec::new();
+    let (mut written, mut skipped) = (0usize, 0usize);
+    let progress;
+    if a.decode_only {
+        progress = Progress::new(rel.len(), "decoded", a.quiet);
+        let results = par_map(rel.len(), workers, &a, &progress, |w, k| {
+            let bytes = fs::read(src_of(&rel[k])).map_err(|e| e.to_string().to_lowercase())?;
+            w.decoder
+                .decode(&bytes, 3, None)
+                .map(|_| ())
+                .map_err(|e| e.message().to_string())
+        })?;
+        for (k, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(()) => written += 1,
+                Err(m) => bad.push((src_of(&rel[k]), m)),
+            }
+        }
+    } else {
+        match a.to {
+            To::Folder => {
+                // Output paths; two inputs that map to one output are an error for the second.
+                let mut seen = HashSet::new();
+                let mut outs: Vec<std::result::Result<PathBuf, String>> = Vec::new();
+                for p in &rel {
+                    let o = a.dst.join(p.with_extension(ext));
+                    outs.push(if seen.insert(o.clone()) {
+                        Ok(o)
+                    } else {
+                        Err(format!(
+                            "its output {} is also another input's",
+                            o.display()
+                        ))
+                    });
+                }
+                let todo: Vec<usize> = (0..rel.len())
+                    .filter(|&k| match &outs[k] {
+                        Ok(o) => !is_done(o, &[src_of(&rel[k])]),
+                        Err(_) => true,
+                    })
+                    .collect();
+                skipped = rel.len() - todo.len();
+                progress = Progress::new(todo.len(), "images", a.quiet);
+                let results = par_map(todo.len(), workers, &a, &progress, |w, j| {
+                    let k = todo[j];
+                    let out = outs[k].as_ref().map_err(Clone::clone)?;
+                    w.convert(&src_of(&rel[k]), target, Some(a.format))?;
+                    let bytes = &w.bytes;
+                    write_atomic(out, |f| f.write_all(bytes)).map_err(|e| e.to_string())
+                })?;
+                for (j, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(()) => written += 1,
+                        Err(m) => bad.push((src_of(&rel[todo[j]]), m)),
+                    }
+                }
+            }
+            To::Tar | To::Npy | To::Hdf5 => {
+                let (stem, extn, format) = match a.to {
+                    To::Tar => ("shard", "tar", Some(a.format)),
+                    To::Npy => ("images", "npy", None),
+                    _ => ("data", "h5", None),
+                };
+                let (tw, th) =
+                    match target {
+                        Target::Size(w, h, _) => (w, h),
+                        _ if format.is_none() => return Err(Error::config(
+                            "--to npy and --to hdf5 need --size WxH (one shape for all samples)",
+                        )),
+                        _ => (0, 0),
+                    };
+                let part = match a.shard {
+                    Some((i, n)) if n > 1 => format!("{i:03}-of-{n:03}-"),
+                    _ => String::new(),
+                };
+                let chunks: Vec<std::ops::Range<usize>> = (0..rel.len())
+                    .step_by(a.shard_size)
+                    .map(|s| s..(s + a.shard_size).min(rel.len()))
+                    .collect();
+                let shard_path = |c: usize| a.dst.join(format!("{stem}-{part}{c:06}.{extn}"));
+                let todo: Vec<usize> = (0..chunks.len())
+                    .filter(|&c| {
+                        let srcs: Vec<PathBuf> =
+                            chunks[c].clone().map(|k| src_of(&rel[k])).collect();
+                        !is_done(&shard_path(c), &srcs)
+                    })
+                    .collect();
+                skipped = rel.len() - todo.iter().map(|&c| chunks[c].len()).sum::<usize>();
+                progress = Progress::new(rel.len() - skipped, "images", a.quiet);
+                for &c in &todo {
+                    let range = chunks[c].clone();
+                    let results = par_map(range.len(), workers, &a, &progress, |w, j| {
+                        let k = range.start + j;
+                        w.convert(&src_of(&rel[k]), target, format)
+                            .map(|()| std::mem::take(&mut w.bytes))
+                    })?;
+                    let out = shard_path(c);
+                    let mut n_ok = 0;
+                    if format.is_none() {
+                        let (mut px, mut lab) = (Vec::new(), Vec::new());
+                        for (j, r) in results.iter().enumerate() {
+                            if let Ok(p) = r {
+                                px.extend_from_slice(p);
+                                lab.extend(labels[range.start + j]);
+                                n_ok += 1;
+                            }
+                        }
+                        let shape = [n_ok, th, tw, 3];
+                        let labelled = labels_all.is_some();
+                        if a.to == To::Npy {
+                            if labelled {
+                                let lp = a.dst.join(format!("labels-{part}{c:06}.npy"));
+                                let b: Vec<u8> = lab.iter().flat_map(|v| v.to_le_bytes()).collect();
+                                write_atomic(&lp, |f| write_npy(f, "<i8", &[n_ok], &b))?;
+                            }
+                            write_atomic(&out, |f| write_npy(f, "|u1", &shape, &px))?;
+                        } else {
+                            let dir = out.parent().unwrap_or(Path::new("."));
+                            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                            let tmp = dir.join(format!(".{stem}-{part}{c:06}.{extn}.stoker-tmp"));
+                            let l = labelled.then_some(&lab[..]);
+                            save_hdf5(&tmp, Pixels::U8(&px), shape, l, Hdf5Layout::Contiguous)?;
+                            fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
+                        }
+                    } else {
+                        write_atomic(&out, |f| {
+                            let mut t = TarWriter::new(std::io::BufWriter::new(f));
+                            for (j, r) in results.iter().enumerate() {
+                                if let Ok(bytes) = r {
+                                    let k = range.start + j;
+                                    // WebDataset keys end at the first '.' of the file name.
+                                    let key = rel[k].with_extension("");
+                                    let key = key.to_string_lossy().replace('\\', "/");
+                                    let (dir, file) = key.rsplit_once('/').unwrap_or(("", &key));
+                                    let file = file.replace('.', "_");
+                                    let key = if dir.is_empty() {
+                                        file
+                                    } else {
+                                        format!("{dir}/{file}")
+                                    };
+                                    t.append_sample(&key, ext, bytes, labels[k])?;
+                                    n_ok += 1;
+                                }
+                            }
+                            t.finish().map(|_| ())
+                        })?;
+                    }
+                    written += n_ok;
+                    for (j, r) in results.into_iter().enumerate() {
+                        if let Err(m) = r {
+                            bad.push((src_of(&rel[range.start + j]), m));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    progress.finish();
+    let secs = progress.elapsed();
+    if let Some(path) = &a.errors {
+        let mut text = String::new();
+        for (p, m) in &bad {
+            text.push_str(&format!("{}\t{m}\n", p.display()));
+        }
+        fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    }
+    if !bad.is_empty() {
+        eprintln!("{} bad inputs:", bad.len());
+        for (p, m) in bad.iter().take(20) {
+            eprintln!("  {}: {m}", p.display());
+        }
+        if bad.len() > 20 {
+            eprintln!("  … and {} more", bad.len() - 20);
+        }
+    }
+    let verb = if a.decode_only { "decoded" } else { "resized" };
+    println!(
+        "{verb} {written} images in {secs:.2} s ({:.1} images/s, {workers} workers); {skipped} already done, {} failed{}",
+        written as f64 / secs.max(1e-9),
+        bad.len(),
+        a.errors
+            .as_ref()
+            .filter(|_| !bad.is_empty())
+            .map(|p| format!(" (listed in {})", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans() {
+        let t = |w, h, f| Target::Size(w, h, f);
+        assert_eq!(
+            plan(t(256, 144, Fit::Stretch), (100, 100)),
+            ((256, 144), (256, 144))
+        );
+        // Crop: cover then cut; pad: fit inside.
+        assert_eq!(
+            plan(t(100, 100, Fit::Crop), (1920, 1080)),
+            ((178, 100), (100, 100))
+        );
+        assert_eq!(
+            plan(t(100, 100, Fit::Pad), (1920, 1080)),
+            ((100, 56), (100, 100))
+        );
+        assert_eq!(
+            plan(Target::Scale(0.1), (1920, 1080)),
+            ((192, 108), (192, 108))
+        );
+        assert_eq!(
+            plan(Target::ShortSide(256), (1080, 1920)),
+            ((256, 455), (256, 455))
+        );
+        assert_eq!(plan(Target::Scale(0.0001), (10, 10)), ((1, 1), (1, 1)));
+    }
+
+    #[test]
+    fn shard_arg_and_hash() {
+        assert_eq!(parse_shard("3/8"), Ok((3, 8)));
+        assert!(parse_shard("8/8").is_err());
+        assert!(parse_shard("x").is_err());
+        assert_ne!(fnv(b"a/b.jpg"), fnv(b"a/c.jpg"));
+        assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn stored_size_errors() {
+        assert_eq!(stored_size(b"").unwrap_err(), "empty file (0 bytes)");
+        assert_eq!(stored_size(b"GIF89a").unwrap_err(), "not a jpeg or png");
+        assert!(stored_size(&[0xff, 0xd8, 0xff])
+            .unwrap_err()
+            .starts_with("jpeg"));
+        assert!(stored_size(b"\x89PNG\r\n\x1a\n").is_err());
+    }
+
+    #[test]
+    fn labels_from_class_folders() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            class_labels(&[p("b/1.jpg"), p("a/x/2.jpg"), p("b/3.jpg")]),
+            Some(vec![1, 0, 1])
+        );
+        assert_eq!(class_labels(&[p("b/1.jpg"), p("loose.jpg")]), None);
+    }
+}

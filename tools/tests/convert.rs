@@ -1,0 +1,141 @@
+//! `stoker convert`: folder → npy → hdf5 → tar → folder keeps every pixel and label.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use stoker::decode::Decoder;
+use stoker::source::{ImageFolder, NpySource, Raw, Source};
+use stoker::Pixels;
+
+fn stoker(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run stoker");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn digest(path: &str, labels: Option<&str>) -> String {
+    let mut args = vec![
+        "bench",
+        path,
+        "--digest",
+        "--json",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "7",
+        "--dtype",
+        "u8",
+        "--layout",
+        "nhwc",
+        "--workers",
+        "2",
+    ];
+    if let Some(l) = labels {
+        args.extend(["--labels", l]);
+    }
+    let out = String::from_utf8(stoker(&args).stdout).unwrap();
+    let d = out.split("\"digest\":\"").nth(1).unwrap();
+    d[..16].to_string()
+}
+
+#[test]
+fn round_trip_folder_npy_hdf5_tar_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    let steps = [
+        ("fixtures/photos-256x144".to_string(), p("npy"), "npy", "10"),
+        (p("npy/images-*.npy"), p("h5"), "hdf5", "20"),
+        (p("h5/data-*.h5"), p("tar"), "tar", "12"),
+        (p("tar/shard-*.tar"), p("folder"), "folder", "1000"),
+    ];
+    for (src, dst, to, shard) in &steps {
+        let mut args = vec![
+            "convert",
+            src,
+            dst,
+            "--to",
+            to,
+            "--shard-size",
+            shard,
+            "--verify",
+        ];
+        let labels = p("npy/labels-*.npy");
+        if to == &"hdf5" {
+            args.extend(["--labels", &labels]);
+        }
+        let text = String::from_utf8(stoker(&args).stdout).unwrap();
+        assert!(text.contains("converted 32 samples"), "{text}");
+        assert!(text.contains("verified 32"), "{text}");
+    }
+    assert!(dir.path().join("npy/images-000003.npy").exists());
+    assert!(dir.path().join("h5/data-000001.h5").exists());
+    assert!(dir.path().join("tar/shard-000002.tar").exists());
+    // The final folder holds lossless PNGs of the fixture pixels, in the fixture classes.
+    let npy = NpySource::glob(
+        root().join("fixtures/npy/images-*.npy").to_str().unwrap(),
+        Some(root().join("fixtures/npy/labels-*.npy").to_str().unwrap()),
+    )
+    .unwrap();
+    let back = ImageFolder::open(dir.path().join("folder")).unwrap();
+    assert_eq!(back.len(), 32);
+    let (mut b1, mut b2, mut dec) = (Vec::new(), Vec::new(), Decoder::new().unwrap());
+    for i in 0..32 {
+        let want = npy.get(i, &mut b1).unwrap();
+        let got = back.get(i, &mut b2).unwrap();
+        assert_eq!(got.label, want.label, "sample {i}");
+        let Raw::Pixels(w) = want.raw else { panic!() };
+        let Raw::Encoded(bytes) = got.raw else {
+            panic!()
+        };
+        assert!(bytes.starts_with(b"\x89PNG"));
+        let img = dec.decode(bytes, 3, None).unwrap();
+        let (Pixels::U8(a), Pixels::U8(b)) = (w.pixels, img.pixels) else {
+            panic!()
+        };
+        assert!(a == b, "sample {i}: pixels differ");
+    }
+    // The loader gives one digest from every form.
+    let want = digest(
+        "fixtures/npy/images-*.npy",
+        Some("fixtures/npy/labels-*.npy"),
+    );
+    assert_eq!(digest(&p("h5/data-*.h5"), None), want);
+    assert_eq!(digest(&p("tar/shard-*.tar"), None), want);
+    assert_eq!(
+        digest(&p("npy/images-*.npy"), Some(&p("npy/labels-*.npy"))),
+        want
+    );
+    assert_eq!(digest("fixtures/photos-256x144", None), want);
+}
+
+#[test]
+fn convert_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.tar");
+    std::fs::write(&bad, vec![1u8; 1024]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .args([
+            "convert",
+            bad.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            "--to",
+            "npy",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("bad.tar") && e.contains("not a tar file"), "{e}");
+}

@@ -1,0 +1,73 @@
+//! `stoker inspect`: format, samples, shape, labels and the fast-layout verdict.
+
+use std::path::Path;
+use std::process::Command;
+
+use stoker::source::{save_hdf5, Hdf5Layout};
+use stoker::Pixels;
+
+fn inspect(path: &str, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .arg("inspect")
+        .arg(path)
+        .args(extra)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn reports_each_format() {
+    let npy = inspect(
+        "fixtures/npy/images-*.npy",
+        &["--labels", "fixtures/npy/labels-*.npy"],
+    );
+    for line in [
+        "format: npy",
+        "samples: 32",
+        "shape: 144x256x3 (HxWxC), u8",
+        "fast layout: yes",
+        "labels: 4 classes",
+        "       3        8 ",
+    ] {
+        assert!(npy.contains(line), "{line}: {npy}");
+    }
+    let folder = inspect("fixtures/photos-256x144", &[]);
+    assert!(folder.contains("format: image folder"), "{folder}");
+    assert!(folder.contains("first sample 144x256"), "{folder}");
+    assert!(folder.contains("fast layout: no"), "{folder}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for (name, layout, verdict) in [
+        ("flat.h5", Hdf5Layout::Contiguous, "fast layout: yes"),
+        (
+            "chunked.h5",
+            Hdf5Layout::Chunked {
+                rows: 2,
+                deflate: Some(1),
+            },
+            "fast layout: no: 1 of 1 files are chunked",
+        ),
+    ] {
+        let p = dir.path().join(name);
+        save_hdf5(
+            &p,
+            Pixels::F32(&[0.5; 12]),
+            [4, 1, 3, 1],
+            Some(&[1, 1, 2, 9]),
+            layout,
+        )
+        .unwrap();
+        let text = inspect(p.to_str().unwrap(), &[]);
+        assert!(text.contains(verdict), "{name}: {text}");
+        assert!(text.contains("shape: 1x3x1 (HxWxC), f32"), "{text}");
+        assert!(text.contains("labels: 3 classes"), "{text}");
+        assert!(text.contains("       1        2 "), "{text}");
+    }
+}
