@@ -276,6 +276,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         drop(result_tx); // only workers hold senders: if all exit, the consumer sees it
         if num_workers > 0 {
             block_once(&result_rx);
+            block_once(&bell_rx);
             for _ in 0..num_workers {
                 let _ = ready_rx.recv();
             }
