@@ -27,6 +27,7 @@ mod error;
 mod image;
 pub mod loader;
 pub mod output;
+pub mod plan;
 pub mod rng;
 pub mod sampler;
 pub mod source;

@@ -12,6 +12,7 @@ use stoker::{DType, Layout, Loader, Normalize, OnError};
 mod augment;
 mod convert;
 mod inspect;
+mod plan;
 mod resize;
 
 #[derive(Parser)]
@@ -35,6 +36,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Show a data set's format, samples, shape, dtype, labels and whether its layout is fast.
     Inspect(inspect::InspectArgs),
+    /// GPU memory of a training step, the largest batch that fits, accumulation and epoch time.
+    Plan(plan::PlanArgs),
     /// Write a PNG grid of augmented samples (the training code path) and their parameters.
     AugmentPreview(augment::PreviewArgs),
 }
@@ -291,6 +294,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Bench(a) => bench(a),
+        Command::Plan(a) => plan::run(a),
         Command::Resize(a) => resize::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
