@@ -680,6 +680,22 @@ impl Store {
         self.level
     }
 
+    /// The planar float target of a fused kernel: `(dtype code, scale, bias)` when this store
+    /// takes f32 rows into 3-channel NCHW float output with the AVX2 kernels, else `None`.
+    pub(crate) fn planar_float(&self) -> Option<(u8, [f32; 3], [f32; 3])> {
+        let d = match self.spec.dtype {
+            DType::F32 => OUT_F32,
+            DType::F16 => OUT_F16,
+            DType::BF16 => OUT_BF16,
+            DType::U8 => return None,
+        };
+        (self.plan.planar && self.src == SrcType::F32 && self.level == SimdLevel::Avx2).then_some((
+            d,
+            self.plan.scale,
+            self.plan.bias,
+        ))
+    }
+
     /// Writes output row `y` from `src_row` (`width * channels` interleaved `u8` values) into
     /// `slot` (`spec.sample_bytes()` bytes); a config error on any size mismatch.
     ///
@@ -842,11 +858,11 @@ pub fn store(spec: &OutputSpec, src: &ImageView, slot: &mut [u8]) -> Result<()> 
 // Kernel choice.
 
 /// Float output codes for the kernels' const generic.
-const OUT_F32: u8 = 0;
-const OUT_F16: u8 = 1;
-const OUT_BF16: u8 = 2;
+pub(crate) const OUT_F32: u8 = 0;
+pub(crate) const OUT_F16: u8 = 1;
+pub(crate) const OUT_BF16: u8 = 2;
 
-const fn out_size(d: u8) -> usize {
+pub(crate) const fn out_size(d: u8) -> usize {
     if d == OUT_F32 {
         4
     } else {
@@ -1031,7 +1047,7 @@ fn emit<const D: u8>(v: &[f32], dst: &mut [u8], h: &mut [u16]) {
 // x86-64 kernels (AVX2 + F16C), explicit intrinsics. Tails fall back to the same scalar formula.
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{out_size, Plan, Px, Scratch, OUT_F16, OUT_F32};
@@ -1085,7 +1101,7 @@ mod x86 {
     /// Eight `f32` stored as dtype `D` at `p` (unaligned).
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    unsafe fn store8<const D: u8>(p: *mut u8, v: __m256) {
+    pub(crate) unsafe fn store8<const D: u8>(p: *mut u8, v: __m256) {
         if D == OUT_F32 {
             _mm256_storeu_ps(p as *mut f32, v);
         } else if D == OUT_F16 {
@@ -1113,7 +1129,7 @@ mod x86 {
 
     /// One `f32` stored as dtype `D` at `p` (unaligned): the tails.
     #[inline(always)]
-    unsafe fn store1<const D: u8>(p: *mut u8, v: f32) {
+    pub(crate) unsafe fn store1<const D: u8>(p: *mut u8, v: f32) {
         if D == OUT_F32 {
             (p as *mut f32).write_unaligned(v);
         } else if D == OUT_F16 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use stoker::augment::{Augment, AugmentParams, AugmentScratch, FillMode, Interpolation};
 use stoker::decode::Decoder;
-use stoker::output::{SrcType, Store};
+use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
 use stoker::source::{ImageFolder, Raw, Source};
 use stoker::transform::Identity;
@@ -672,11 +672,30 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
         };
         let (fast, portable) = (make(true), make(false));
         let p = fast.params_for(4, 0, case, (sw, sh), (w, h));
-        let spec = OutputSpec::new(w, h, 3).with_layout(Layout::Nhwc);
-        let a = run(&fast, &p, &src, &spec);
-        let b = run(&portable, &p, &src, &spec);
-        assert_eq!(a, b, "case {case}: {p}");
-        compared += a.len();
+        // Every dtype and layout: float NCHW takes the fused kernel, the rest the row loops.
+        for (dtype, layout) in [
+            (DType::F32, Layout::Nchw),
+            (DType::F16, Layout::Nchw),
+            (DType::BF16, Layout::Nchw),
+            (DType::F32, Layout::Nhwc),
+            (DType::U8, Layout::Nchw),
+        ] {
+            let mut spec = OutputSpec::new(w, h, 3)
+                .with_dtype(dtype)
+                .with_layout(layout);
+            if case % 3 == 0 && dtype != DType::U8 {
+                spec = spec.with_normalize(Normalize::imagenet());
+            }
+            let a = run(&fast, &p, &src, &spec);
+            // The portable warp and noise loops, and the scalar store.
+            let mut store = Store::with_level(&spec, SrcType::F32, SimdLevel::Scalar).unwrap();
+            let mut b = vec![0x5au8; spec.sample_bytes()];
+            portable
+                .apply_params(&p, &src, &mut store, &mut AugmentScratch::new(), &mut b)
+                .unwrap();
+            assert_eq!(a, b, "case {case}, {dtype:?} {layout:?}: {p}");
+            compared += a.len();
+        }
     }
-    assert!(compared > 10_000);
+    assert!(compared > 50_000);
 }

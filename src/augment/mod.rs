@@ -40,6 +40,7 @@
 //! ```
 
 mod affine;
+mod fused;
 mod params;
 mod photometric;
 mod preview;
@@ -144,7 +145,7 @@ impl AugmentScratch {
 #[derive(Clone, Debug)]
 pub struct Augment {
     cfg: Config,
-    /// N(0, 1) values (mean exactly 0, std exactly 1) indexed by hash bits.
+    /// Quantiles of N(0, 1) (mean exactly 0, std exactly 1) indexed by hash bits.
     gauss: Box<[f32; photometric::TABLE]>,
 }
 
@@ -338,8 +339,10 @@ impl AugmentBuilder {
                 return bad("random_resized_crop ratio must be 0.001 <= lo <= hi <= 1000");
             }
         }
+        let mut cfg = self.cfg;
+        cfg.cval += 0.0; // -0.0 becomes +0.0: every loop then gives the same bits
         Ok(Augment {
-            cfg: self.cfg,
+            cfg,
             gauss: photometric::gaussian_table(),
         })
     }
@@ -620,6 +623,42 @@ impl Augment {
         let cval = self.cfg.cval;
         let (fill, interp) = (self.cfg.fill, self.cfg.interpolation);
         match src.pixels {
+            Pixels::U8(px) if c == 3 && interp == Interpolation::Bilinear && self.cfg.simd => {
+                let wp = warp::Warp::new(px, src.width, src.height, m, cval);
+                let fused = store.planar_float().and_then(|(d, scale, bias)| {
+                    let f = fused::pick(fill, d, photo.kind)?;
+                    Some((f, d, scale, bias))
+                });
+                if let Some((f, d, scale, bias)) = fused {
+                    check_slot(slot.len(), spec.sample_bytes())?;
+                    let k = fused::Fused {
+                        warp: wp,
+                        photo,
+                        width: w,
+                        scale,
+                        bias,
+                    };
+                    let plane = w * h * crate::output::out_size(d);
+                    let row = w * crate::output::out_size(d);
+                    let base = slot.as_mut_ptr();
+                    for y in 0..h {
+                        // SAFETY: `pick` checked the CPU; the slot holds the sample
+                        // (checked above): three planes of `h` rows of `w` elements.
+                        unsafe {
+                            let at = |ch: usize| base.add(ch * plane + y * row);
+                            f(&k, y, [at(0), at(1), at(2)]);
+                        }
+                    }
+                    return Ok(());
+                }
+                let f = warp::pick_rgb8(fill, true)
+                    .unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
+                for y in 0..h {
+                    f(&wp, y, row);
+                    photo.apply(row, c, y * w);
+                    store.row_f32(y, row, slot)?;
+                }
+            }
             Pixels::U8(px) => {
                 let wp = warp::Warp::new(px, src.width, src.height, m, cval);
                 let simd = (c == 3 && interp == Interpolation::Bilinear)
@@ -628,7 +667,7 @@ impl Augment {
                 let f = simd.unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
                 for y in 0..h {
                     f(&wp, y, row);
-                    photo.apply(row, y * n);
+                    photo.apply(row, c, y * w);
                     store.row_f32(y, row, slot)?;
                 }
             }
@@ -637,12 +676,23 @@ impl Augment {
                 let f = warp::pick::<f32>(c, fill, interp);
                 for y in 0..h {
                     f(&wp, y, row);
-                    photo.apply(row, y * n);
+                    photo.apply(row, c, y * w);
                     store.row_f32(y, row, slot)?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// A config error unless the slot holds exactly one sample.
+fn check_slot(len: usize, want: usize) -> Result<()> {
+    if len == want {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "augment: slot of {len} bytes, the sample takes {want}"
+        )))
     }
 }
 

@@ -67,11 +67,11 @@ impl Fill for Wrap {
 
 /// The source and the map of one sample.
 pub(super) struct Warp<'a, T> {
-    src: &'a [T],
-    sw: usize,
-    sh: usize,
-    m: [f64; 6],
-    cval: f32,
+    pub(super) src: &'a [T],
+    pub(super) sw: usize,
+    pub(super) sh: usize,
+    pub(super) m: [f64; 6],
+    pub(super) cval: f32,
 }
 
 impl<'a, T: Px> Warp<'a, T> {
@@ -122,7 +122,7 @@ fn floor(v: f32) -> f32 {
 
 /// Output pixel `x` of the row whose map starts at `(bx, by)` with steps `(a, d)`.
 #[inline(always)]
-fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+pub(super) fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
     w: &Warp<'_, T>,
     (a, bx, d, by): (f32, f32, f32, f32),
     x: usize,
@@ -177,7 +177,7 @@ fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
 
 /// The map of row `y`: `(a, bx, d, by)` with source `x = a·x + bx`, `y = d·x + by`.
 #[inline(always)]
-fn row_map<T>(w: &Warp<'_, T>, y: usize) -> (f32, f32, f32, f32) {
+pub(super) fn row_map<T>(w: &Warp<'_, T>, y: usize) -> (f32, f32, f32, f32) {
     let [a, b, c, d, e, f] = w.m;
     let yf = y as f64;
     (a as f32, (b * yf + c) as f32, d as f32, (e * yf + f) as f32)
