@@ -21,6 +21,8 @@
 
 pub mod augment;
 pub mod batch;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod decode;
 pub mod digest;
 mod error;

@@ -2,15 +2,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use stoker::batch::Allocator;
 use stoker::digest::Digest;
 use stoker::source::{ImageFolder, NpySource, Source};
 use stoker::{DType, Layout, Loader, Normalize, OnError};
 
 mod augment;
 mod convert;
+mod gpu;
 mod inspect;
 mod plan;
 mod resize;
@@ -96,6 +99,21 @@ struct BenchArgs {
     /// or a spec like `rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03`.
     #[arg(long, default_value = "none")]
     augment: String,
+    /// Simulate a training step of this many ms per batch in the consumer (it sleeps, then
+    /// spins the last 0.2 ms), after a pass with the loader alone; report the GPU's idle
+    /// fraction and a verdict: input-bound (with the change to make) or gpu-bound.
+    #[arg(long, value_parser = gpu::parse_step_ms, allow_negative_numbers = true)]
+    gpu_step_ms: Option<f64>,
+    /// Run with 0..=cores workers and print images/s and idle % for each.
+    #[arg(long)]
+    sweep_workers: bool,
+    /// With --sweep-workers: write an SVG chart of images/s against workers to this file.
+    #[arg(long)]
+    plot: Option<String>,
+    /// Use GPU 0: the batch ring in pinned memory (needs a build with --features cuda and an
+    /// NVIDIA driver). For now the step is still simulated (--gpu-step-ms).
+    #[arg(long)]
+    gpu: bool,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -140,13 +158,22 @@ fn open_source(path: &str, labels: Option<&str>) -> stoker::Result<Box<dyn Sourc
     Ok(Box::new(ImageFolder::open(p)?))
 }
 
-fn bench(a: BenchArgs) -> stoker::Result<()> {
+/// The bench's loader, over any source.
+type BenchLoader = Loader<Box<dyn Source>>;
+
+/// Builds the bench's loader with `workers` (None: the loader's default) and `allocator`.
+fn build_loader(
+    a: &BenchArgs,
+    workers: Option<usize>,
+    allocator: Option<&Arc<dyn Allocator>>,
+) -> stoker::Result<(BenchLoader, String, gpu::SourceShape)> {
     let path = a
         .path
         .clone()
         .unwrap_or_else(|| default_data().display().to_string());
     let source = open_source(&path, a.labels.as_deref())?;
     let description = source.describe();
+    let shape = gpu::SourceShape::probe(&*source);
     let dtype: DType = a.dtype.parse()?;
     let layout: Layout = a.layout.parse()?;
     let on_error: OnError = a.on_error.parse()?;
@@ -159,11 +186,14 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         .dtype(dtype)
         .layout(layout)
         .on_error(on_error);
-    if let Some(w) = a.workers {
+    if let Some(w) = workers {
         b = b.num_workers(w);
     }
     if let Some((w, h)) = a.size {
         b = b.size(w, h);
+    }
+    if let Some(alloc) = allocator {
+        b = b.allocator(Arc::clone(alloc));
     }
     match a.normalize.as_str() {
         "none" => {}
@@ -175,7 +205,105 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         }
     }
     b = b.transform(augment::transform(&a.augment)?);
-    let mut loader = b.build()?;
+    Ok((b.build()?, description, shape))
+}
+
+/// One timed pass over some epochs.
+struct Pass {
+    epochs: u64,
+    samples: u64,
+    wall: f64,
+    /// Wall time the consumer waited for batches (including starting each epoch).
+    wait: f64,
+    /// The part of `wait` spent on the first batch of each epoch.
+    start_wait: f64,
+}
+
+/// Runs epochs `0..` (a fixed count, or at least 3 and at least `min_secs`), calling the
+/// simulated step `step` after each batch (the batch is dropped first, as the device feeder
+/// frees a host buffer once its upload completed).
+fn run_pass(
+    loader: &mut BenchLoader,
+    epochs: Option<u64>,
+    min_secs: f64,
+    step: Option<Duration>,
+    mut digest: Option<&mut Digest>,
+    verbose: Option<&str>,
+) -> stoker::Result<Pass> {
+    let start = Instant::now();
+    let (mut e, mut samples, mut wait) = (0u64, 0u64, Duration::ZERO);
+    let mut start_wait = Duration::ZERO;
+    let more = |e: u64| match epochs {
+        Some(n) => e < n,
+        None => e < 3 || start.elapsed().as_secs_f64() < min_secs,
+    };
+    while more(e) {
+        let t = Instant::now();
+        let mut n = 0usize;
+        let mut w = Instant::now();
+        let mut first = true;
+        for batch in loader.epoch(e) {
+            wait += w.elapsed();
+            if first {
+                start_wait += w.elapsed();
+                first = false;
+            }
+            let batch = batch?;
+            n += batch.len();
+            if let Some(d) = digest.as_deref_mut() {
+                d.update(&batch);
+            }
+            drop(batch);
+            if let Some(s) = step {
+                gpu::simulate_step(s);
+            }
+            w = Instant::now();
+        }
+        wait += w.elapsed();
+        if first {
+            start_wait += w.elapsed();
+        }
+        samples += n as u64;
+        if let Some(what) = verbose {
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "{what}epoch {e}: {n} images in {s:.3} s, {:.0} images/s",
+                n as f64 / s
+            );
+        }
+        e += 1;
+    }
+    Ok(Pass {
+        epochs: e,
+        samples,
+        wall: start.elapsed().as_secs_f64(),
+        wait: wait.as_secs_f64(),
+        start_wait: start_wait.as_secs_f64(),
+    })
+}
+
+fn bench(a: BenchArgs) -> stoker::Result<()> {
+    let step = a.gpu_step_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
+    let device = if a.gpu {
+        let device = gpu::Gpu::open()?;
+        if step.is_none() {
+            return Err(stoker::Error::config(
+                "--gpu: the device feeder and a real GPU step are not built yet; add \
+                 --gpu-step-ms X to simulate the step with the batch ring in pinned memory",
+            ));
+        }
+        Some(device)
+    } else {
+        None
+    };
+    let allocator = device.as_ref().map(gpu::Gpu::allocator);
+    if a.plot.is_some() && !a.sweep_workers {
+        return Err(stoker::Error::config("--plot needs --sweep-workers"));
+    }
+    if a.sweep_workers {
+        return sweep(&a, step, allocator.as_ref());
+    }
+    let (mut loader, description, shape) = build_loader(&a, a.workers, allocator.as_ref())?;
     let spec = loader.spec().clone();
     if !a.json {
         println!("source: {description}");
@@ -192,38 +320,78 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
             loader.allocator_name()
         );
     }
-    let mut digest = a.digest.then(Digest::new);
-    let start = Instant::now();
-    let mut epochs = 0;
-    let more = |e: u64, start: Instant| match a.epochs {
-        Some(n) => e < n,
-        None => e < 3 || start.elapsed().as_secs_f64() < 2.0,
-    };
-    let verbose = !a.json && a.epochs.is_some_and(|n| n <= 20);
-    while more(epochs, start) {
-        let e = epochs;
-        epochs += 1;
-        let t = Instant::now();
-        let mut n = 0usize;
-        for batch in loader.epoch(e) {
-            let batch = batch?;
-            n += batch.len();
-            if let Some(d) = digest.as_mut() {
-                d.update(&batch);
+    // Copy bandwidth for one batch, pinned against pageable.
+    let h2d = match &device {
+        Some(g) => {
+            let bytes = loader.batch_size() * spec.sample_bytes();
+            let bw = g.h2d(bytes)?;
+            if !a.json {
+                println!(
+                    "gpu: {}; H2D copy of one batch ({:.1} MB): pinned {:.2} GB/s, pageable \
+                     {:.2} GB/s",
+                    g.name(),
+                    bytes as f64 / 1e6,
+                    bw.0,
+                    bw.1
+                );
             }
+            Some((g.name(), bw))
         }
-        if verbose {
-            let s = t.elapsed().as_secs_f64();
-            println!(
-                "epoch {e}: {n} images in {s:.3} s, {:.0} images/s",
-                n as f64 / s
-            );
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
+        None => None,
+    };
+    let mut digest = a.digest.then(Digest::new);
+    let verbose = !a.json && a.epochs.is_some_and(|n| n <= 20);
+    let alone = run_pass(
+        &mut loader,
+        a.epochs,
+        2.0,
+        None,
+        digest.as_mut(),
+        verbose.then_some(if step.is_some() { "loader alone: " } else { "" }),
+    )?;
+    let (epochs, wall) = (alone.epochs, alone.wall);
     let st = loader.stats();
     let ips = st.samples as f64 / wall;
-    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / (st.samples.max(1) as f64);
+    let per = |d: Duration| d.as_secs_f64() * 1e3 / (st.samples.max(1) as f64);
+    // The same epochs again with the simulated step in the consumer.
+    let combined = match step {
+        Some(s) => Some(run_pass(
+            &mut loader,
+            Some(epochs),
+            0.0,
+            Some(s),
+            None,
+            verbose.then_some("with step: "),
+        )?),
+        None => None,
+    };
+    let figures = combined.as_ref().map(|c| gpu::Figures {
+        idle_fraction: if c.wall > 0.0 { c.wait / c.wall } else { 0.0 },
+        epoch_start_share: if c.wait > 0.0 {
+            c.start_wait / c.wait
+        } else {
+            0.0
+        },
+        batches_per_epoch: loader.batches_per_epoch(),
+        loader_ips: ips,
+        step_ips: gpu::step_ips(loader.batch_size(), a.gpu_step_ms.unwrap_or(0.0)),
+        combined_ips: c.samples as f64 / c.wall.max(1e-9),
+        workers: loader.num_workers(),
+        cores: gpu::cores(),
+        batch_size: loader.batch_size(),
+        prefetch: loader.prefetch(),
+        source_size: shape.size,
+        output_size: (spec.width, spec.height),
+        encoded: shape.encoded,
+        dtype_bytes: spec.dtype.size(),
+        stages: gpu::StageMs {
+            read: per(st.read),
+            decode: per(st.decode),
+            transform: per(st.transform),
+            write: per(st.write),
+        },
+    });
+    let verdict = figures.as_ref().map(gpu::verdict);
     if a.json {
         let mut j = format!(
             "{{\"images_per_s\":{ips:.2},\"samples\":{},\"batches\":{},\"skipped\":{},\
@@ -231,7 +399,7 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
              \"batch_size\":{},\"prefetch\":{},\"dtype\":\"{}\",\"layout\":\"{}\",\
              \"width\":{},\"height\":{},\"channels\":{},\
              \"stage_ms_per_image\":{{\"read\":{:.6},\"decode\":{:.6},\"transform\":{:.6},\"write\":{:.6}}},\
-             \"consumer_wait_s\":{:.6}",
+             \"consumer_wait_s\":{:.6},\"memory\":\"{}\"",
             st.samples,
             st.batches,
             st.skipped,
@@ -250,9 +418,25 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
             per(st.transform),
             per(st.write),
             st.consumer_wait.as_secs_f64(),
+            loader.allocator_name(),
         );
         if let Some(d) = &digest {
             j.push_str(&format!(",\"digest\":\"{}\"", d.hex()));
+        }
+        if let Some((name, (pinned, pageable))) = &h2d {
+            j.push_str(&format!(
+                ",\"gpu_name\":{},\"h2d_gbps_pinned\":{pinned:.3},\"h2d_gbps_pageable\":{pageable:.3}",
+                gpu::json_str(name)
+            ));
+        }
+        if let (Some(f), Some(v), Some(c)) = (&figures, &verdict, &combined) {
+            j.push_str(&gpu::figures_json(
+                a.gpu_step_ms.unwrap_or(0.0),
+                f,
+                v,
+                c.wall,
+                c.wait,
+            ));
         }
         j.push('}');
         println!("{j}");
@@ -285,6 +469,90 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         }
         if let Some(d) = &digest {
             println!("digest: {}", d.hex());
+        }
+        if let (Some(f), Some(v), Some(c)) = (&figures, &verdict, &combined) {
+            print!(
+                "{}",
+                gpu::report(a.gpu_step_ms.unwrap_or(0.0), f, v, c.wall, c.wait)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--sweep-workers`: the loader (and the step, when given) at 0..=cores workers.
+fn sweep(
+    a: &BenchArgs,
+    step: Option<Duration>,
+    allocator: Option<&Arc<dyn Allocator>>,
+) -> stoker::Result<()> {
+    if a.workers.is_some() {
+        return Err(stoker::Error::config(
+            "--sweep-workers runs every worker count: leave out --workers",
+        ));
+    }
+    let cores = gpu::cores();
+    let mut rows = Vec::new();
+    let mut step_ips = None;
+    let mut description = String::new();
+    for w in 0..=cores {
+        let (mut loader, d, _) = build_loader(a, Some(w), allocator)?;
+        description = d;
+        let alone = run_pass(&mut loader, a.epochs, 1.0, None, None, None)?;
+        let loader_ips = alone.samples as f64 / alone.wall.max(1e-9);
+        let (combined_ips, idle_fraction) = match step {
+            Some(s) => {
+                step_ips = Some(gpu::step_ips(
+                    loader.batch_size(),
+                    a.gpu_step_ms.unwrap_or(0.0),
+                ));
+                let c = run_pass(&mut loader, Some(alone.epochs), 0.0, Some(s), None, None)?;
+                (
+                    Some(c.samples as f64 / c.wall.max(1e-9)),
+                    c.wait / c.wall.max(1e-9),
+                )
+            }
+            None => (None, alone.wait / alone.wall.max(1e-9)),
+        };
+        rows.push(gpu::SweepRow {
+            workers: w,
+            loader_ips,
+            combined_ips,
+            idle_fraction,
+        });
+    }
+    if let Some(file) = &a.plot {
+        let title = match a.gpu_step_ms {
+            Some(ms) => format!("stoker bench: images/s against workers ({ms} ms step)"),
+            None => "stoker bench: images/s against workers".to_string(),
+        };
+        std::fs::write(file, gpu::plot_svg(&rows, step_ips, &title))
+            .map_err(|e| stoker::Error::io(file, e))?;
+    }
+    if a.json {
+        println!("{}", gpu::sweep_json(cores, a.gpu_step_ms, step_ips, &rows));
+    } else {
+        println!("source: {description}");
+        println!(
+            "cores: {cores}, batch {}, prefetch {}",
+            a.batch_size, a.prefetch
+        );
+        print!("{}", gpu::sweep_table(&rows, step_ips));
+        if step.is_some() {
+            match rows.iter().find(|r| r.idle_fraction <= gpu::IDLE_THRESHOLD) {
+                Some(r) => println!(
+                    "fewest workers that keep the GPU busy (idle <= {:.0}%): {}",
+                    100.0 * gpu::IDLE_THRESHOLD,
+                    r.workers
+                ),
+                None => println!(
+                    "input-bound at every worker count (GPU idle > {:.0}%)",
+                    100.0 * gpu::IDLE_THRESHOLD
+                ),
+            }
+        }
+        if let Some(file) = &a.plot {
+            println!("plot: {file}");
         }
     }
     Ok(())

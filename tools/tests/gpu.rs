@@ -1,0 +1,208 @@
+//! `stoker bench` against a simulated GPU step: verdicts, the worker sweep and its plot, and
+//! the `--gpu` errors on a machine without one.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn stoker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run stoker")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The value of `"key":` in a JSON object printed by `--json` (first occurrence).
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let k = format!("\"{key}\":");
+    let start = json
+        .find(&k)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + k.len();
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
+}
+
+fn num(json: &str, key: &str) -> f64 {
+    field(json, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+#[test]
+fn slow_step_is_gpu_bound() {
+    // 400 ms per batch of 8 = 20 images/s: the loader is far faster on the fixtures.
+    let out = stoker(&[
+        "bench",
+        "--batch-size",
+        "8",
+        "--gpu-step-ms",
+        "400",
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = stdout(&out);
+    assert_eq!(field(&j, "verdict"), "gpu-bound", "{j}");
+    assert_eq!(num(&j, "gpu_step_ms"), 400.0);
+    assert_eq!(num(&j, "step_images_per_s"), 20.0);
+    let idle = num(&j, "gpu_idle_fraction");
+    assert!((0.0..=0.05).contains(&idle), "{j}");
+    let combined = num(&j, "combined_images_per_s");
+    assert!(combined > 15.0 && combined <= 20.5, "{j}");
+    assert!(num(&j, "loader_images_per_s") > combined, "{j}");
+    assert_eq!(field(&j, "changes"), "[]");
+    // The earlier fields are still there.
+    assert_eq!(num(&j, "samples"), 64.0);
+    assert_eq!(field(&j, "memory"), "aligned");
+}
+
+#[test]
+fn zero_step_is_input_bound_with_a_change() {
+    let out = stoker(&[
+        "bench",
+        "--batch-size",
+        "8",
+        "--gpu-step-ms",
+        "0",
+        "--epochs",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("simulated GPU step: 0 ms per batch of 8"), "{s}");
+    assert!(s.contains("step alone:     unlimited images/s"), "{s}");
+    assert!(s.contains("verdict: input-bound: the GPU waited"), "{s}");
+    assert!(s.contains("\n  change: "), "{s}");
+
+    let out = stoker(&[
+        "bench",
+        "--batch-size",
+        "8",
+        "--gpu-step-ms",
+        "0",
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = stdout(&out);
+    assert_eq!(field(&j, "verdict"), "input-bound", "{j}");
+    assert_eq!(field(&j, "step_images_per_s"), "null", "{j}");
+    assert!(num(&j, "gpu_idle_fraction") > 0.5, "{j}");
+    assert!(!j.contains("\"changes\":[]"), "{j}");
+}
+
+#[test]
+fn sweep_prints_every_worker_count_and_plots_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("workers.svg");
+    let svg_arg = svg.to_str().unwrap();
+    let out = stoker(&[
+        "bench",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--gpu-step-ms",
+        "20",
+        "--sweep-workers",
+        "--plot",
+        svg_arg,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = stdout(&out);
+    let cores = num(&j, "cores") as usize;
+    assert!(cores >= 1);
+    assert_eq!(j.matches("{\"workers\":").count(), cores + 1, "{j}");
+    for w in 0..=cores {
+        assert!(j.contains(&format!("{{\"workers\":{w},")), "{j}");
+    }
+    assert_eq!(num(&j, "step_images_per_s"), 400.0);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg"), "{plot}");
+    assert!(plot.trim_end().ends_with("</svg>"));
+    assert_eq!(plot.matches("<circle class=\"point\"").count(), cores + 1);
+    assert_eq!(plot.matches("class=\"step\"").count(), 1);
+
+    // The text table: a header and one row per worker count.
+    let out = stoker(&[
+        "bench",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--sweep-workers",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    let table: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.starts_with("workers"))
+        .collect();
+    assert!(table[0].contains("images/s"), "{s}");
+    assert_eq!(table.len(), cores + 2, "{s}");
+}
+
+#[test]
+fn bad_values_are_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["bench", "--gpu-step-ms", "-5"], "non-negative"),
+        (&["bench", "--gpu-step-ms=-0.5"], "non-negative"),
+        (&["bench", "--gpu-step-ms", "fast"], "not a number"),
+        (&["bench", "--gpu-step-ms", "nan"], "non-negative"),
+        (&["bench", "--gpu-step-ms", "1e9"], "not plausible"),
+        (
+            &["bench", "--plot", "x.svg"],
+            "--plot needs --sweep-workers",
+        ),
+        (
+            &["bench", "--sweep-workers", "--workers", "2"],
+            "leave out --workers",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = stoker(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let e = stderr(&out);
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn gpu_without_the_cuda_feature_says_how_to_rebuild() {
+    let out = stoker(&["bench", "--gpu", "--gpu-step-ms", "10", "--epochs", "1"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("built without the cuda feature: rebuild with --features cuda"),
+        "{e}"
+    );
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_without_a_driver_says_so() {
+    if stoker::cuda::driver_present() {
+        eprintln!("skipped: an NVIDIA driver is present");
+        return;
+    }
+    let out = stoker(&["bench", "--gpu", "--gpu-step-ms", "10", "--epochs", "1"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("no NVIDIA driver found:"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
