@@ -5,9 +5,9 @@
 //! ([`Raw::Pixels`], borrowed straight from a memory map where it can) to the worker, which
 //! decodes, transforms and writes the sample into its batch slot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::{ImageView, Result};
+use crate::{Error, ErrorKind, ImageView, Result};
 
 mod concat;
 pub use concat::Concat;
@@ -146,4 +146,28 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+}
+
+/// Expands a glob pattern to sorted regular files; a path without glob characters is itself.
+pub(crate) fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+    if !pattern.contains(['*', '?', '[']) || Path::new(pattern).is_file() {
+        return Ok(vec![PathBuf::from(pattern)]);
+    }
+    let paths = glob::glob(pattern)
+        .map_err(|e| Error::config(format!("bad glob pattern {pattern}: {}", e.msg)))?;
+    let mut out = Vec::new();
+    for entry in paths {
+        let p = entry.map_err(|e| {
+            let path = e.path().to_path_buf();
+            Error::io(path, e.into())
+        })?;
+        if !p.is_dir() {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::new(ErrorKind::Io, "no files match this pattern").file(pattern));
+    }
+    out.sort();
+    Ok(out)
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::{Concat, Item, Raw, Source};
-use crate::{Error, ErrorKind, ImageView, Pixels, Result};
+use super::{expand, Concat, Item, Raw, Source};
+use crate::{Error, ImageView, Pixels, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// Deepest nesting of tuples/lists accepted in a header (guards the parser's stack).
@@ -663,30 +663,6 @@ impl NpySource {
     }
 }
 
-/// Expands a glob pattern to sorted regular files; a path without glob characters is itself.
-fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
-    if !pattern.contains(['*', '?', '[']) || Path::new(pattern).is_file() {
-        return Ok(vec![PathBuf::from(pattern)]);
-    }
-    let paths = glob::glob(pattern)
-        .map_err(|e| Error::config(format!("bad glob pattern {pattern}: {}", e.msg)))?;
-    let mut out = Vec::new();
-    for entry in paths {
-        let p = entry.map_err(|e| {
-            let path = e.path().to_path_buf();
-            Error::io(path, e.into())
-        })?;
-        if !p.is_dir() {
-            out.push(p);
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::new(ErrorKind::Io, "no files match this pattern").file(pattern));
-    }
-    out.sort();
-    Ok(out)
-}
-
 impl Source for NpySource {
     fn len(&self) -> usize {
         self.shape[0]
@@ -844,6 +820,7 @@ pub fn save_npy(path: impl AsRef<Path>, descr: &str, shape: &[usize], data: &[u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     fn u8_px(item: &Item<'_>) -> Vec<u8> {
         match item.raw {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::{Concat, Item, Raw, Source};
-use crate::{Error, ErrorKind, Result};
+use super::{expand, Concat, Item, Raw, Source};
+use crate::{Error, Result};
 
 const BLOCK: usize = 512;
 /// Image member extensions (lowercase), as WebDataset names them.
@@ -473,30 +473,6 @@ impl TarSource {
     }
 }
 
-/// Expands a glob pattern to sorted files; a path without glob characters is itself.
-fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
-    if !pattern.contains(['*', '?', '[']) || Path::new(pattern).is_file() {
-        return Ok(vec![PathBuf::from(pattern)]);
-    }
-    let paths = glob::glob(pattern)
-        .map_err(|e| Error::config(format!("bad glob pattern {pattern}: {}", e.msg)))?;
-    let mut out = Vec::new();
-    for entry in paths {
-        let p = entry.map_err(|e| {
-            let path = e.path().to_path_buf();
-            Error::io(path, e.into())
-        })?;
-        if !p.is_dir() {
-            out.push(p);
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::new(ErrorKind::Io, "no files match this pattern").file(pattern));
-    }
-    out.sort();
-    Ok(out)
-}
-
 impl Source for TarSource {
     fn len(&self) -> usize {
         self.entries.len()
@@ -650,6 +626,7 @@ impl<W: Write> TarWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     fn tar_bytes(samples: &[(&str, &str, &[u8], Option<i64>)]) -> Vec<u8> {
         let mut w = TarWriter::new(Vec::new());
