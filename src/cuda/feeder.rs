@@ -72,7 +72,8 @@ pub struct DeviceFeeder {
     inflight: VecDeque<(usize, Batch)>,
     sample_bytes: usize,
     batch_size: usize,
-    spec: OutputSpec,
+    /// Shared with every `DeviceBatch` (a clone per batch would allocate).
+    spec: Arc<OutputSpec>,
 }
 
 impl std::fmt::Debug for DeviceFeeder {
@@ -185,7 +186,7 @@ impl DeviceFeeder {
             inflight: VecDeque::with_capacity(slots),
             sample_bytes,
             batch_size,
-            spec: spec.clone(),
+            spec: Arc::new(spec.clone()),
         })
     }
 
@@ -271,7 +272,7 @@ impl DeviceFeeder {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn upload(&mut self, batch: Batch) -> Result<DeviceBatch> {
-        if batch.spec() != &self.spec || batch.capacity() > self.batch_size {
+        if batch.spec() != &*self.spec || batch.capacity() > self.batch_size {
             return Err(Error::config(format!(
                 "batch of {} x {:?} does not match the feeder's {} x {:?}",
                 batch.capacity(),
@@ -320,7 +321,7 @@ impl DeviceFeeder {
             slot,
             len: batch.len(),
             sample_bytes: self.sample_bytes,
-            spec: self.spec.clone(),
+            spec: Arc::clone(&self.spec),
             epoch: batch.epoch(),
             first_position: batch.first_position(),
         };
@@ -397,7 +398,7 @@ pub struct DeviceBatch {
     slot: Arc<Slot>,
     len: usize,
     sample_bytes: usize,
-    spec: OutputSpec,
+    spec: Arc<OutputSpec>,
     epoch: u64,
     first_position: usize,
 }
