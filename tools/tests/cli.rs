@@ -1,27 +1,8 @@
 //! The `stoker` binary as a user runs it.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn stoker(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run stoker")
-}
-
-/// The value of `"key":` in a flat JSON object printed by `--json`.
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let k = format!("\"{key}\":");
-    let start = json
-        .find(&k)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + k.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].trim_matches('"')
-}
+use common::{field, stoker};
 
 #[test]
 fn bench_digest_is_the_same_for_any_workers_and_prefetch() {
@@ -136,7 +117,7 @@ fn skip_policy_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let class = dir.path().join("c");
     std::fs::create_dir_all(&class).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/photos-256x144/class-a");
+    let root = common::root().join("fixtures/photos-256x144/class-a");
     for e in std::fs::read_dir(root).unwrap() {
         let p = e.unwrap().path();
         std::fs::copy(&p, class.join(p.file_name().unwrap())).unwrap();

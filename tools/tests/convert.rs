@@ -1,29 +1,12 @@
 //! `stoker convert`: folder → npy → hdf5 → tar → folder keeps every pixel and label.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{root, stoker_ok as stoker};
 
 use stoker::decode::Decoder;
 use stoker::source::{ImageFolder, NpySource, Raw, Source};
 use stoker::Pixels;
-
-fn stoker(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run stoker");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn digest(path: &str, labels: Option<&str>) -> String {
     let mut args = vec![
@@ -125,17 +108,14 @@ fn convert_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.tar");
     std::fs::write(&bad, vec![1u8; 1024]).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .args([
-            "convert",
-            bad.to_str().unwrap(),
-            dir.path().to_str().unwrap(),
-            "--to",
-            "npy",
-        ])
-        .output()
-        .unwrap();
+    let out = common::stoker(&[
+        "convert",
+        bad.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+        "--to",
+        "npy",
+    ]);
     assert!(!out.status.success());
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = common::stderr(&out);
     assert!(e.contains("bad.tar") && e.contains("not a tar file"), "{e}");
 }

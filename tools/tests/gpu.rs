@@ -1,36 +1,9 @@
 //! `stoker bench` against a simulated GPU step: verdicts, the worker sweep and its plot, and
 //! the `--gpu` errors on a machine without one.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn stoker(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run stoker")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The value of `"key":` in a JSON object printed by `--json` (first occurrence).
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let k = format!("\"{key}\":");
-    let start = json
-        .find(&k)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + k.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].trim_matches('"')
-}
+use common::{field, stderr, stdout, stoker};
 
 fn num(json: &str, key: &str) -> f64 {
     field(json, key)

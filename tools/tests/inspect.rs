@@ -1,25 +1,14 @@
 //! `stoker inspect`: format, samples, shape, labels and the fast-layout verdict.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::{stdout, stoker_ok};
 
 use stoker::source::{save_hdf5, Hdf5Layout};
 use stoker::Pixels;
 
 fn inspect(path: &str, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .arg("inspect")
-        .arg(path)
-        .args(extra)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout(&stoker_ok(&[&["inspect", path], extra].concat()))
 }
 
 #[test]

@@ -1,31 +1,13 @@
 //! `stoker plan` as a user runs it. Expected figures are computed here by hand from the layer
 //! definitions (see docs/plan.md), not copied from the tool's output.
 
-use std::process::Command;
+mod common;
+
+use common::{field, stderr, stdout};
 
 fn stoker(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stoker"))
-        .arg("plan")
-        .args(args)
-        .output()
-        .expect("run stoker");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// The value of `"key":` in the JSON object (first occurrence).
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let k = format!("\"{key}\":");
-    let start = json
-        .find(&k)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + k.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].trim_matches('"')
+    let out = common::stoker(&[&["plan"], args].concat());
+    (out.status.success(), stdout(&out), stderr(&out))
 }
 
 fn num(json: &str, key: &str) -> u64 {

@@ -1,25 +1,19 @@
 //! `stoker resize` as a user runs it: outputs, resume after SIGKILL, bad inputs, --shard.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stoker::decode::Decoder;
 use stoker::source::{Raw, Source, TarSource};
 
+use common::{stdout, stoker_ok as run};
+
 fn stoker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stoker"))
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = stoker().args(args).output().expect("run stoker");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn fixtures() -> PathBuf {
@@ -71,10 +65,6 @@ fn assert_decodes(path: &Path, size: (usize, usize)) {
         .decode(&bytes, 3, None)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!((img.width, img.height), size, "{}", path.display());
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
