@@ -522,6 +522,30 @@ struct Plan {
     bias_row: Vec<f32>,
 }
 
+/// `(scale, bias)` per channel for `src` pixels into `spec` (the table in the module docs);
+/// channels past `spec.channels` are 0.
+pub(crate) fn scale_bias(spec: &OutputSpec, src: SrcType) -> ([f32; 3], [f32; 3]) {
+    let mut scale = [0f32; 3];
+    let mut bias = [0f32; 3];
+    for ch in 0..spec.channels.min(3) {
+        let (s, b) = match (&spec.normalize, src) {
+            (None, SrcType::U8) => (1.0 / 255.0, 0.0),
+            (None, SrcType::F32) => (1.0, -0.0),
+            (Some(n), SrcType::U8) => {
+                let (m, sd) = (Normalize::at(&n.mean, ch), Normalize::at(&n.std, ch));
+                (1.0 / (255.0 * sd), -m / sd)
+            }
+            (Some(n), SrcType::F32) => {
+                let (m, sd) = (Normalize::at(&n.mean, ch), Normalize::at(&n.std, ch));
+                (1.0 / sd, -m / sd)
+            }
+        };
+        scale[ch] = s;
+        bias[ch] = b;
+    }
+    (scale, bias)
+}
+
 /// Per-row scratch of the portable kernels, allocated once.
 #[derive(Clone, Debug)]
 struct Scratch {
@@ -599,24 +623,7 @@ impl Store {
             )));
         }
         let (w, h, c) = (spec.width, spec.height, spec.channels);
-        let mut scale = [0f32; 3];
-        let mut bias = [0f32; 3];
-        for ch in 0..c {
-            let (s, b) = match (&spec.normalize, src) {
-                (None, SrcType::U8) => (1.0 / 255.0, 0.0),
-                (None, SrcType::F32) => (1.0, -0.0),
-                (Some(n), SrcType::U8) => {
-                    let (m, sd) = (Normalize::at(&n.mean, ch), Normalize::at(&n.std, ch));
-                    (1.0 / (255.0 * sd), -m / sd)
-                }
-                (Some(n), SrcType::F32) => {
-                    let (m, sd) = (Normalize::at(&n.mean, ch), Normalize::at(&n.std, ch));
-                    (1.0 / sd, -m / sd)
-                }
-            };
-            scale[ch] = s;
-            bias[ch] = b;
-        }
+        let (scale, bias) = scale_bias(spec, src);
         let n = w * c;
         let plan = Plan {
             w,

@@ -46,7 +46,7 @@
 mod affine;
 mod fused;
 mod params;
-mod photometric;
+pub(crate) mod photometric;
 mod preview;
 mod warp;
 

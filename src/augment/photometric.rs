@@ -9,10 +9,10 @@
 use super::AugmentParams;
 
 /// Entries of the gaussian table: 10 bits of the pixel's hash per channel.
-pub(super) const TABLE: usize = 1024;
+pub(crate) const TABLE: usize = 1024;
 
 /// The table: `Φ⁻¹((k + 1/2) / TABLE)`, scaled to unit variance.
-pub(super) fn gaussian_table() -> Box<[f32; TABLE]> {
+pub(crate) fn gaussian_table() -> Box<[f32; TABLE]> {
     let q: Vec<f64> = (0..TABLE)
         .map(|k| normal_quantile((k as f64 + 0.5) / TABLE as f64))
         .collect();
@@ -79,7 +79,7 @@ fn sp_key(c: usize) -> u32 {
 
 /// lowbias32 (Chris Wellons): a bijective 32-bit hash with good avalanche.
 #[inline(always)]
-pub(super) fn hash32(mut x: u32) -> u32 {
+pub(crate) fn hash32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);
     x ^= x >> 15;

@@ -12,16 +12,27 @@
 //!    the host waits only when every host buffer is still being copied).
 //!
 //! So the copy of batch `k + 1` overlaps the consumer's work on batch `k`.
+//!
+//! With [`DeviceFeeder::with_convert`] the host batch is `u8` NHWC: it is copied into the
+//! slot's raw buffer (without waiting for the consumer), then, once `released[s]` is reached,
+//! the conversion kernel ([`crate::gpu_convert`]) writes the slot's output on the upload
+//! stream, and `uploaded[s]` is recorded after it.
+//!
+//! Labels and noise keys are staged in a small page-locked buffer per slot: a copy from
+//! pageable memory would make the host wait for the upload stream (and so for the consumer).
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cudarc::driver::{result, sys, CudaEvent, CudaSlice, CudaStream, DevicePtr};
+use std::ffi::c_void;
 
-use super::{driver_error, Device};
-use crate::batch::Batch;
+use cudarc::driver::{result, sys, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr};
+
+use super::{driver_error, Device, PinnedAlloc};
+use crate::batch::{Allocator, Batch, HostMemory};
+use crate::gpu_convert::{GpuConvert, KERNEL_NAME, KERNEL_SOURCE};
 use crate::loader::Epoch;
 use crate::source::Source;
 use crate::{Error, OutputSpec, Result};
@@ -39,6 +50,25 @@ struct Slot {
     /// The labels of the batch in the slot, on the host (written only while not held).
     host_labels: UnsafeCell<Vec<i64>>,
     consumer: Arc<CudaStream>,
+    /// Page-locked staging: `batch_size` labels (i64), then `batch_size` noise keys (u32).
+    /// Rewritten only after the slot's previous upload completed.
+    aux: Box<dyn HostMemory>,
+    /// With a conversion: the raw u8 batch and the per-sample noise keys, on the device.
+    raw: Option<(CudaSlice<u8>, sys::CUdeviceptr)>,
+    keys: Option<(CudaSlice<u32>, sys::CUdeviceptr)>,
+}
+
+/// The conversion kernel, loaded, and its fixed arguments.
+struct Convert {
+    conv: GpuConvert,
+    func: CudaFunction,
+    _params: CudaSlice<f32>,
+    params_ptr: sys::CUdeviceptr,
+    pixels: u64,
+    channels: i32,
+    planar: i32,
+    dtype: i32,
+    noise: i32,
 }
 
 // SAFETY: `host_labels` is written by the feeder only while `held` is false, and read only
@@ -74,6 +104,9 @@ pub struct DeviceFeeder {
     batch_size: usize,
     /// Shared with every `DeviceBatch` (a clone per batch would allocate).
     spec: Arc<OutputSpec>,
+    /// The spec of the host batches (`spec` itself, or u8 NHWC with a conversion).
+    in_spec: OutputSpec,
+    convert: Option<Convert>,
 }
 
 impl std::fmt::Debug for DeviceFeeder {
@@ -128,6 +161,52 @@ impl DeviceFeeder {
         slots: usize,
         consumer: Arc<CudaStream>,
     ) -> Result<DeviceFeeder> {
+        DeviceFeeder::build(device, spec, None, batch_size, slots, consumer)
+    }
+
+    /// A feeder that uploads `u8` NHWC host batches (`convert.input_spec()`: a quarter of
+    /// the bytes of f32) and converts them on the GPU into `convert.output_spec()` —
+    /// normalised f32/f16/bf16, NCHW or NHWC, with optional noise — bit-identical to
+    /// [`GpuConvert::convert_batch`] on the CPU. The kernel is compiled once, here, by NVRTC
+    /// (loaded at run time: an error says so when `libnvrtc` is missing).
+    ///
+    /// ```no_run
+    /// use stoker::{cuda::{Device, DeviceFeeder, PinnedAlloc}, DType, GpuConvert, Layout, Loader};
+    /// use stoker::{source::ImageFolder, Normalize};
+    /// let device = Device::open(0)?;
+    /// let mut loader = Loader::builder(ImageFolder::open("fixtures/photos-256x144")?)
+    ///     .batch_size(8).dtype(DType::U8).layout(Layout::Nhwc)
+    ///     .allocator(std::sync::Arc::new(PinnedAlloc::for_device(&device)))
+    ///     .build()?;
+    /// let out = loader.spec().clone().with_dtype(DType::F16).with_layout(Layout::Nchw)
+    ///     .with_normalize(Normalize::imagenet());
+    /// let conv = GpuConvert::new(&out)?.with_noise(0.02, 0)?;
+    /// let stream = device.context().new_stream().unwrap();
+    /// let mut feeder = DeviceFeeder::with_convert(&device, &conv, 8, 2, stream)?;
+    /// for batch in feeder.feed(loader.epoch(0)) {
+    ///     assert_eq!(batch?.spec().dtype, DType::F16);
+    /// }
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn with_convert(
+        device: &Device,
+        convert: &GpuConvert,
+        batch_size: usize,
+        slots: usize,
+        consumer: Arc<CudaStream>,
+    ) -> Result<DeviceFeeder> {
+        let spec = convert.output_spec().clone();
+        DeviceFeeder::build(device, &spec, Some(convert), batch_size, slots, consumer)
+    }
+
+    fn build(
+        device: &Device,
+        spec: &OutputSpec,
+        convert: Option<&GpuConvert>,
+        batch_size: usize,
+        slots: usize,
+        consumer: Arc<CudaStream>,
+    ) -> Result<DeviceFeeder> {
         spec.validate()?;
         if batch_size == 0 {
             return Err(Error::config("batch_size must be > 0"));
@@ -141,22 +220,27 @@ impl DeviceFeeder {
         let upload = ctx
             .new_stream()
             .map_err(|e| driver_error("creating the upload stream", e))?;
+        let in_spec = convert.map_or_else(|| spec.clone(), GpuConvert::input_spec);
         let sample_bytes = spec.sample_bytes();
+        let pinned = PinnedAlloc::for_device(device);
+        let alloc_err = |e| driver_error("allocating a device slot", e);
         let mut ring = Vec::with_capacity(slots);
         for _ in 0..slots {
             let data = upload
                 .alloc_zeros::<u8>(sample_bytes * batch_size)
-                .map_err(|e| driver_error("allocating a device slot", e))?;
-            let labels = upload
-                .alloc_zeros::<i64>(batch_size)
-                .map_err(|e| driver_error("allocating a device slot", e))?;
-            let data_ptr = {
-                let (p, _sync) = data.device_ptr(&upload);
-                p
-            };
-            let labels_ptr = {
-                let (p, _sync) = labels.device_ptr(&upload);
-                p
+                .map_err(alloc_err)?;
+            let labels = upload.alloc_zeros::<i64>(batch_size).map_err(alloc_err)?;
+            let data_ptr = device_ptr(&data, &upload);
+            let labels_ptr = device_ptr(&labels, &upload);
+            let (raw, keys) = if convert.is_some() {
+                let raw = upload
+                    .alloc_zeros::<u8>(in_spec.sample_bytes() * batch_size)
+                    .map_err(alloc_err)?;
+                let keys = upload.alloc_zeros::<u32>(batch_size).map_err(alloc_err)?;
+                let (rp, kp) = (device_ptr(&raw, &upload), device_ptr(&keys, &upload));
+                (Some((raw, rp)), Some((keys, kp)))
+            } else {
+                (None, None)
             };
             let event = || {
                 ctx.new_event(None)
@@ -172,8 +256,15 @@ impl DeviceFeeder {
                 held: AtomicBool::new(false),
                 host_labels: UnsafeCell::new(Vec::with_capacity(batch_size)),
                 consumer: Arc::clone(&consumer),
+                aux: pinned.allocate(batch_size * 12)?,
+                raw,
+                keys,
             }));
         }
+        let convert = match convert {
+            None => None,
+            Some(conv) => Some(load_convert(device, &upload, conv)?),
+        };
         // The allocations above are ordered on the upload stream: finish them once.
         upload
             .synchronize()
@@ -187,7 +278,31 @@ impl DeviceFeeder {
             sample_bytes,
             batch_size,
             spec: Arc::new(spec.clone()),
+            in_spec,
+            convert,
         })
+    }
+
+    /// The on-GPU conversion, when the feeder uploads `u8` batches.
+    ///
+    /// ```no_run
+    /// # let f = stoker::cuda::DeviceFeeder::new(&stoker::cuda::Device::open(0)?, &stoker::OutputSpec::new(8, 8, 3), 4, 2)?;
+    /// assert!(f.convert().is_none());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn convert(&self) -> Option<&GpuConvert> {
+        self.convert.as_ref().map(|c| &c.conv)
+    }
+
+    /// The spec the host batches must have (the output spec, or `u8` NHWC with a conversion).
+    ///
+    /// ```no_run
+    /// # let f = stoker::cuda::DeviceFeeder::new(&stoker::cuda::Device::open(0)?, &stoker::OutputSpec::new(8, 8, 3), 4, 2)?;
+    /// assert_eq!(f.input_spec().width, 8);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn input_spec(&self) -> &OutputSpec {
+        &self.in_spec
     }
 
     /// Device slots in the ring.
@@ -272,13 +387,15 @@ impl DeviceFeeder {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn upload(&mut self, batch: Batch) -> Result<DeviceBatch> {
-        if batch.spec() != &*self.spec || batch.capacity() > self.batch_size {
+        if batch.spec() != &self.in_spec || batch.capacity() > self.batch_size {
             return Err(Error::config(format!(
-                "batch of {} x {:?} does not match the feeder's {} x {:?}",
+                "batch of {} x {} {:?} does not match the feeder's {} x {} {:?}",
                 batch.capacity(),
+                batch.dtype().as_str(),
                 batch.spec().sample_shape(),
                 self.batch_size,
-                self.spec.sample_shape()
+                self.in_spec.dtype.as_str(),
+                self.in_spec.sample_shape()
             )));
         }
         let s = self.next;
@@ -290,36 +407,61 @@ impl DeviceFeeder {
                 self.slots.len()
             )));
         }
-        // The host batch last copied into this slot must be done before its events are
-        // recorded again; and keep at most `slots` host batches waiting.
+        // The host batch last copied into this slot must be done before its events and its
+        // staging buffer are used again; and keep at most `slots` host batches waiting.
         while self.inflight.iter().any(|(i, _)| *i == s) || self.inflight.len() >= self.slots.len()
         {
             self.retire(true)?;
         }
-        let bytes = batch.as_bytes();
         let upload = &self.upload;
+        let stream = upload.cu_stream();
         let err = |e| driver_error("queueing an upload", e);
-        // SAFETY: the slot's buffers hold `batch_size` samples and labels (checked above);
-        // the host memory stays alive and unmoved in `inflight` until `uploaded` completes;
-        // the upload stream first waits for the consumer to release the slot.
+        let n = batch.len();
+        let labels = batch.labels().unwrap_or(&[]);
+        let aux = slot.aux.as_mut_ptr();
+        // SAFETY: the slot's buffers hold `batch_size` samples, labels and keys (checked
+        // above); the host memory stays alive and unmoved in `inflight` until `uploaded`
+        // completes; the staging buffer's previous copies completed (retired above); the
+        // output buffer is written only after the consumer released the slot.
         unsafe {
-            upload.wait(&slot.released).map_err(err)?;
-            result::memcpy_htod_async(slot.data_ptr, bytes, upload.cu_stream()).map_err(err)?;
-            if let Some(labels) = batch.labels() {
-                result::memcpy_htod_async(slot.labels_ptr, labels, upload.cu_stream())
+            let labels_host = std::slice::from_raw_parts_mut(aux.cast::<i64>(), self.batch_size);
+            labels_host[..labels.len()].copy_from_slice(labels);
+            if !labels.is_empty() {
+                result::memcpy_htod_async(slot.labels_ptr, &labels_host[..labels.len()], stream)
                     .map_err(err)?;
+            }
+            match (&self.convert, &slot.raw, &slot.keys) {
+                (Some(cv), Some((_, raw_ptr)), Some((_, keys_ptr))) => {
+                    result::memcpy_htod_async(*raw_ptr, batch.as_bytes(), stream).map_err(err)?;
+                    let keys = std::slice::from_raw_parts_mut(
+                        aux.add(self.batch_size * 8).cast::<u32>(),
+                        self.batch_size,
+                    );
+                    for (k, &index) in keys.iter_mut().zip(batch.indices()) {
+                        *k = cv.conv.sample_key(batch.epoch(), index);
+                    }
+                    result::memcpy_htod_async(*keys_ptr, &keys[..n], stream).map_err(err)?;
+                    upload.wait(&slot.released).map_err(err)?;
+                    launch_convert(cv, *raw_ptr, slot.data_ptr, *keys_ptr, n, stream)
+                        .map_err(|e| driver_error("launching the conversion kernel", e))?;
+                }
+                _ => {
+                    upload.wait(&slot.released).map_err(err)?;
+                    result::memcpy_htod_async(slot.data_ptr, batch.as_bytes(), stream)
+                        .map_err(err)?;
+                }
             }
             // Written only while not held (checked above); no reader exists now.
             let host = &mut *slot.host_labels.get();
             host.clear();
-            host.extend_from_slice(batch.labels().unwrap_or(&[]));
+            host.extend_from_slice(labels);
         }
         slot.uploaded.record(upload).map_err(err)?;
         self.consumer.wait(&slot.uploaded).map_err(err)?;
         slot.held.store(true, Ordering::Release);
         let out = DeviceBatch {
             slot,
-            len: batch.len(),
+            len: n,
             sample_bytes: self.sample_bytes,
             spec: Arc::clone(&self.spec),
             epoch: batch.epoch(),
@@ -371,6 +513,81 @@ impl Drop for DeviceFeeder {
         let _ = self.upload.synchronize();
         self.inflight.clear();
     }
+}
+
+/// The device address of a slice allocated on `stream`.
+fn device_ptr<T>(slice: &CudaSlice<T>, stream: &CudaStream) -> sys::CUdeviceptr {
+    let (p, _sync) = slice.device_ptr(stream);
+    p
+}
+
+/// Compiles and loads the conversion kernel, and uploads its parameters.
+fn load_convert(device: &Device, upload: &Arc<CudaStream>, conv: &GpuConvert) -> Result<Convert> {
+    let ptx = super::compile(KERNEL_SOURCE, "convert.cu")?;
+    let module = device
+        .context()
+        .load_module(ptx)
+        .map_err(|e| driver_error("loading the conversion kernel", e))?;
+    let func = module
+        .load_function(KERNEL_NAME)
+        .map_err(|e| driver_error("loading the conversion kernel", e))?;
+    let params = upload
+        .clone_htod(conv.params())
+        .map_err(|e| driver_error("uploading the conversion parameters", e))?;
+    let params_ptr = device_ptr(&params, upload);
+    let out = conv.output_spec();
+    Ok(Convert {
+        conv: conv.clone(),
+        func,
+        _params: params,
+        params_ptr,
+        pixels: (out.width * out.height) as u64,
+        channels: out.channels as i32,
+        planar: conv.planar(),
+        dtype: conv.dtype_code(),
+        noise: i32::from(conv.has_noise()),
+    })
+}
+
+/// Queues the conversion of `n` samples from `raw` into `out` on `stream`.
+///
+/// # Safety
+/// The buffers must hold `n` samples (and `n` keys) and stay alive until the kernel ran.
+unsafe fn launch_convert(
+    cv: &Convert,
+    raw: sys::CUdeviceptr,
+    out: sys::CUdeviceptr,
+    keys: sys::CUdeviceptr,
+    n: usize,
+    stream: sys::CUstream,
+) -> std::result::Result<(), cudarc::driver::DriverError> {
+    const BLOCK: u64 = 256;
+    let total = cv.pixels * n as u64;
+    let grid = total.div_ceil(BLOCK) as u32;
+    let (mut raw, mut out, mut keys, mut params) = (raw, out, keys, cv.params_ptr);
+    let (mut pixels, mut total) = (cv.pixels, total);
+    let (mut c, mut planar, mut dtype, mut noise) = (cv.channels, cv.planar, cv.dtype, cv.noise);
+    // The kernel's parameters in order (see src/kernels/convert.cu); no allocation.
+    let mut args: [*mut c_void; 10] = [
+        (&mut raw as *mut u64).cast(),
+        (&mut out as *mut u64).cast(),
+        (&mut keys as *mut u64).cast(),
+        (&mut params as *mut u64).cast(),
+        (&mut pixels as *mut u64).cast(),
+        (&mut total as *mut u64).cast(),
+        (&mut c as *mut i32).cast(),
+        (&mut planar as *mut i32).cast(),
+        (&mut dtype as *mut i32).cast(),
+        (&mut noise as *mut i32).cast(),
+    ];
+    result::launch_kernel(
+        cv.func.cu_function(),
+        (grid.max(1), 1, 1),
+        (BLOCK as u32, 1, 1),
+        0,
+        stream,
+        &mut args,
+    )
 }
 
 /// Device batches of one epoch: see [`DeviceFeeder::feed`].

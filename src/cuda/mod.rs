@@ -6,9 +6,10 @@
 //! panics when the library is missing) and returns a [`ErrorKind::Config`](crate::ErrorKind)
 //! error whose message starts with `"no NVIDIA driver found:"` instead.
 //!
-//! What exists so far: [`Device`] and [`PinnedAlloc`], which makes a loader's batch ring
-//! page-locked so that uploads can be asynchronous. The device feeder (uploads on a dedicated
-//! stream) comes next; see `docs/gpu.md`.
+//! [`Device`]; [`PinnedAlloc`], which makes a loader's batch ring page-locked so that uploads
+//! can be asynchronous; [`DeviceFeeder`], which uploads batches on its own stream into a ring
+//! of device slots (and, with [`DeviceFeeder::with_convert`], uploads `u8` and converts on the
+//! GPU with a kernel compiled at run time by NVRTC: [`compile_ptx`]). See `docs/gpu.md`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -75,6 +76,56 @@ fn require_driver() -> Result<()> {
     } else {
         Err(no_driver())
     }
+}
+
+/// Start of the message of the error returned when the NVRTC library (`libnvrtc.so`, needed
+/// to compile kernels at run time) cannot be loaded.
+pub const NO_NVRTC: &str = "no NVRTC library found:";
+
+/// Whether the NVRTC library can be loaded (checked once per process; no call is made).
+///
+/// ```
+/// let present = stoker::cuda::nvrtc_present();
+/// # let _ = present;
+/// ```
+pub fn nvrtc_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the library by its usual names and drops the handle.
+    *PRESENT.get_or_init(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+}
+
+/// Compiles CUDA C `source` to PTX with NVRTC (loaded at run time), with `--fmad=false` so
+/// that multiplies and adds round one at a time, as stoker's CPU code does. Needs no GPU.
+/// Without the library the error's message starts with [`NO_NVRTC`]; a compile error carries
+/// NVRTC's log.
+///
+/// ```
+/// let ptx = stoker::cuda::compile_ptx(stoker::gpu_convert::KERNEL_SOURCE, "convert.cu");
+/// match ptx {
+///     Ok(ptx) => assert!(ptx.contains(".entry stoker_convert_u8")),
+///     Err(e) => assert!(e.message().starts_with("no NVRTC library found:")),
+/// }
+/// ```
+pub fn compile_ptx(source: &str, name: &str) -> Result<String> {
+    Ok(compile(source, name)?.to_src())
+}
+
+pub(crate) fn compile(source: &str, name: &str) -> Result<cudarc::nvrtc::Ptx> {
+    if !nvrtc_present() {
+        return Err(Error::config(format!(
+            "{NO_NVRTC} could not load libnvrtc.so (or libnvrtc.so.12): install the CUDA \
+             toolkit's NVRTC (e.g. the cuda-nvrtc package, or pip's nvidia-cuda-nvrtc-cu12) and \
+             put its library directory on LD_LIBRARY_PATH"
+        )));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        fmad: Some(false),
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    std::panic::catch_unwind(|| cudarc::nvrtc::compile_ptx_with_opts(source, opts))
+        .map_err(|_| Error::config(format!("{NO_NVRTC} a symbol is missing from libnvrtc")))?
+        .map_err(|e| Error::config(format!("nvrtc: compiling {name}: {e}")))
 }
 
 /// One GPU, with its primary context retained.
