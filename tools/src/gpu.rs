@@ -1,13 +1,15 @@
-//! `stoker bench` loader against a (simulated) GPU: the step simulation, the verdict, the
+//! `stoker bench` loader against a GPU, simulated or real (`device.rs`): the step simulation, the verdict, the
 //! `--sweep-workers` table and its `--plot` SVG.
 //!
 //! The verdict is a pure function of measured figures ([`verdict`]), unit-tested on synthetic
 //! inputs below; the bench command only measures and prints.
 
 use std::fmt::Write as _;
+#[cfg(feature = "cuda")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "cuda")]
 use stoker::batch::Allocator;
 use stoker::decode::Decoder;
 use stoker::source::{Raw, Source};
@@ -36,6 +38,54 @@ pub fn parse_step_ms(s: &str) -> Result<f64, String> {
         ));
     }
     Ok(v)
+}
+
+/// The work of one training step on the GPU, for `stoker bench --gpu`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GpuStep {
+    /// A kernel that runs for this many milliseconds (it reads the GPU's nanosecond timer).
+    Spin(f64),
+    /// `repeats` single-precision GEMMs of `n x n` by `n x n` (cuBLAS).
+    Gemm { n: usize, repeats: usize },
+}
+
+impl GpuStep {
+    /// How the step is named in reports: `spin 40 ms`, `gemm 4096 x2`.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn describe(&self) -> String {
+        match *self {
+            GpuStep::Spin(ms) => format!("spin {ms} ms"),
+            GpuStep::Gemm { n, repeats: 1 } => format!("gemm {n}"),
+            GpuStep::Gemm { n, repeats } => format!("gemm {n} x{repeats}"),
+        }
+    }
+}
+
+/// Parses `--gpu-step`: `spin:MS` or `gemm:N` or `gemm:NxR` (R GEMMs of N x N per batch).
+pub fn parse_gpu_step(s: &str) -> Result<GpuStep, String> {
+    let (kind, arg) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: a GPU step is spin:MS, gemm:N or gemm:NxR"))?;
+    match kind.trim() {
+        "spin" => Ok(GpuStep::Spin(parse_step_ms(arg)?)),
+        "gemm" => {
+            let (n, r) = arg.split_once(['x', 'X']).unwrap_or((arg, "1"));
+            let p = |v: &str, what: &str, max: usize| {
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&x| x > 0 && x <= max)
+                    .ok_or_else(|| format!("{s:?}: {what} must be an integer from 1 to {max}"))
+            };
+            Ok(GpuStep::Gemm {
+                n: p(n, "the GEMM size", 32768)?,
+                repeats: p(r, "the repeat count", 1000)?,
+            })
+        }
+        other => Err(format!(
+            "{s:?}: unknown GPU step {other:?} (spin:MS, gemm:N, gemm:NxR)"
+        )),
+    }
 }
 
 /// Spin for at most this long at the end of a simulated step (sleep before that).
@@ -239,8 +289,9 @@ pub fn verdict(f: &Figures) -> Verdict {
     }
     if f.dtype_bytes > 1 && write >= 0.3 {
         changes.push(format!(
-            "write u8 and convert on the GPU: --dtype u8 (writing the batch is {:.0}% of the \
-             loader's CPU time; u8 is {}x less to write and to upload)",
+            "write u8 and convert on the GPU: --gpu --gpu-convert f16 (or --dtype u8; writing \
+             the batch is {:.0}% of the loader's CPU time; u8 is {}x less to write and to \
+             upload)",
             100.0 * write,
             f.dtype_bytes
         ));
@@ -576,21 +627,17 @@ pub fn figures_json(step_ms: f64, f: &Figures, v: &Verdict, wall: f64, wait: f64
     )
 }
 
-/// The `--gpu-step-ms` part of the text report.
-pub fn report(step_ms: f64, f: &Figures, v: &Verdict, wall: f64, wait: f64) -> String {
+/// The step part of the text report: `step` names the step (its first line), `idle` says how
+/// the idle time was measured.
+pub fn report(step: &str, f: &Figures, v: &Verdict, idle: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "simulated GPU step: {step_ms} ms per batch of {}",
-        f.batch_size
-    );
+    let _ = writeln!(s, "{step}");
     let _ = writeln!(s, "  loader alone:   {} images/s", rate(f.loader_ips));
     let _ = writeln!(s, "  step alone:     {} images/s", rate(f.step_ips));
     let _ = writeln!(s, "  combined:       {} images/s", rate(f.combined_ips));
     let _ = writeln!(
         s,
-        "  GPU idle:       {:.1}% ({wait:.3} s waiting for input of {wall:.3} s; {:.0}% of it \
-         at epoch starts)",
+        "  GPU idle:       {:.1}% ({idle}; {:.0}% of it at epoch starts)",
         100.0 * f.idle_fraction,
         100.0 * f.epoch_start_share
     );
@@ -646,6 +693,10 @@ impl Gpu {
     pub fn allocator(&self) -> Arc<dyn Allocator> {
         Arc::new(stoker::cuda::PinnedAlloc::for_device(&self.device))
     }
+    /// The device.
+    pub fn device(&self) -> &stoker::cuda::Device {
+        &self.device
+    }
     /// The GPU's name.
     pub fn name(&self) -> String {
         self.device.name().unwrap_or_else(|_| "GPU 0".to_string())
@@ -670,18 +721,6 @@ impl Gpu {
             "--gpu: built without the cuda feature: rebuild with --features cuda \
              (cargo build --release -p stoker-tools --features cuda)",
         ))
-    }
-    /// Unreachable: there is no value.
-    pub fn allocator(&self) -> Arc<dyn Allocator> {
-        match *self {}
-    }
-    /// Unreachable: there is no value.
-    pub fn name(&self) -> String {
-        match *self {}
-    }
-    /// Unreachable: there is no value.
-    pub fn h2d(&self, _bytes: usize) -> stoker::Result<(f64, f64)> {
-        match *self {}
     }
 }
 
@@ -899,6 +938,41 @@ mod tests {
         let v = verdict(&f);
         assert!(v.changes.iter().any(|c| c.starts_with("more prefetch")));
         assert!(!v.changes.iter().any(|c| c.starts_with("longer epochs")));
+    }
+
+    #[test]
+    fn parse_gpu_steps() {
+        assert_eq!(parse_gpu_step("spin:40"), Ok(GpuStep::Spin(40.0)));
+        assert_eq!(
+            parse_gpu_step("gemm:4096"),
+            Ok(GpuStep::Gemm {
+                n: 4096,
+                repeats: 1
+            })
+        );
+        assert_eq!(
+            parse_gpu_step("gemm:2048x3"),
+            Ok(GpuStep::Gemm {
+                n: 2048,
+                repeats: 3
+            })
+        );
+        assert_eq!(
+            parse_gpu_step("gemm:2048x3").unwrap().describe(),
+            "gemm 2048 x3"
+        );
+        for bad in [
+            "spin",
+            "spin:-1",
+            "gemm:0",
+            "gemm:1x0",
+            "gemm:99999",
+            "conv:3",
+            "gemm:ax2",
+        ] {
+            let e = parse_gpu_step(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,15 @@ use stoker::{DType, Layout, Loader, Normalize, OnError};
 
 mod augment;
 mod convert;
+#[cfg(feature = "cuda")]
+mod device;
+#[cfg(not(feature = "cuda"))]
+mod device {
+    /// Without the cuda feature there is no GPU value to bench with.
+    pub fn bench(_: &crate::BenchArgs, g: crate::gpu::Gpu) -> stoker::Result<()> {
+        match g {}
+    }
+}
 mod gpu;
 mod inspect;
 mod plan;
@@ -45,7 +54,7 @@ enum Command {
     AugmentPreview(augment::PreviewArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct BenchArgs {
     /// An image folder (one subfolder per class), a manifest CSV (path,label), or a .npy file
     /// or glob (`images-*.npy`). Default: the embedded fixtures (fixtures/photos-256x144).
@@ -110,10 +119,23 @@ struct BenchArgs {
     /// With --sweep-workers: write an SVG chart of images/s against workers to this file.
     #[arg(long)]
     plot: Option<String>,
-    /// Use GPU 0: the batch ring in pinned memory (needs a build with --features cuda and an
-    /// NVIDIA driver). For now the step is still simulated (--gpu-step-ms).
+    /// Use GPU 0 (a build with --features cuda and an NVIDIA driver): the batch ring in
+    /// pinned memory, batches uploaded by the device feeder, a real step on the GPU
+    /// (--gpu-step, or --gpu-step-ms X for a kernel of X ms) and the GPU's idle time measured
+    /// with CUDA events.
     #[arg(long)]
     gpu: bool,
+    /// With --gpu: the step per batch, spin:MS (a kernel of MS ms), gemm:N or gemm:NxR (R
+    /// cuBLAS SGEMMs of N x N).
+    #[arg(long, value_parser = gpu::parse_gpu_step)]
+    gpu_step: Option<gpu::GpuStep>,
+    /// With --gpu: upload u8 NHWC and convert on the GPU to this dtype (f32, f16, bf16) in
+    /// --layout, with --normalize (4x less to copy than f32).
+    #[arg(long)]
+    gpu_convert: Option<String>,
+    /// With --gpu-convert: gaussian noise added on the GPU (fraction of the 8-bit range).
+    #[arg(long, default_value_t = 0.0)]
+    gpu_noise: f32,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -283,62 +305,33 @@ fn run_pass(
 }
 
 fn bench(a: BenchArgs) -> stoker::Result<()> {
-    let step = a.gpu_step_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
-    let device = if a.gpu {
-        let device = gpu::Gpu::open()?;
-        if step.is_none() {
+    if a.gpu {
+        let g = gpu::Gpu::open()?;
+        if a.sweep_workers {
             return Err(stoker::Error::config(
-                "--gpu: the device feeder and a real GPU step are not built yet; add \
-                 --gpu-step-ms X to simulate the step with the batch ring in pinned memory",
+                "--sweep-workers runs with a simulated step: drop --gpu and pass --gpu-step-ms \
+                 (the step time `stoker bench --gpu` measured)",
             ));
         }
-        Some(device)
-    } else {
-        None
-    };
-    let allocator = device.as_ref().map(gpu::Gpu::allocator);
+        return device::bench(&a, g);
+    }
+    if a.gpu_step.is_some() || a.gpu_convert.is_some() || a.gpu_noise != 0.0 {
+        return Err(stoker::Error::config(
+            "--gpu-step, --gpu-convert and --gpu-noise need --gpu",
+        ));
+    }
+    let step = a.gpu_step_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
     if a.plot.is_some() && !a.sweep_workers {
         return Err(stoker::Error::config("--plot needs --sweep-workers"));
     }
     if a.sweep_workers {
-        return sweep(&a, step, allocator.as_ref());
+        return sweep(&a, step);
     }
-    let (mut loader, description, shape) = build_loader(&a, a.workers, allocator.as_ref())?;
+    let (mut loader, description, shape) = build_loader(&a, a.workers, None)?;
     let spec = loader.spec().clone();
     if !a.json {
-        println!("source: {description}");
-        println!(
-            "loader: batch {}, {} workers, prefetch {}, {} {} {}x{}x{}, {} memory",
-            loader.batch_size(),
-            loader.num_workers(),
-            loader.prefetch(),
-            spec.dtype.as_str(),
-            a.layout.to_ascii_lowercase(),
-            spec.width,
-            spec.height,
-            spec.channels,
-            loader.allocator_name()
-        );
+        print_loader(&loader, &description, &a.layout);
     }
-    // Copy bandwidth for one batch, pinned against pageable.
-    let h2d = match &device {
-        Some(g) => {
-            let bytes = loader.batch_size() * spec.sample_bytes();
-            let bw = g.h2d(bytes)?;
-            if !a.json {
-                println!(
-                    "gpu: {}; H2D copy of one batch ({:.1} MB): pinned {:.2} GB/s, pageable \
-                     {:.2} GB/s",
-                    g.name(),
-                    bytes as f64 / 1e6,
-                    bw.0,
-                    bw.1
-                );
-            }
-            Some((g.name(), bw))
-        }
-        None => None,
-    };
     let mut digest = a.digest.then(Digest::new);
     let verbose = !a.json && a.epochs.is_some_and(|n| n <= 20);
     let alone = run_pass(
@@ -423,12 +416,6 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         if let Some(d) = &digest {
             j.push_str(&format!(",\"digest\":\"{}\"", d.hex()));
         }
-        if let Some((name, (pinned, pageable))) = &h2d {
-            j.push_str(&format!(
-                ",\"gpu_name\":{},\"h2d_gbps_pinned\":{pinned:.3},\"h2d_gbps_pageable\":{pageable:.3}",
-                gpu::json_str(name)
-            ));
-        }
         if let (Some(f), Some(v), Some(c)) = (&figures, &verdict, &combined) {
             j.push_str(&gpu::figures_json(
                 a.gpu_step_ms.unwrap_or(0.0),
@@ -471,21 +458,38 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
             println!("digest: {}", d.hex());
         }
         if let (Some(f), Some(v), Some(c)) = (&figures, &verdict, &combined) {
-            print!(
-                "{}",
-                gpu::report(a.gpu_step_ms.unwrap_or(0.0), f, v, c.wall, c.wait)
+            let step = format!(
+                "simulated GPU step: {} ms per batch of {}",
+                a.gpu_step_ms.unwrap_or(0.0),
+                f.batch_size
             );
+            let idle = format!("{:.3} s waiting for input of {:.3} s", c.wait, c.wall);
+            print!("{}", gpu::report(&step, f, v, &idle));
         }
     }
     Ok(())
 }
 
+/// Prints the source and loader lines of the bench report.
+fn print_loader(loader: &BenchLoader, description: &str, layout: &str) {
+    let spec = loader.spec();
+    println!("source: {description}");
+    println!(
+        "loader: batch {}, {} workers, prefetch {}, {} {} {}x{}x{}, {} memory",
+        loader.batch_size(),
+        loader.num_workers(),
+        loader.prefetch(),
+        spec.dtype.as_str(),
+        layout.to_ascii_lowercase(),
+        spec.width,
+        spec.height,
+        spec.channels,
+        loader.allocator_name()
+    );
+}
+
 /// `--sweep-workers`: the loader (and the step, when given) at 0..=cores workers.
-fn sweep(
-    a: &BenchArgs,
-    step: Option<Duration>,
-    allocator: Option<&Arc<dyn Allocator>>,
-) -> stoker::Result<()> {
+fn sweep(a: &BenchArgs, step: Option<Duration>) -> stoker::Result<()> {
     if a.workers.is_some() {
         return Err(stoker::Error::config(
             "--sweep-workers runs every worker count: leave out --workers",
@@ -496,7 +500,7 @@ fn sweep(
     let mut step_ips = None;
     let mut description = String::new();
     for w in 0..=cores {
-        let (mut loader, d, _) = build_loader(a, Some(w), allocator)?;
+        let (mut loader, d, _) = build_loader(a, Some(w), None)?;
         description = d;
         let alone = run_pass(&mut loader, a.epochs, 1.0, None, None, None)?;
         let loader_ips = alone.samples as f64 / alone.wall.max(1e-9);

@@ -144,6 +144,11 @@ fn bad_values_are_clear_errors() {
             &["bench", "--sweep-workers", "--workers", "2"],
             "leave out --workers",
         ),
+        (&["bench", "--gpu-step", "gemm:64"], "need --gpu"),
+        (&["bench", "--gpu-convert", "f16"], "need --gpu"),
+        (&["bench", "--gpu-step", "gemm:0"], "from 1 to"),
+        (&["bench", "--gpu-step", "conv:3"], "unknown GPU step"),
+        (&["bench", "--gpu-step", "spin:-2"], "non-negative"),
     ];
     for (args, want) in cases {
         let out = stoker(args);
@@ -173,9 +178,17 @@ fn gpu_without_a_driver_says_so() {
         eprintln!("skipped: an NVIDIA driver is present");
         return;
     }
-    let out = stoker(&["bench", "--gpu", "--gpu-step-ms", "10", "--epochs", "1"]);
-    assert!(!out.status.success());
-    let e = stderr(&out);
-    assert!(e.contains("no NVIDIA driver found:"), "{e}");
-    assert!(!e.contains("panicked"), "{e}");
+    for step in [
+        &["--gpu-step-ms", "10"][..],
+        &["--gpu-step", "gemm:256"],
+        &["--gpu-step", "spin:5", "--gpu-convert", "f16"],
+    ] {
+        let mut args = vec!["bench", "--gpu", "--epochs", "1"];
+        args.extend_from_slice(step);
+        let out = stoker(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let e = stderr(&out);
+        assert!(e.contains("no NVIDIA driver found:"), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
 }
