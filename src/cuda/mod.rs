@@ -35,6 +35,14 @@ use cudarc::driver::{
 mod feeder;
 pub use feeder::{DeviceBatch, DeviceFeeder, Feed};
 
+/// The `cudarc` this feature is built on (its driver, NVRTC and cuBLAS modules, loaded at run
+/// time), for launching work on the feeder's streams with the same version.
+///
+/// ```
+/// let _ = stoker::cuda::cudarc::driver::LaunchConfig::for_num_elems(256);
+/// ```
+pub use cudarc;
+
 use crate::batch::{Allocator, HostMemory};
 use crate::{Error, Result};
 
