@@ -4,7 +4,8 @@
 //!   normalised (what the loader does without augmentation);
 //! - `fused_warp`: the fused pass with `Augment::keras_default()` parameters (rotation, shift,
 //!   zoom, flip, noise, normalisation, f32 NCHW) into the same slot; `fused_warp_no_noise`
-//!   the same without the noise.
+//!   the same without the noise; `fused_warp_avx2` with the AVX2 kernel (the others take
+//!   AVX-512 where the CPU has it).
 //!   Counted in pixels: divan's items/s is pixels/s on one core.
 //! - `loader_identity` / `loader_keras_default`: the loader over the JPEG folder that
 //!   `cargo bench --bench pipeline` makes (`target/bench-data/jpeg-256x144`, 1024 images), or
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use stoker::augment::{Augment, AugmentParams, AugmentScratch};
-use stoker::output::{SrcType, Store};
+use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
 use stoker::source::ImageFolder;
 use stoker::transform::{Identity, Transform};
@@ -79,6 +80,22 @@ fn fused(bencher: Bencher, aug: Augment) {
 #[divan::bench(sample_count = 30)]
 fn fused_warp(bencher: Bencher) {
     fused(bencher, Augment::keras_default());
+}
+
+/// `fused_warp` with the AVX2 kernel (the default takes AVX-512 where the CPU has it).
+#[divan::bench(sample_count = 30)]
+fn fused_warp_avx2(bencher: Bencher) {
+    let aug = Augment::builder()
+        .rotation_range(15.0)
+        .width_shift_range(0.1)
+        .height_shift_range(0.1)
+        .zoom_range(0.9, 1.1)
+        .horizontal_flip(true)
+        .noise_std(0.03)
+        .simd_level(SimdLevel::Avx2)
+        .build()
+        .unwrap();
+    fused(bencher, aug);
 }
 
 #[divan::bench(sample_count = 30)]

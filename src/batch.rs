@@ -152,7 +152,7 @@ impl Pool {
         let bytes = batch_size * spec.sample_bytes();
         for _ in 0..count {
             let mem = allocator.allocate(bytes)?;
-            if mem.len() < bytes || mem.as_mut_ptr() as usize % 64 != 0 {
+            if mem.len() < bytes || !(mem.as_mut_ptr() as usize).is_multiple_of(64) {
                 return Err(Error::config(format!(
                     "allocator {:?} returned {} bytes at {:p}; need {bytes} bytes aligned to 64",
                     allocator.name(),

@@ -892,7 +892,7 @@ impl<S: Source + 'static> Loader<S> {
                     }
                     let order = st.order.as_ref().expect("epoch in progress");
                     let buf = &mut st.batches[k];
-                    if t % b == 0 {
+                    if t.is_multiple_of(b) {
                         buf.first_position = pos;
                     }
                     buf.labels.push(label.unwrap_or(-1));

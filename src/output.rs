@@ -443,8 +443,8 @@ pub enum SimdLevel {
     Scalar,
     /// x86-64 with AVX2 and F16C.
     Avx2,
-    /// x86-64 AVX-512: reserved, not built — its intrinsics need Rust 1.89 and the crate's
-    /// minimum is 1.85, so it is never available.
+    /// x86-64 with AVX-512 F and BW (and AVX2, F16C): the fused augmentation kernel has an
+    /// AVX-512 version; every other kernel uses its AVX2 version at this level.
     Avx512,
 }
 
@@ -456,7 +456,9 @@ impl SimdLevel {
     /// assert!(stoker::output::SimdLevel::available().contains(&level));
     /// ```
     pub fn detect() -> SimdLevel {
-        if SimdLevel::Avx2.is_available() {
+        if SimdLevel::Avx512.is_available() {
+            SimdLevel::Avx512
+        } else if SimdLevel::Avx2.is_available() {
             SimdLevel::Avx2
         } else {
             SimdLevel::Scalar
@@ -466,16 +468,23 @@ impl SimdLevel {
     /// Whether this level's kernels are built and the CPU can run them.
     ///
     /// ```
-    /// assert!(!stoker::output::SimdLevel::Avx512.is_available());
+    /// use stoker::output::SimdLevel;
+    /// // Each level needs the one below it.
+    /// assert!(!SimdLevel::Avx512.is_available() || SimdLevel::Avx2.is_available());
     /// ```
     pub fn is_available(self) -> bool {
         match self {
             SimdLevel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                SimdLevel::Avx2.is_available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            SimdLevel::Avx2 => false,
-            SimdLevel::Avx512 => false,
+            SimdLevel::Avx2 | SimdLevel::Avx512 => false,
         }
     }
 
@@ -611,7 +620,9 @@ impl Store {
     /// let spec = OutputSpec::new(8, 8, 3);
     /// let s = Store::with_level(&spec, SrcType::U8, SimdLevel::Scalar)?;
     /// assert_eq!(s.level(), SimdLevel::Scalar);
-    /// assert!(Store::with_level(&spec, SrcType::U8, SimdLevel::Avx512).is_err());
+    /// // A level the CPU lacks is an error.
+    /// let avx512 = Store::with_level(&spec, SrcType::U8, SimdLevel::Avx512);
+    /// assert_eq!(avx512.is_ok(), SimdLevel::Avx512.is_available());
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn with_level(spec: &OutputSpec, src: SrcType, level: SimdLevel) -> Result<Store> {
@@ -696,7 +707,7 @@ impl Store {
             DType::BF16 => OUT_BF16,
             DType::U8 => return None,
         };
-        (self.plan.planar && self.src == SrcType::F32 && self.level == SimdLevel::Avx2).then_some((
+        (self.plan.planar && self.src == SrcType::F32 && self.level >= SimdLevel::Avx2).then_some((
             d,
             self.plan.scale,
             self.plan.bias,
@@ -879,7 +890,7 @@ pub(crate) const fn out_size(d: u8) -> usize {
 
 fn pick_u8(level: SimdLevel, dtype: DType, planar: bool) -> RowFn<u8> {
     #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2 {
+    if level >= SimdLevel::Avx2 {
         return match dtype {
             DType::U8 if planar => x86::row_u8u8_avx2,
             DType::U8 => row_u8u8,
@@ -899,7 +910,7 @@ fn pick_u8(level: SimdLevel, dtype: DType, planar: bool) -> RowFn<u8> {
 
 fn pick_f32(level: SimdLevel, dtype: DType) -> RowFn<f32> {
     #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2 {
+    if level >= SimdLevel::Avx2 {
         return match dtype {
             DType::U8 => row_f32u8,
             DType::F32 => x86::row_float_avx2::<f32, OUT_F32>,
@@ -1131,6 +1142,32 @@ pub(crate) mod x86 {
             let packed =
                 _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
             _mm_storeu_si128(p as *mut __m128i, packed);
+        }
+    }
+
+    /// Sixteen `f32` stored as dtype `D` at `p` (unaligned): [`store8`]'s bits, 16 at a time.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+    pub(crate) unsafe fn store16<const D: u8>(p: *mut u8, v: __m512) {
+        if D == OUT_F32 {
+            _mm512_storeu_ps(p as *mut f32, v);
+        } else if D == OUT_F16 {
+            _mm256_storeu_si256(
+                p as *mut __m256i,
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+            );
+        } else {
+            let x = _mm512_castps_si512(v);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(x), _mm512_set1_epi32(1));
+            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
+                _mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)),
+                lsb,
+            ));
+            let abs = _mm512_and_si512(x, _mm512_set1_epi32(0x7fff_ffff));
+            let nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
+            let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(x), _mm512_set1_epi32(0x40));
+            let r = _mm512_mask_blend_epi32(nan, rounded, quiet);
+            _mm256_storeu_si256(p as *mut __m256i, _mm512_cvtepi32_epi16(r));
         }
     }
 

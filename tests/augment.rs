@@ -648,17 +648,24 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
     let _serial = shared();
     let mut rng = SampleRng::new(8);
     let mut compared = 0;
-    for case in 0..40 {
-        let (sw, sh) = (9 + rng.below(60) as usize, 5 + rng.below(40) as usize);
-        let (w, h) = (1 + rng.below(50) as usize, 1 + rng.below(20) as usize);
+    // Every kernel set this CPU has (AVX2 and AVX-512 here), each against the portable loops.
+    let levels: Vec<SimdLevel> = SimdLevel::available()
+        .into_iter()
+        .filter(|&l| l != SimdLevel::Scalar)
+        .collect();
+    for case in 0..60 {
+        let (sw, sh) = (9 + rng.below(80) as usize, 5 + rng.below(40) as usize);
+        let (w, h) = (1 + rng.below(70) as usize, 1 + rng.below(20) as usize);
         let px = random_u8(&mut rng, sw * sh * 3);
         let src = ImageView::new(sw, sh, 3, Pixels::U8(&px)).unwrap();
         let fill = FILLS[case % 4];
-        let make = |simd: bool| {
+        // One case in three is mild (most 16-pixel blocks wholly inside the image).
+        let mild = case % 3 == 1;
+        let make = |level: SimdLevel| {
             Augment::builder()
-                .rotation_range(40.0)
-                .width_shift_range(0.2)
-                .zoom_range(0.5, 1.6)
+                .rotation_range(if mild { 5.0 } else { 40.0 })
+                .width_shift_range(if mild { 0.02 } else { 0.2 })
+                .zoom_range(if mild { 0.95 } else { 0.5 }, if mild { 1.05 } else { 1.6 })
                 .horizontal_flip(true)
                 .fill_mode(fill)
                 .cval(200.0)
@@ -666,12 +673,12 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
                 .salt_pepper(if case % 2 == 0 { 0.02 } else { 0.0 })
                 .brightness_range(0.8, 1.2)
                 .contrast_range(0.7, 1.3)
-                .simd(simd)
+                .simd_level(level)
                 .build()
                 .unwrap()
         };
-        let (fast, portable) = (make(true), make(false));
-        let p = fast.params_for(4, 0, case, (sw, sh), (w, h));
+        let portable = make(SimdLevel::Scalar);
+        let p = portable.params_for(4, 0, case, (sw, sh), (w, h));
         // Every dtype and layout: float NCHW takes the fused kernel, the rest the row loops.
         for (dtype, layout) in [
             (DType::F32, Layout::Nchw),
@@ -686,15 +693,17 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
             if case % 3 == 0 && dtype != DType::U8 {
                 spec = spec.with_normalize(Normalize::imagenet());
             }
-            let a = run(&fast, &p, &src, &spec);
             // The portable warp and noise loops, and the scalar store.
             let mut store = Store::with_level(&spec, SrcType::F32, SimdLevel::Scalar).unwrap();
             let mut b = vec![0x5au8; spec.sample_bytes()];
             portable
                 .apply_params(&p, &src, &mut store, &mut AugmentScratch::new(), &mut b)
                 .unwrap();
-            assert_eq!(a, b, "case {case}, {dtype:?} {layout:?}: {p}");
-            compared += a.len();
+            for &level in &levels {
+                let a = run(&make(level), &p, &src, &spec);
+                assert_eq!(a, b, "case {case}, {level:?} {dtype:?} {layout:?}: {p}");
+                compared += a.len();
+            }
         }
     }
     assert!(compared > 50_000);

@@ -1,5 +1,5 @@
-//! The fused pass of the common case, 8-bit RGB source, bilinear, float NCHW output: eight
-//! output pixels at a time go from the source through the inverse map, brightness, contrast,
+//! The fused pass of the common case, 8-bit RGB source, bilinear, float NCHW output: sixteen
+//! (AVX-512) or eight (AVX2) output pixels at a time go from the source through the inverse map, brightness, contrast,
 //! noise and normalisation into the slot's three planes, with no intermediate row.
 //!
 //! The operations and their order are those of the portable path (warp row, then
@@ -11,14 +11,19 @@ pub(super) use x86::pick;
 
 /// Without x86-64 there is no fused kernel: the portable path runs.
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) fn pick(_: super::FillMode, _: u8, _: super::photometric::Kind) -> Option<RowFn> {
+pub(super) fn pick(
+    _: super::FillMode,
+    _: u8,
+    _: super::photometric::Kind,
+    _: crate::output::SimdLevel,
+) -> Option<RowFn> {
     None
 }
 
 /// Writes output row `y` into the three planes of the slot.
 ///
-/// Safety: the CPU has AVX2 and F16C, `planes` point at `width` writable elements of the
-/// dtype the function was picked for, and `y` is below the output height.
+/// Safety: the CPU has the features the function was picked for, `planes` point at `width`
+/// writable elements of its dtype, and `y` is below the output height.
 pub(super) type RowFn = unsafe fn(&Fused<'_>, usize, [*mut u8; 3]);
 
 /// One sample's fused pass, prepared.
@@ -37,42 +42,128 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::photometric::avx2::{noise8, pixel_hash8};
+    use super::super::photometric::avx512::{noise16, pixel_hash16};
     use super::super::photometric::Kind;
     use super::super::warp::avx2::block_rgb8;
+    use super::super::warp::avx512::{block_rgb8 as block16, row16};
     use super::super::warp::{self, pixel, row_map, Fill};
     use super::super::FillMode;
     use super::{Fused, RowFn};
-    use crate::output::x86::{store1, store8};
-    use crate::output::{out_size, OUT_BF16, OUT_F16, OUT_F32};
+    use crate::output::x86::{store1, store16, store8};
+    use crate::output::{out_size, SimdLevel, OUT_BF16, OUT_F16, OUT_F32};
 
-    /// The kernel for `fill`, dtype code `d` and photometric `kind`.
-    pub(in super::super) fn pick(fill: FillMode, d: u8, kind: Kind) -> Option<RowFn> {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c")) {
-            return None;
-        }
+    /// The kernel for `fill`, dtype code `d` and photometric `kind`, at most at `level`
+    /// (AVX-512 or AVX2; `None` below AVX2 or on a CPU without it).
+    pub(in super::super) fn pick(
+        fill: FillMode,
+        d: u8,
+        kind: Kind,
+        level: SimdLevel,
+    ) -> Option<RowFn> {
+        let wide = match level {
+            SimdLevel::Avx512 if SimdLevel::Avx512.is_available() => true,
+            SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.is_available() => false,
+            _ => return None,
+        };
         Some(match fill {
-            FillMode::Constant => by_dtype::<warp::Constant>(d, kind),
-            FillMode::Nearest => by_dtype::<warp::Nearest>(d, kind),
-            FillMode::Reflect => by_dtype::<warp::Reflect>(d, kind),
-            FillMode::Wrap => by_dtype::<warp::Wrap>(d, kind),
+            FillMode::Constant => by_dtype::<warp::Constant>(d, kind, wide),
+            FillMode::Nearest => by_dtype::<warp::Nearest>(d, kind, wide),
+            FillMode::Reflect => by_dtype::<warp::Reflect>(d, kind, wide),
+            FillMode::Wrap => by_dtype::<warp::Wrap>(d, kind, wide),
         })
     }
 
-    fn by_dtype<F: Fill>(d: u8, kind: Kind) -> RowFn {
+    fn by_dtype<F: Fill>(d: u8, kind: Kind, wide: bool) -> RowFn {
         match d {
-            OUT_F32 => by_kind::<F, OUT_F32>(kind),
-            OUT_F16 => by_kind::<F, OUT_F16>(kind),
-            _ => by_kind::<F, OUT_BF16>(kind),
+            OUT_F32 => by_kind::<F, OUT_F32>(kind, wide),
+            OUT_F16 => by_kind::<F, OUT_F16>(kind, wide),
+            _ => by_kind::<F, OUT_BF16>(kind, wide),
         }
     }
 
-    fn by_kind<F: Fill, const D: u8>(kind: Kind) -> RowFn {
-        match kind {
-            Kind::Affine => row::<F, D, false, false>,
-            Kind::Gauss => row::<F, D, true, false>,
-            Kind::SaltPepper => row::<F, D, false, true>,
-            Kind::Both => row::<F, D, true, true>,
+    fn by_kind<F: Fill, const D: u8>(kind: Kind, wide: bool) -> RowFn {
+        match (kind, wide) {
+            (Kind::Affine, false) => row::<F, D, false, false>,
+            (Kind::Gauss, false) => row::<F, D, true, false>,
+            (Kind::SaltPepper, false) => row::<F, D, false, true>,
+            (Kind::Both, false) => row::<F, D, true, true>,
+            (Kind::Affine, true) => row512::<F, D, false, false>,
+            (Kind::Gauss, true) => row512::<F, D, true, false>,
+            (Kind::SaltPepper, true) => row512::<F, D, false, true>,
+            (Kind::Both, true) => row512::<F, D, true, true>,
         }
+    }
+
+    /// [`finish`], sixteen pixels at a time.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+    unsafe fn finish16<const C: i32, const D: u8, const GAUSS: bool, const SP: bool>(
+        k: &Fused<'_>,
+        v: __m512,
+        h: __m512i,
+        dst: *mut u8,
+    ) {
+        let p = &k.photo;
+        let mut x = _mm512_add_ps(
+            _mm512_mul_ps(v, _mm512_set1_ps(p.gain)),
+            _mm512_set1_ps(p.offset),
+        );
+        if GAUSS || SP {
+            x = noise16::<C, GAUSS, SP>(p, x, h);
+        }
+        let ch = (C / 10) as usize;
+        let o = _mm512_add_ps(
+            _mm512_mul_ps(x, _mm512_set1_ps(k.scale[ch])),
+            _mm512_set1_ps(k.bias[ch]),
+        );
+        store16::<D>(dst, o);
+    }
+
+    /// Two AVX2 vectors as one AVX-512 vector (`lo` first).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+            _mm256_castps_pd(hi),
+        ))
+    }
+
+    /// The AVX-512 row: sixteen pixels at a time (two AVX2 blocks where a tap falls outside
+    /// the image and the fill mode is not `nearest`), then the AVX2 row for the rest.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+    unsafe fn row512<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
+        k: &Fused<'_>,
+        y: usize,
+        planes: [*mut u8; 3],
+    ) {
+        let w = &k.warp;
+        let m = row_map(w, y);
+        let m16 = row16(w, y);
+        let width = k.width;
+        let sz = out_size(D);
+        let first = (y * width) as u32;
+        let mut x = 0;
+        while x + 16 <= width {
+            let [r, g, b] = match block16::<F>(w, m16, x) {
+                Some(v) => v,
+                None => {
+                    let [r0, g0, b0] = block_rgb8::<F>(w, m, x);
+                    let [r1, g1, b1] = block_rgb8::<F>(w, m, x + 8);
+                    [join(r0, r1), join(g0, g1), join(b0, b1)]
+                }
+            };
+            let h = if GAUSS || SP {
+                pixel_hash16(&k.photo, first.wrapping_add(x as u32))
+            } else {
+                _mm512_setzero_si512()
+            };
+            finish16::<0, D, GAUSS, SP>(k, r, h, planes[0].add(x * sz));
+            finish16::<10, D, GAUSS, SP>(k, g, h, planes[1].add(x * sz));
+            finish16::<20, D, GAUSS, SP>(k, b, h, planes[2].add(x * sz));
+            x += 16;
+        }
+        row_from::<F, D, GAUSS, SP>(k, y, planes, x);
     }
 
     /// Photometric pass, normalisation and store of channel `C / 10` of eight pixels whose
@@ -107,12 +198,23 @@ mod x86 {
         y: usize,
         planes: [*mut u8; 3],
     ) {
+        row_from::<F, D, GAUSS, SP>(k, y, planes, 0)
+    }
+
+    /// Output row `y` from pixel `x` on: eight pixels at a time, then one at a time.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn row_from<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
+        k: &Fused<'_>,
+        y: usize,
+        planes: [*mut u8; 3],
+        mut x: usize,
+    ) {
         let w = &k.warp;
         let m = row_map(w, y);
         let width = k.width;
         let sz = out_size(D);
         let first = (y * width) as u32;
-        let mut x = 0;
         while x + 8 <= width {
             let [r, g, b] = block_rgb8::<F>(w, m, x);
             let h = if GAUSS || SP {

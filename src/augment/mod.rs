@@ -58,7 +58,7 @@ pub use affine::inverse_map;
 pub use params::AugmentParams;
 pub use preview::png_grid;
 
-use crate::output::{DType, SrcType, Store};
+use crate::output::{DType, SimdLevel, SrcType, Store};
 use crate::rng::SampleRng;
 use crate::transform::{SampleInfo, SlotWriter, Transform};
 use crate::{Error, ImageView, Pixels, Result};
@@ -170,7 +170,8 @@ struct Config {
     contrast: (f32, f32),
     salt_pepper: f32,
     crop: Option<((f64, f64), (f64, f64))>,
-    simd: bool,
+    /// The highest kernel set to use (capped by the CPU at run time).
+    simd: SimdLevel,
 }
 
 impl Default for Config {
@@ -191,7 +192,7 @@ impl Default for Config {
             contrast: (1.0, 1.0),
             salt_pepper: 0.0,
             crop: None,
-            simd: true,
+            simd: SimdLevel::Avx512,
         }
     }
 }
@@ -295,8 +296,32 @@ impl AugmentBuilder {
 
     /// Use the SIMD loops where the CPU has them (default true); false forces the portable
     /// loops, which give the same bits.
+    ///
+    /// ```
+    /// let a = stoker::augment::Augment::builder().rotation_range(10.0).simd(false).build()?;
+    /// # let _ = a;
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
     pub fn simd(mut self, on: bool) -> Self {
-        self.cfg.simd = on;
+        self.cfg.simd = if on {
+            SimdLevel::Avx512
+        } else {
+            SimdLevel::Scalar
+        };
+        self
+    }
+
+    /// The highest kernel set to use: `Scalar` (portable loops), `Avx2`, or `Avx512` (the
+    /// default; the CPU caps it at run time). Every level gives the same bits.
+    ///
+    /// ```
+    /// use stoker::{augment::Augment, output::SimdLevel};
+    /// let a = Augment::builder().rotation_range(10.0).simd_level(SimdLevel::Avx2).build()?;
+    /// # let _ = a;
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn simd_level(mut self, level: SimdLevel) -> Self {
+        self.cfg.simd = level;
         self
     }
 
@@ -617,7 +642,8 @@ impl Augment {
             (Pixels::U8(_), d) if d != DType::U8 => 1.0 / 255.0,
             _ => 1.0,
         };
-        let photo = photometric::Photo::new(p, full, unit, &self.gauss, self.cfg.simd);
+        let simd = self.cfg.simd >= SimdLevel::Avx2;
+        let photo = photometric::Photo::new(p, full, unit, &self.gauss, simd);
         let m = inverse_map(p);
         let n = w * c;
         if scratch.row.len() < n {
@@ -627,10 +653,10 @@ impl Augment {
         let cval = self.cfg.cval;
         let (fill, interp) = (self.cfg.fill, self.cfg.interpolation);
         match src.pixels {
-            Pixels::U8(px) if c == 3 && interp == Interpolation::Bilinear && self.cfg.simd => {
+            Pixels::U8(px) if c == 3 && interp == Interpolation::Bilinear && simd => {
                 let wp = warp::Warp::new(px, src.width, src.height, m, cval);
                 let fused = store.planar_float().and_then(|(d, scale, bias)| {
-                    let f = fused::pick(fill, d, photo.kind)?;
+                    let f = fused::pick(fill, d, photo.kind, self.cfg.simd)?;
                     Some((f, d, scale, bias))
                 });
                 if let Some((f, d, scale, bias)) = fused {
@@ -666,7 +692,7 @@ impl Augment {
             Pixels::U8(px) => {
                 let wp = warp::Warp::new(px, src.width, src.height, m, cval);
                 let simd = (c == 3 && interp == Interpolation::Bilinear)
-                    .then(|| warp::pick_rgb8(fill, self.cfg.simd))
+                    .then(|| warp::pick_rgb8(fill, simd))
                     .flatten();
                 let f = simd.unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
                 for y in 0..h {

@@ -214,6 +214,66 @@ impl<'a> Photo<'a> {
     }
 }
 
+/// AVX-512 noise for the fused kernel: the AVX2 operations, sixteen pixels at a time.
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512 {
+    use super::Photo;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn hash16(mut h: __m512i) -> __m512i {
+        h = _mm512_xor_si512(h, _mm512_srli_epi32::<16>(h));
+        h = _mm512_mullo_epi32(h, _mm512_set1_epi32(0x7feb_352d_u32 as i32));
+        h = _mm512_xor_si512(h, _mm512_srli_epi32::<15>(h));
+        h = _mm512_mullo_epi32(h, _mm512_set1_epi32(0x846c_a68b_u32 as i32));
+        _mm512_xor_si512(h, _mm512_srli_epi32::<16>(h))
+    }
+
+    /// The hashes of pixels `j..j + 16`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn pixel_hash16(p: &Photo<'_>, j: u32) -> __m512i {
+        let idx = _mm512_add_epi32(
+            _mm512_set1_epi32(j as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
+        hash16(_mm512_xor_si512(idx, _mm512_set1_epi32(p.key() as i32)))
+    }
+
+    /// The pass on channel `C / 10` of sixteen pixels: `x` is already `v * gain + offset`,
+    /// `h` the pixels' hashes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn noise16<const C: i32, const GAUSS: bool, const SP: bool>(
+        p: &Photo<'_>,
+        mut x: __m512,
+        h: __m512i,
+    ) -> __m512 {
+        if GAUSS {
+            let i = _mm512_and_si512(
+                _mm512_srlv_epi32(h, _mm512_set1_epi32(C)),
+                _mm512_set1_epi32(1023),
+            );
+            let t = _mm512_i32gather_ps::<4>(i, p.table.as_ptr() as *const _);
+            x = _mm512_add_ps(x, _mm512_mul_ps(_mm512_set1_ps(p.sigma), t));
+        }
+        if SP {
+            let c = (C / 10) as usize;
+            let h = hash16(_mm512_xor_si512(
+                h,
+                _mm512_set1_epi32(super::sp_key(c) as i32),
+            ));
+            let low = _mm512_and_si512(h, _mm512_set1_epi32(0x7_ffff));
+            let hit = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(p.sp_threshold as i32), low);
+            let is_salt = _mm512_test_epi32_mask(h, _mm512_set1_epi32(1 << 19));
+            let pick = _mm512_maskz_mov_ps(is_salt, _mm512_set1_ps(p.salt));
+            x = _mm512_mask_blend_ps(hit, x, pick);
+        }
+        x
+    }
+}
+
 /// AVX2 noise, the same operations as the portable loop.
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {

@@ -417,6 +417,219 @@ pub(super) mod avx2 {
     }
 }
 
+/// AVX-512 bilinear for 8-bit RGB, sixteen output pixels at a time: the AVX2 block's
+/// operations in the same order, where all sixteen pixels' taps are inside the image.
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512 {
+    use super::{row_map, Fill, Warp};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    unsafe fn byte(g: __m512i, b: i32) -> __m512 {
+        // vpshufb indexes within each 16-byte lane: dword j's byte b sits at 4j + b.
+        let k = 0x8080_8000_u32 as i32 + b;
+        let m = _mm512_setr_epi32(
+            k,
+            k + 4,
+            k + 8,
+            k + 12,
+            k,
+            k + 4,
+            k + 8,
+            k + 12,
+            k,
+            k + 4,
+            k + 8,
+            k + 12,
+            k,
+            k + 4,
+            k + 8,
+            k + 12,
+        );
+        _mm512_cvtepi32_ps(_mm512_shuffle_epi8(g, m))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lerp(
+        t00: __m512,
+        t01: __m512,
+        t10: __m512,
+        t11: __m512,
+        fx: __m512,
+        fy: __m512,
+    ) -> __m512 {
+        let top = _mm512_add_ps(t00, _mm512_mul_ps(fx, _mm512_sub_ps(t01, t00)));
+        let bot = _mm512_add_ps(t10, _mm512_mul_ps(fx, _mm512_sub_ps(t11, t10)));
+        _mm512_add_ps(top, _mm512_mul_ps(fy, _mm512_sub_ps(bot, top)))
+    }
+
+    /// The inverse map of one output row, broadcast.
+    #[derive(Clone, Copy)]
+    pub(in super::super) struct Row16 {
+        a: __m512,
+        bx: __m512,
+        d: __m512,
+        by: __m512,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn row16(w: &Warp<'_, u8>, y: usize) -> Row16 {
+        let (a, bx, d, by) = row_map(w, y);
+        Row16 {
+            a: _mm512_set1_ps(a),
+            bx: _mm512_set1_ps(bx),
+            d: _mm512_set1_ps(d),
+            by: _mm512_set1_ps(by),
+        }
+    }
+
+    /// [`super::avx2::gather_tail`], sixteen lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_tail(base: *const u8, p: __m512i, last: __m512i) -> __m512i {
+        let q = _mm512_min_epi32(p, last);
+        let s = _mm512_slli_epi32::<3>(_mm512_sub_epi32(p, q));
+        _mm512_srlv_epi32(_mm512_i32gather_epi32::<1>(q, base as *const _), s)
+    }
+
+    /// Channels 0, 1, 2 of output pixels `x..x + 16`, bilinear from the 8-bit RGB source,
+    /// when every tap of the sixteen is inside the image or the fill mode is `nearest` (taps
+    /// clamped into it, as the AVX2 block does); `None` otherwise (the caller takes two AVX2
+    /// blocks, which handle the other fill modes).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    pub(in super::super) unsafe fn block_rgb8<F: Fill>(
+        w: &Warp<'_, u8>,
+        m: Row16,
+        x: usize,
+    ) -> Option<[__m512; 3]> {
+        let (sw, sh) = (w.sw as i32, w.sh as i32);
+        let stride = _mm512_set1_epi32(sw * 3);
+        let lane = _mm512_setr_ps(
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+        );
+        let (lo, hi) = (_mm512_set1_ps(-1e9), _mm512_set1_ps(1e9));
+        let xf = _mm512_add_ps(_mm512_set1_ps(x as f32), lane);
+        let sx = _mm512_max_ps(
+            _mm512_min_ps(_mm512_add_ps(_mm512_mul_ps(m.a, xf), m.bx), hi),
+            lo,
+        );
+        let sy = _mm512_max_ps(
+            _mm512_min_ps(_mm512_add_ps(_mm512_mul_ps(m.d, xf), m.by), hi),
+            lo,
+        );
+        const FLOOR: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+        let (x0f, y0f) = (
+            _mm512_roundscale_ps::<FLOOR>(sx),
+            _mm512_roundscale_ps::<FLOOR>(sy),
+        );
+        let (x0, y0) = (_mm512_cvttps_epi32(x0f), _mm512_cvttps_epi32(y0f));
+        let neg1 = _mm512_set1_epi32(-1);
+        let inside = _mm512_cmplt_epi32_mask(x0, _mm512_set1_epi32(sw - 1))
+            & _mm512_cmpgt_epi32_mask(x0, neg1)
+            & _mm512_cmplt_epi32_mask(y0, _mm512_set1_epi32(sh - 1))
+            & _mm512_cmpgt_epi32_mask(y0, neg1);
+        let (fx, fy) = (_mm512_sub_ps(sx, x0f), _mm512_sub_ps(sy, y0f));
+        let base = w.src.as_ptr();
+        if inside != 0xffff {
+            let len = w.src.len().min(i32::MAX as usize) as i32;
+            if !(F::CLAMP && len >= 4) {
+                return None;
+            }
+            // Clamp every tap's indices (what `Nearest::index` does), gather 4 bytes at the
+            // tap, or ending at it for the image's last pixel, and shift into place.
+            let zero = _mm512_setzero_si512();
+            let one = _mm512_set1_epi32(1);
+            let (swm1, shm1) = (_mm512_set1_epi32(sw - 1), _mm512_set1_epi32(sh - 1));
+            let (xa, xb) = (
+                _mm512_max_epi32(_mm512_min_epi32(x0, swm1), zero),
+                _mm512_max_epi32(_mm512_min_epi32(_mm512_add_epi32(x0, one), swm1), zero),
+            );
+            let (ya, yb) = (
+                _mm512_mullo_epi32(_mm512_max_epi32(_mm512_min_epi32(y0, shm1), zero), stride),
+                _mm512_mullo_epi32(
+                    _mm512_max_epi32(_mm512_min_epi32(_mm512_add_epi32(y0, one), shm1), zero),
+                    stride,
+                ),
+            );
+            let (xa, xb) = (
+                _mm512_add_epi32(xa, _mm512_add_epi32(xa, xa)),
+                _mm512_add_epi32(xb, _mm512_add_epi32(xb, xb)),
+            );
+            let last = _mm512_set1_epi32(len - 4);
+            let g00 = gather_tail(base, _mm512_add_epi32(ya, xa), last);
+            let g01 = gather_tail(base, _mm512_add_epi32(ya, xb), last);
+            let g10 = gather_tail(base, _mm512_add_epi32(yb, xa), last);
+            let g11 = gather_tail(base, _mm512_add_epi32(yb, xb), last);
+            return Some([
+                lerp(
+                    byte(g00, 0),
+                    byte(g01, 0),
+                    byte(g10, 0),
+                    byte(g11, 0),
+                    fx,
+                    fy,
+                ),
+                lerp(
+                    byte(g00, 1),
+                    byte(g01, 1),
+                    byte(g10, 1),
+                    byte(g11, 1),
+                    fx,
+                    fy,
+                ),
+                lerp(
+                    byte(g00, 2),
+                    byte(g01, 2),
+                    byte(g10, 2),
+                    byte(g11, 2),
+                    fx,
+                    fy,
+                ),
+            ]);
+        }
+        let p = _mm512_add_epi32(
+            _mm512_mullo_epi32(y0, stride),
+            _mm512_add_epi32(x0, _mm512_add_epi32(x0, x0)),
+        );
+        // As in the AVX2 block: 4 bytes at the left tap, 4 bytes ending with the right one.
+        let p1 = _mm512_add_epi32(p, _mm512_set1_epi32(2));
+        let g00 = _mm512_i32gather_epi32::<1>(p, base as *const _);
+        let g01 = _mm512_i32gather_epi32::<1>(p1, base as *const _);
+        let g10 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p, stride), base as *const _);
+        let g11 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p1, stride), base as *const _);
+        Some([
+            lerp(
+                byte(g00, 0),
+                byte(g01, 1),
+                byte(g10, 0),
+                byte(g11, 1),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 1),
+                byte(g01, 2),
+                byte(g10, 1),
+                byte(g11, 2),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 2),
+                byte(g01, 3),
+                byte(g10, 2),
+                byte(g11, 3),
+                fx,
+                fy,
+            ),
+        ])
+    }
+}
+
 fn pick_fill<T: Px, const C: usize, const B: bool>(fill: FillMode) -> RowFn<T> {
     match fill {
         FillMode::Constant => row::<T, Constant, C, B>,

@@ -411,7 +411,7 @@ impl Allocator for PinnedAlloc {
         let ptr = slice
             .as_mut_ptr()
             .map_err(|e| driver_error("pinned buffer pointer", e))?;
-        if ptr as usize % 64 != 0 {
+        if !(ptr as usize).is_multiple_of(64) {
             return Err(Error::config(format!(
                 "cuda: pinned buffer at {ptr:p} is not aligned to 64 bytes"
             )));
