@@ -67,7 +67,9 @@ pub fn parse_gpu_step(s: &str) -> Result<GpuStep, String> {
         .split_once(':')
         .ok_or_else(|| format!("{s:?}: a GPU step is spin:MS, gemm:N or gemm:NxR"))?;
     match kind.trim() {
-        "spin" => Ok(GpuStep::Spin(parse_step_ms(arg)?)),
+        "spin" => Ok(GpuStep::Spin(
+            parse_step_ms(arg).map_err(|e| format!("{s:?}: {e}"))?,
+        )),
         "gemm" => {
             let (n, r) = arg.split_once(['x', 'X']).unwrap_or((arg, "1"));
             let p = |v: &str, what: &str, max: usize| {
