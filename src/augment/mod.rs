@@ -25,8 +25,9 @@
 //!   salt and pepper (each value independently, with probability `p`, becomes 0 or the full
 //!   range). Values are not clipped except by a `u8` output.
 //! - Speed: 8-bit RGB with bilinear sampling into a float NCHW output (f32, f16, bf16) runs one
-//!   fused AVX2 kernel from source to slot; other combinations warp a row, then adjust and
-//!   store it. Both give the same bits (tested), as does [`AugmentBuilder::simd`]`(false)`.
+//!   fused kernel from source to slot (AVX-512 where the CPU has it, else AVX2); other
+//!   combinations warp a row, then adjust and store it. All give the same bits (tested), as
+//!   do the portable loops ([`AugmentBuilder::simd`]`(false)`).
 //!
 //! Each sample's parameters come from the loader's [`SampleRng`] (seed, epoch, index); they
 //! can be recomputed with [`Augment::params_for`].
