@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use divan::counter::ItemsCount;
 use divan::Bencher;
-use stoker::augment::{Augment, AugmentParams, AugmentScratch};
+use stoker::augment::{Augment, AugmentBuilder, AugmentParams, AugmentScratch};
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
 use stoker::source::ImageFolder;
@@ -85,13 +85,7 @@ fn fused_warp(bencher: Bencher) {
 /// `fused_warp` with the AVX2 kernel (the default takes AVX-512 where the CPU has it).
 #[divan::bench(sample_count = 30)]
 fn fused_warp_avx2(bencher: Bencher) {
-    let aug = Augment::builder()
-        .rotation_range(15.0)
-        .width_shift_range(0.1)
-        .height_shift_range(0.1)
-        .zoom_range(0.9, 1.1)
-        .horizontal_flip(true)
-        .noise_std(0.03)
+    let aug = AugmentBuilder::keras_default()
         .simd_level(SimdLevel::Avx2)
         .build()
         .unwrap();

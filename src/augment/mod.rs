@@ -218,6 +218,24 @@ pub struct AugmentBuilder {
 }
 
 impl AugmentBuilder {
+    /// A builder holding [`Augment::keras_default`]'s settings, to change some of them.
+    ///
+    /// ```
+    /// use stoker::augment::{AugmentBuilder, FillMode};
+    /// let a = AugmentBuilder::keras_default().fill_mode(FillMode::Reflect).build()?;
+    /// assert!(a.to_string().starts_with("rotation=15,"));
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn keras_default() -> AugmentBuilder {
+        Augment::builder()
+            .rotation_range(15.0)
+            .width_shift_range(0.1)
+            .height_shift_range(0.1)
+            .zoom_range(0.9, 1.1)
+            .horizontal_flip(true)
+            .noise_std(0.03)
+    }
+
     /// Rotation drawn uniformly in `[-degrees, degrees]`.
     pub fn rotation_range(mut self, degrees: f64) -> Self {
         self.cfg.rotation = degrees;
@@ -407,13 +425,7 @@ impl Augment {
     /// assert_eq!(a.to_string(), "rotation=15,wshift=0.1,hshift=0.1,zoom=0.9:1.1,hflip,noise=0.03");
     /// ```
     pub fn keras_default() -> Augment {
-        Augment::builder()
-            .rotation_range(15.0)
-            .width_shift_range(0.1)
-            .height_shift_range(0.1)
-            .zoom_range(0.9, 1.1)
-            .horizontal_flip(true)
-            .noise_std(0.03)
+        AugmentBuilder::keras_default()
             .build()
             .expect("preset is valid")
     }

@@ -266,6 +266,48 @@ pub(super) mod avx2 {
         _mm256_add_ps(top, _mm256_mul_ps(fy, _mm256_sub_ps(bot, top)))
     }
 
+    /// The three channels of eight pixels from their four taps' 4-byte loads: channel `c` is
+    /// byte `c` of the left loads and byte `c + r` of the right ones.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rgb(
+        g00: __m256i,
+        g01: __m256i,
+        g10: __m256i,
+        g11: __m256i,
+        r: i32,
+        fx: __m256,
+        fy: __m256,
+    ) -> [__m256; 3] {
+        [
+            lerp(
+                byte(g00, 0),
+                byte(g01, r),
+                byte(g10, 0),
+                byte(g11, r),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 1),
+                byte(g01, 1 + r),
+                byte(g10, 1),
+                byte(g11, 1 + r),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 2),
+                byte(g01, 2 + r),
+                byte(g10, 2),
+                byte(g11, 2 + r),
+                fx,
+                fy,
+            ),
+        ]
+    }
+
     /// Channels 0, 1, 2 of output pixels `x..x + 8` of the row whose map is `m`, bilinear
     /// from the 8-bit RGB source: what [`pixel`] gives, eight at a time.
     #[inline]
@@ -322,32 +364,7 @@ pub(super) mod avx2 {
             let g01 = _mm256_i32gather_epi32::<1>(base, p1);
             let g10 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p, vstride));
             let g11 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p1, vstride));
-            [
-                lerp(
-                    byte(g00, 0),
-                    byte(g01, 1),
-                    byte(g10, 0),
-                    byte(g11, 1),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 1),
-                    byte(g01, 2),
-                    byte(g10, 1),
-                    byte(g11, 2),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 2),
-                    byte(g01, 3),
-                    byte(g10, 2),
-                    byte(g11, 3),
-                    fx,
-                    fy,
-                ),
-            ]
+            rgb(g00, g01, g10, g11, 1, fx, fy)
         } else if F::CLAMP && len >= 4 {
             // Clamp every tap's indices (what `Nearest::index` does), gather 4 bytes at
             // the tap, or ending at it for the image's last pixel, and shift into place.
@@ -373,32 +390,7 @@ pub(super) mod avx2 {
             let g01 = gather_tail(base, _mm256_add_epi32(ya, xb), last);
             let g10 = gather_tail(base, _mm256_add_epi32(yb, xa), last);
             let g11 = gather_tail(base, _mm256_add_epi32(yb, xb), last);
-            [
-                lerp(
-                    byte(g00, 0),
-                    byte(g01, 0),
-                    byte(g10, 0),
-                    byte(g11, 0),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 1),
-                    byte(g01, 1),
-                    byte(g10, 1),
-                    byte(g11, 1),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 2),
-                    byte(g01, 2),
-                    byte(g10, 2),
-                    byte(g11, 2),
-                    fx,
-                    fy,
-                ),
-            ]
+            rgb(g00, g01, g10, g11, 0, fx, fy)
         } else {
             let mut t = [[0f32; 8]; 3];
             for i in 0..8 {
@@ -495,6 +487,48 @@ pub(super) mod avx512 {
         _mm512_srlv_epi32(_mm512_i32gather_epi32::<1>(q, base as *const _), s)
     }
 
+    /// The three channels of sixteen pixels from their four taps' 4-byte loads: channel `c` is
+    /// byte `c` of the left loads and byte `c + r` of the right ones.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rgb(
+        g00: __m512i,
+        g01: __m512i,
+        g10: __m512i,
+        g11: __m512i,
+        r: i32,
+        fx: __m512,
+        fy: __m512,
+    ) -> [__m512; 3] {
+        [
+            lerp(
+                byte(g00, 0),
+                byte(g01, r),
+                byte(g10, 0),
+                byte(g11, r),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 1),
+                byte(g01, 1 + r),
+                byte(g10, 1),
+                byte(g11, 1 + r),
+                fx,
+                fy,
+            ),
+            lerp(
+                byte(g00, 2),
+                byte(g01, 2 + r),
+                byte(g10, 2),
+                byte(g11, 2 + r),
+                fx,
+                fy,
+            ),
+        ]
+    }
+
     /// Channels 0, 1, 2 of output pixels `x..x + 16`, bilinear from the 8-bit RGB source,
     /// when every tap of the sixteen is inside the image or the fill mode is `nearest` (taps
     /// clamped into it, as the AVX2 block does); `None` otherwise (the caller takes two AVX2
@@ -564,32 +598,7 @@ pub(super) mod avx512 {
             let g01 = gather_tail(base, _mm512_add_epi32(ya, xb), last);
             let g10 = gather_tail(base, _mm512_add_epi32(yb, xa), last);
             let g11 = gather_tail(base, _mm512_add_epi32(yb, xb), last);
-            return Some([
-                lerp(
-                    byte(g00, 0),
-                    byte(g01, 0),
-                    byte(g10, 0),
-                    byte(g11, 0),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 1),
-                    byte(g01, 1),
-                    byte(g10, 1),
-                    byte(g11, 1),
-                    fx,
-                    fy,
-                ),
-                lerp(
-                    byte(g00, 2),
-                    byte(g01, 2),
-                    byte(g10, 2),
-                    byte(g11, 2),
-                    fx,
-                    fy,
-                ),
-            ]);
+            return Some(rgb(g00, g01, g10, g11, 0, fx, fy));
         }
         let p = _mm512_add_epi32(
             _mm512_mullo_epi32(y0, stride),
@@ -601,32 +610,7 @@ pub(super) mod avx512 {
         let g01 = _mm512_i32gather_epi32::<1>(p1, base as *const _);
         let g10 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p, stride), base as *const _);
         let g11 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p1, stride), base as *const _);
-        Some([
-            lerp(
-                byte(g00, 0),
-                byte(g01, 1),
-                byte(g10, 0),
-                byte(g11, 1),
-                fx,
-                fy,
-            ),
-            lerp(
-                byte(g00, 1),
-                byte(g01, 2),
-                byte(g10, 1),
-                byte(g11, 2),
-                fx,
-                fy,
-            ),
-            lerp(
-                byte(g00, 2),
-                byte(g01, 3),
-                byte(g10, 2),
-                byte(g11, 3),
-                fx,
-                fy,
-            ),
-        ])
+        Some(rgb(g00, g01, g10, g11, 1, fx, fy))
     }
 }
 
