@@ -447,3 +447,25 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spin kernel compiles with NVRTC (no GPU needed); CI fetches libnvrtc and sets
+    /// STOKER_REQUIRE_NVRTC so this cannot skip there.
+    #[test]
+    fn spin_kernel_compiles() {
+        if !stoker::cuda::nvrtc_present() {
+            assert!(
+                std::env::var_os("STOKER_REQUIRE_NVRTC").is_none(),
+                "STOKER_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+            );
+            eprintln!("skipped: libnvrtc not found");
+            return;
+        }
+        let ptx = compile_ptx(SPIN_SOURCE, "spin.cu").unwrap();
+        assert!(ptx.contains(".entry stoker_spin"), "{ptx}");
+        assert!(ptx.contains("%globaltimer"), "{ptx}");
+    }
+}
