@@ -45,7 +45,7 @@ mod x86 {
     use super::super::photometric::avx512::{noise16, pixel_hash16};
     use super::super::photometric::Kind;
     use super::super::warp::avx2::block_rgb8;
-    use super::super::warp::avx512::{block_rgb8 as block16, row16};
+    use super::super::warp::avx512::{block_rgb8 as block16, row16, row_in_range};
     use super::super::warp::{self, pixel, row_map, Fill};
     use super::super::FillMode;
     use super::{Fused, RowFn};
@@ -141,11 +141,17 @@ mod x86 {
         let m = row_map(w, y);
         let m16 = row16(w, y);
         let width = k.width;
+        let in_range = row_in_range(w, y, width);
         let sz = out_size(D);
         let first = (y * width) as u32;
         let mut x = 0;
         while x + 16 <= width {
-            let [r, g, b] = match block16::<F>(w, m16, x) {
+            let block = if in_range {
+                block16::<F, false>(w, m16, x)
+            } else {
+                block16::<F, true>(w, m16, x)
+            };
+            let [r, g, b] = match block {
                 Some(v) => v,
                 None => {
                     let [r0, g0, b0] = block_rgb8::<F>(w, m, x);

@@ -466,6 +466,17 @@ pub(super) mod avx512 {
         by: __m512,
     }
 
+    /// Whether every source coordinate of output row `y` (pixels `0..width`) is within the
+    /// ±1e9 the blocks clamp to, so that the clamp can be left out: the coordinates are affine
+    /// in x and rounding is monotonic, so the two ends bound the row.
+    pub(in super::super) fn row_in_range(w: &Warp<'_, u8>, y: usize, width: usize) -> bool {
+        let (a, bx, d, by) = row_map(w, y);
+        let last = width.saturating_sub(1) as f32;
+        [a * 0.0 + bx, a * last + bx, d * 0.0 + by, d * last + by]
+            .iter()
+            .all(|v| (-1e9..=1e9).contains(v))
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(in super::super) unsafe fn row16(w: &Warp<'_, u8>, y: usize) -> Row16 {
@@ -535,7 +546,7 @@ pub(super) mod avx512 {
     /// blocks, which handle the other fill modes).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    pub(in super::super) unsafe fn block_rgb8<F: Fill>(
+    pub(in super::super) unsafe fn block_rgb8<F: Fill, const CLAMP: bool>(
         w: &Warp<'_, u8>,
         m: Row16,
         x: usize,
@@ -547,25 +558,24 @@ pub(super) mod avx512 {
         );
         let (lo, hi) = (_mm512_set1_ps(-1e9), _mm512_set1_ps(1e9));
         let xf = _mm512_add_ps(_mm512_set1_ps(x as f32), lane);
-        let sx = _mm512_max_ps(
-            _mm512_min_ps(_mm512_add_ps(_mm512_mul_ps(m.a, xf), m.bx), hi),
-            lo,
+        let (mut sx, mut sy) = (
+            _mm512_add_ps(_mm512_mul_ps(m.a, xf), m.bx),
+            _mm512_add_ps(_mm512_mul_ps(m.d, xf), m.by),
         );
-        let sy = _mm512_max_ps(
-            _mm512_min_ps(_mm512_add_ps(_mm512_mul_ps(m.d, xf), m.by), hi),
-            lo,
-        );
+        if CLAMP {
+            // Without it (`row_in_range`), min and max would return every value unchanged.
+            sx = _mm512_max_ps(_mm512_min_ps(sx, hi), lo);
+            sy = _mm512_max_ps(_mm512_min_ps(sy, hi), lo);
+        }
         const FLOOR: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
         let (x0f, y0f) = (
             _mm512_roundscale_ps::<FLOOR>(sx),
             _mm512_roundscale_ps::<FLOOR>(sy),
         );
         let (x0, y0) = (_mm512_cvttps_epi32(x0f), _mm512_cvttps_epi32(y0f));
-        let neg1 = _mm512_set1_epi32(-1);
-        let inside = _mm512_cmplt_epi32_mask(x0, _mm512_set1_epi32(sw - 1))
-            & _mm512_cmpgt_epi32_mask(x0, neg1)
-            & _mm512_cmplt_epi32_mask(y0, _mm512_set1_epi32(sh - 1))
-            & _mm512_cmpgt_epi32_mask(y0, neg1);
+        // 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1, as unsigned compares.
+        let inside = _mm512_cmplt_epu32_mask(x0, _mm512_set1_epi32(sw - 1))
+            & _mm512_cmplt_epu32_mask(y0, _mm512_set1_epi32(sh - 1));
         let (fx, fy) = (_mm512_sub_ps(sx, x0f), _mm512_sub_ps(sy, y0f));
         let base = w.src.as_ptr();
         if inside != 0xffff {
