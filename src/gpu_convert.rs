@@ -35,7 +35,7 @@
 
 use half::{bf16, f16};
 
-use crate::augment::photometric::{gaussian_table, hash32, TABLE};
+use crate::augment::photometric::{gaussian_table, hash32, noise_key, TABLE};
 use crate::output::{scale_bias, SrcType};
 use crate::rng::seed_of;
 use crate::{Batch, DType, Error, Layout, OutputSpec, Result};
@@ -179,8 +179,7 @@ impl GpuConvert {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn sample_key(&self, epoch: u64, index: usize) -> u32 {
-        let k = (seed_of(&[self.seed, 0x6770_7563, epoch, index as u64]) >> 32) as u32;
-        k.wrapping_mul(0x9e37_79b9) ^ 0x85eb_ca6b
+        noise_key((seed_of(&[self.seed, 0x6770_7563, epoch, index as u64]) >> 32) as u32)
     }
 
     /// What the kernel reads: the gaussian table, scale, bias and sigma ([`PARAMS_LEN`]).

@@ -77,6 +77,12 @@ fn sp_key(c: usize) -> u32 {
     0x9e37_79b9u32.wrapping_mul(c as u32 + 1)
 }
 
+/// The key that pixel indices are XORed with before [`hash32`], from a sample's noise seed.
+#[inline(always)]
+pub(crate) fn noise_key(seed: u32) -> u32 {
+    seed.wrapping_mul(0x9e37_79b9) ^ 0x85eb_ca6b
+}
+
 /// lowbias32 (Chris Wellons): a bijective 32-bit hash with good avalanche.
 #[inline(always)]
 pub(crate) fn hash32(mut x: u32) -> u32 {
@@ -177,7 +183,7 @@ impl<'a> Photo<'a> {
 
     #[inline(always)]
     pub(super) fn key(&self) -> u32 {
-        self.seed.wrapping_mul(0x9e37_79b9) ^ 0x85eb_ca6b
+        noise_key(self.seed)
     }
 
     /// The hash of pixel `j` of the sample.

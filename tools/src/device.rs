@@ -284,7 +284,7 @@ pub fn run<S: Source + 'static>(
 /// `stoker bench --gpu`: loader alone, GPU step alone, then both through the device feeder.
 pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
     use crate::gpu;
-    use stoker::{DType, GpuConvert, Layout, Normalize};
+    use stoker::{DType, GpuConvert, Layout};
     let kind = match (a.gpu_step, a.gpu_step_ms) {
         (Some(k), None) => k,
         (None, Some(ms)) => GpuStep::Spin(ms),
@@ -322,14 +322,8 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
         Some(d) => {
             let layout: Layout = a.layout.parse()?;
             let mut out = host_spec.clone().with_dtype(d).with_layout(layout);
-            match a.normalize.as_str() {
-                "imagenet" => out = out.with_normalize(Normalize::imagenet()),
-                "none" => {}
-                other => {
-                    return Err(Error::config(format!(
-                        "unknown normalisation {other:?} (none, imagenet)"
-                    )))
-                }
+            if let Some(n) = crate::parse_normalize(&a.normalize)? {
+                out = out.with_normalize(n);
             }
             Some(GpuConvert::new(&out)?.with_noise(a.gpu_noise, a.seed)?)
         }

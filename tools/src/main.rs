@@ -217,17 +217,22 @@ fn build_loader(
     if let Some(alloc) = allocator {
         b = b.allocator(Arc::clone(alloc));
     }
-    match a.normalize.as_str() {
-        "none" => {}
-        "imagenet" => b = b.normalize(Normalize::imagenet()),
-        other => {
-            return Err(stoker::Error::config(format!(
-                "unknown normalisation {other:?} (none, imagenet)"
-            )))
-        }
+    if let Some(n) = parse_normalize(&a.normalize)? {
+        b = b.normalize(n);
     }
     b = b.transform(augment::transform(&a.augment)?);
     Ok((b.build()?, description, shape))
+}
+
+/// `--normalize`: `none` or `imagenet`.
+fn parse_normalize(s: &str) -> stoker::Result<Option<Normalize>> {
+    match s {
+        "none" => Ok(None),
+        "imagenet" => Ok(Some(Normalize::imagenet())),
+        other => Err(stoker::Error::config(format!(
+            "unknown normalisation {other:?} (none, imagenet)"
+        ))),
+    }
 }
 
 /// One timed pass over some epochs.
