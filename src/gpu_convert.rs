@@ -13,9 +13,10 @@
 //! - with noise, `sigma[c] * g` is then added, where `sigma[c] = noise_std * 255 * scale[c]`
 //!   (`noise_std` is a fraction of the 8-bit range, so it means the same with or without
 //!   normalisation) and `g` is a standard normal value drawn like the augmentation's noise:
-//!   entry `(h >> 10c) & 1023` of the 1024 normal quantiles, `h` the hash of the pixel's index
-//!   and the sample's key, the key a pure function of `(seed, epoch, sample index)`, so the
-//!   noise does not depend on workers, batch boundaries or the GPU's thread order;
+//!   entry `(h >> 10c) & 1023` of the augmentation's 1024 noise values, `h` the hash of the
+//!   pixel's index and the sample's key, the key a pure function of `(seed, epoch, sample
+//!   index)`, so the noise does not depend on workers, batch boundaries or the GPU's thread
+//!   order;
 //! - f16 and bf16 are the f32 value rounded to nearest, ties to even.
 //!
 //! So device results equal [`GpuConvert::convert_sample`] bit for bit (tolerance 0); the

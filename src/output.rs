@@ -441,9 +441,9 @@ impl SrcType {
 pub enum SimdLevel {
     /// Portable code, every target.
     Scalar,
-    /// x86-64 with AVX2 and F16C.
+    /// x86-64 with AVX2, FMA and F16C (the augmentation kernels use fused multiply-adds).
     Avx2,
-    /// x86-64 with AVX-512 F and BW (and AVX2, F16C): the fused augmentation kernel has an
+    /// x86-64 with AVX-512 F and BW (and AVX2, FMA, F16C): the fused augmentation kernel has an
     /// AVX-512 version; every other kernel uses its AVX2 version at this level.
     Avx512,
 }
@@ -476,7 +476,11 @@ impl SimdLevel {
         match self {
             SimdLevel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
+            SimdLevel::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 => {
                 SimdLevel::Avx2.is_available()
@@ -595,6 +599,8 @@ pub struct Store {
     src: SrcType,
     level: SimdLevel,
     plan: Plan,
+    /// `plan` with `scale` 1 and `bias` -0.0: rows that are already normalised.
+    raw: Plan,
     scratch: Scratch,
     kernel: Kernel,
 }
@@ -636,7 +642,7 @@ impl Store {
         let (w, h, c) = (spec.width, spec.height, spec.channels);
         let (scale, bias) = scale_bias(spec, src);
         let n = w * c;
-        let plan = Plan {
+        let plan_for = |scale: [f32; 3], bias: [f32; 3]| Plan {
             w,
             h,
             c,
@@ -646,6 +652,8 @@ impl Store {
             scale_row: (0..n).map(|i| scale[i % c]).collect(),
             bias_row: (0..n).map(|i| bias[i % c]).collect(),
         };
+        let plan = plan_for(scale, bias);
+        let raw = plan_for([1.0; 3], [-0.0; 3]);
         let scratch = Scratch {
             f: vec![0.0; n],
             h: vec![0; n],
@@ -659,6 +667,7 @@ impl Store {
             src,
             level,
             plan,
+            raw,
             scratch,
             kernel,
         })
@@ -698,20 +707,16 @@ impl Store {
         self.level
     }
 
-    /// The planar float target of a fused kernel: `(dtype code, scale, bias)` when this store
+    /// The planar float target of a fused kernel: the dtype code when this store
     /// takes f32 rows into 3-channel NCHW float output with the AVX2 kernels, else `None`.
-    pub(crate) fn planar_float(&self) -> Option<(u8, [f32; 3], [f32; 3])> {
+    pub(crate) fn planar_float(&self) -> Option<u8> {
         let d = match self.spec.dtype {
             DType::F32 => OUT_F32,
             DType::F16 => OUT_F16,
             DType::BF16 => OUT_BF16,
             DType::U8 => return None,
         };
-        (self.plan.planar && self.src == SrcType::F32 && self.level >= SimdLevel::Avx2).then_some((
-            d,
-            self.plan.scale,
-            self.plan.bias,
-        ))
+        (self.plan.planar && self.src == SrcType::F32 && self.level >= SimdLevel::Avx2).then_some(d)
     }
 
     /// Writes output row `y` from `src_row` (`width * channels` interleaved `u8` values) into
@@ -758,6 +763,29 @@ impl Store {
         // SAFETY: sizes checked above; the level was checked in `with_level`.
         unsafe { f(&self.plan, &mut self.scratch, y, src_row, slot) };
         Ok(())
+    }
+
+    /// [`Store::row_f32`] for a row that is already normalised (values are converted to the
+    /// dtype unchanged: `scale` 1, `bias` -0.0). The augmentation folds the normalisation into
+    /// its own pass and stores through this.
+    pub(crate) fn row_f32_normalised(
+        &mut self,
+        y: usize,
+        src_row: &[f32],
+        slot: &mut [u8],
+    ) -> Result<()> {
+        let Kernel::F32(f) = self.kernel else {
+            return Err(self.src_mismatch(SrcType::F32));
+        };
+        self.check_row(y, src_row.len(), slot.len())?;
+        // SAFETY: as in `row_f32`.
+        unsafe { f(&self.raw, &mut self.scratch, y, src_row, slot) };
+        Ok(())
+    }
+
+    /// The per-channel `(scale, bias)` of this store (channels past `spec.channels` are 0).
+    pub(crate) fn scale_bias(&self) -> ([f32; 3], [f32; 3]) {
+        (self.plan.scale, self.plan.bias)
     }
 
     /// Writes a whole image (same width, height and channels as the spec, same pixel type as the

@@ -1,10 +1,11 @@
 //! The fused pass of the common case, 8-bit RGB source, bilinear, float NCHW output: sixteen
-//! (AVX-512) or eight (AVX2) output pixels at a time go from the source through the inverse map, brightness, contrast,
-//! noise and normalisation into the slot's three planes, with no intermediate row.
+//! (AVX-512) or eight (AVX2) output pixels at a time go from the source through the inverse
+//! map, brightness, contrast, noise and normalisation into the slot's three planes, with no
+//! intermediate row.
 //!
 //! The operations and their order are those of the portable path (warp row, then
-//! [`Photo::apply`], then the store's `x * scale + bias`), without fused multiply-adds, so the
-//! bits are the same; the tests hold the two equal.
+//! [`Photo::apply`], then the store's dtype conversion), with the same fused multiply-adds, so
+//! the bits are the same; the tests hold the two equal.
 
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86::pick;
@@ -32,17 +33,14 @@ pub(super) struct Fused<'a> {
     pub(super) photo: super::photometric::Photo<'a>,
     /// Output width.
     pub(super) width: usize,
-    /// The store's per-channel `x * scale + bias`.
-    pub(super) scale: [f32; 3],
-    pub(super) bias: [f32; 3],
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::photometric::avx2::{noise8, pixel_hash8};
-    use super::super::photometric::avx512::{noise16, pixel_hash16};
+    use super::super::photometric::avx2::{pixel_hash8, value8};
+    use super::super::photometric::avx512::{pixel_hash16, tables, value16, Tables};
     use super::super::photometric::Kind;
     use super::super::warp::avx2::block_rgb8;
     use super::super::warp::avx512::{block_rgb8 as block16, row16, row_in_range};
@@ -96,27 +94,15 @@ mod x86 {
 
     /// [`finish`], sixteen pixels at a time.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     unsafe fn finish16<const C: i32, const D: u8, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
+        t: Tables,
         v: __m512,
         h: __m512i,
         dst: *mut u8,
     ) {
-        let p = &k.photo;
-        let mut x = _mm512_add_ps(
-            _mm512_mul_ps(v, _mm512_set1_ps(p.gain)),
-            _mm512_set1_ps(p.offset),
-        );
-        if GAUSS || SP {
-            x = noise16::<C, GAUSS, SP>(p, x, h);
-        }
-        let ch = (C / 10) as usize;
-        let o = _mm512_add_ps(
-            _mm512_mul_ps(x, _mm512_set1_ps(k.scale[ch])),
-            _mm512_set1_ps(k.bias[ch]),
-        );
-        store16::<D>(dst, o);
+        store16::<D>(dst, value16::<C, GAUSS, SP>(&k.photo, t, v, h));
     }
 
     /// Two AVX2 vectors as one AVX-512 vector (`lo` first).
@@ -131,7 +117,7 @@ mod x86 {
 
     /// The AVX-512 row: sixteen pixels at a time (two AVX2 blocks where a tap falls outside
     /// the image and the fill mode is not `nearest`), then the AVX2 row for the rest.
-    #[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     unsafe fn row512<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
@@ -144,6 +130,7 @@ mod x86 {
         let in_range = row_in_range(w, y, width);
         let sz = out_size(D);
         let first = (y * width) as u32;
+        let t = tables(&k.photo);
         let mut x = 0;
         while x + 16 <= width {
             let block = if in_range {
@@ -164,9 +151,9 @@ mod x86 {
             } else {
                 _mm512_setzero_si512()
             };
-            finish16::<0, D, GAUSS, SP>(k, r, h, planes[0].add(x * sz));
-            finish16::<10, D, GAUSS, SP>(k, g, h, planes[1].add(x * sz));
-            finish16::<20, D, GAUSS, SP>(k, b, h, planes[2].add(x * sz));
+            finish16::<0, D, GAUSS, SP>(k, t, r, h, planes[0].add(x * sz));
+            finish16::<10, D, GAUSS, SP>(k, t, g, h, planes[1].add(x * sz));
+            finish16::<20, D, GAUSS, SP>(k, t, b, h, planes[2].add(x * sz));
             x += 16;
         }
         row_from::<F, D, GAUSS, SP>(k, y, planes, x);
@@ -175,30 +162,17 @@ mod x86 {
     /// Photometric pass, normalisation and store of channel `C / 10` of eight pixels whose
     /// noise hashes are `h`.
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn finish<const C: i32, const D: u8, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         v: __m256,
         h: __m256i,
         dst: *mut u8,
     ) {
-        let p = &k.photo;
-        let mut x = _mm256_add_ps(
-            _mm256_mul_ps(v, _mm256_set1_ps(p.gain)),
-            _mm256_set1_ps(p.offset),
-        );
-        if GAUSS || SP {
-            x = noise8::<C, GAUSS, SP>(p, x, h);
-        }
-        let ch = (C / 10) as usize;
-        let o = _mm256_add_ps(
-            _mm256_mul_ps(x, _mm256_set1_ps(k.scale[ch])),
-            _mm256_set1_ps(k.bias[ch]),
-        );
-        store8::<D>(dst, o);
+        store8::<D>(dst, value8::<C, GAUSS, SP>(&k.photo, v, h));
     }
 
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn row<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
@@ -209,7 +183,7 @@ mod x86 {
 
     /// Output row `y` from pixel `x` on: eight pixels at a time, then one at a time.
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn row_from<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
@@ -238,8 +212,7 @@ mod x86 {
             pixel::<u8, F, 3, true>(w, m, x, &mut o);
             let h = k.photo.pixel_hash(first.wrapping_add(x as u32));
             for (c, v) in o.into_iter().enumerate() {
-                let v = k.photo.value::<GAUSS, SP>(v, h, c);
-                store1::<D>(planes[c].add(x * sz), v * k.scale[c] + k.bias[c]);
+                store1::<D>(planes[c].add(x * sz), k.photo.value::<GAUSS, SP>(v, h, c));
             }
             x += 1;
         }

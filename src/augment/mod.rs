@@ -20,12 +20,15 @@
 //!   pixel units: 0..255 for 8-bit images), `nearest`, `reflect` (`dcba|abcd|dcba`), `wrap`.
 //! - Photometric, in source units and before normalisation: contrast about mid-grey (127.5, or
 //!   0.5 for f32 sources), then brightness (a factor), then gaussian noise (`noise_std` is a
-//!   fraction of the full range: 0.03 is 7.65 levels of an 8-bit image; drawn from a
-//!   1024-level table of the normal's quantiles by a per-pixel hash, so it ends at ±3.3σ), then
-//!   salt and pepper (each value independently, with probability `p`, becomes 0 or the full
-//!   range). Values are not clipped except by a `u8` output.
+//!   fraction of the full range: 0.03 is 7.65 levels of an 8-bit image; drawn by a per-pixel
+//!   hash from 1024 values whose CDF is within 0.003 of the normal's and that end at ±3.2σ),
+//!   then salt and pepper (each value independently, with probability `p`, becomes 0 or the
+//!   full range). Values are not clipped except by a `u8` output.
+//! - Arithmetic: the photometric steps and the normalisation fold into one affine map per
+//!   sample and channel, `v * g + (noise * s + b)`, and the bilinear weights apply as
+//!   `a + f * (b - a)`; both use fused multiply-adds (rounded once), in every loop.
 //! - Speed: 8-bit RGB with bilinear sampling into a float NCHW output (f32, f16, bf16) runs one
-//!   fused kernel from source to slot (AVX-512 where the CPU has it, else AVX2); other
+//!   fused kernel from source to slot (AVX-512 where the CPU has it, else AVX2 with FMA); other
 //!   combinations warp a row, then adjust and store it. All give the same bits (tested), as
 //!   do the portable loops ([`AugmentBuilder::simd`]`(false)`).
 //!
@@ -150,8 +153,8 @@ impl AugmentScratch {
 #[derive(Clone, Debug)]
 pub struct Augment {
     cfg: Config,
-    /// Quantiles of N(0, 1) (mean exactly 0, std exactly 1) indexed by hash bits.
-    gauss: Box<[f32; photometric::TABLE]>,
+    /// The gaussian draw's tables (see [`photometric`]).
+    gauss: Box<photometric::Gauss>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -391,7 +394,7 @@ impl AugmentBuilder {
         cfg.cval += 0.0; // -0.0 becomes +0.0: every loop then gives the same bits
         Ok(Augment {
             cfg,
-            gauss: photometric::gaussian_table(),
+            gauss: photometric::Gauss::new(),
         })
     }
 }
@@ -656,7 +659,7 @@ impl Augment {
             _ => 1.0,
         };
         let simd = self.cfg.simd >= SimdLevel::Avx2;
-        let photo = photometric::Photo::new(p, full, unit, &self.gauss, simd);
+        let photo = photometric::Photo::new(p, (full, unit), store.scale_bias(), &self.gauss, simd);
         let m = inverse_map(p);
         let n = w * c;
         if scratch.row.len() < n {
@@ -668,18 +671,16 @@ impl Augment {
         match src.pixels {
             Pixels::U8(px) if c == 3 && interp == Interpolation::Bilinear && simd => {
                 let wp = warp::Warp::new(px, src.width, src.height, m, cval);
-                let fused = store.planar_float().and_then(|(d, scale, bias)| {
+                let fused = store.planar_float().and_then(|d| {
                     let f = fused::pick(fill, d, photo.kind, self.cfg.simd)?;
-                    Some((f, d, scale, bias))
+                    Some((f, d))
                 });
-                if let Some((f, d, scale, bias)) = fused {
+                if let Some((f, d)) = fused {
                     check_slot(slot.len(), spec.sample_bytes())?;
                     let k = fused::Fused {
                         warp: wp,
                         photo,
                         width: w,
-                        scale,
-                        bias,
                     };
                     let plane = w * h * crate::output::out_size(d);
                     let row = w * crate::output::out_size(d);
@@ -699,7 +700,7 @@ impl Augment {
                 for y in 0..h {
                     f(&wp, y, row);
                     photo.apply(row, c, y * w);
-                    store.row_f32(y, row, slot)?;
+                    store.row_f32_normalised(y, row, slot)?;
                 }
             }
             Pixels::U8(px) => {
@@ -711,7 +712,7 @@ impl Augment {
                 for y in 0..h {
                     f(&wp, y, row);
                     photo.apply(row, c, y * w);
-                    store.row_f32(y, row, slot)?;
+                    store.row_f32_normalised(y, row, slot)?;
                 }
             }
             Pixels::F32(px) => {
@@ -720,7 +721,7 @@ impl Augment {
                 for y in 0..h {
                     f(&wp, y, row);
                     photo.apply(row, c, y * w);
-                    store.row_f32(y, row, slot)?;
+                    store.row_f32_normalised(y, row, slot)?;
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! mode, interpolation, channel count and pixel type fixed at compile time (the loop is
 //! chosen once per sample, so nothing in it branches on configuration).
 
+use super::photometric::fmadd;
 use super::{FillMode, Interpolation};
 
 /// A source pixel value.
@@ -132,8 +133,8 @@ pub(super) fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
     let stride = sw * C;
     let src = w.src;
     let xf = x as f32;
-    let sx = sane(a * xf + bx);
-    let sy = sane(d * xf + by);
+    let sx = sane(fmadd(a, xf, bx));
+    let sy = sane(fmadd(d, xf, by));
     if BILINEAR {
         let (x0f, y0f) = (floor(sx), floor(sy));
         let (fx, fy) = (sx - x0f, sy - y0f);
@@ -144,9 +145,9 @@ pub(super) fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
             for ch in 0..C {
                 let (t00, t01) = (r0[ch].f(), r0[C + ch].f());
                 let (t10, t11) = (r1[ch].f(), r1[C + ch].f());
-                let top = t00 + fx * (t01 - t00);
-                let bot = t10 + fx * (t11 - t10);
-                o[ch] = top + fy * (bot - top);
+                let top = fmadd(fx, t01 - t00, t00);
+                let bot = fmadd(fx, t11 - t10, t10);
+                o[ch] = fmadd(fy, bot - top, top);
             }
         } else {
             let mut t = [[0f32; C]; 4];
@@ -155,9 +156,9 @@ pub(super) fn pixel<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
             tap::<T, F, C>(w, x0, y0 + 1, &mut t[2]);
             tap::<T, F, C>(w, x0 + 1, y0 + 1, &mut t[3]);
             for ch in 0..C {
-                let top = t[0][ch] + fx * (t[1][ch] - t[0][ch]);
-                let bot = t[2][ch] + fx * (t[3][ch] - t[2][ch]);
-                o[ch] = top + fy * (bot - top);
+                let top = fmadd(fx, t[1][ch] - t[0][ch], t[0][ch]);
+                let bot = fmadd(fx, t[3][ch] - t[2][ch], t[2][ch]);
+                o[ch] = fmadd(fy, bot - top, top);
             }
         }
     } else {
@@ -188,6 +189,31 @@ fn row<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
     y: usize,
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA.
+        return unsafe { row_fma::<T, F, C, BILINEAR>(w, y, out) };
+    }
+    row_any::<T, F, C, BILINEAR>(w, y, out)
+}
+
+/// [`row`] with hardware fused multiply-adds (without them, `mul_add` is a call).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn row_fma<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+    w: &Warp<'_, T>,
+    y: usize,
+    out: &mut [f32],
+) {
+    row_any::<T, F, C, BILINEAR>(w, y, out)
+}
+
+#[inline(always)]
+fn row_any<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+    w: &Warp<'_, T>,
+    y: usize,
+    out: &mut [f32],
+) {
     let m = row_map(w, y);
     for (x, o) in out.chunks_exact_mut(C).enumerate() {
         pixel::<T, F, C, BILINEAR>(w, m, x, o);
@@ -196,19 +222,19 @@ fn row<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
 
 /// AVX2 bilinear for 8-bit RGB: eight output pixels at a time with gathers where all four
 /// taps are inside the image (or clamped into it, for `nearest`), the scalar pixel elsewhere.
-/// Same operations in the same order as the scalar loop (no fused multiply-add), so the same
-/// bits.
+/// Same operations in the same order as the scalar loop (the same fused multiply-adds), so the
+/// same bits.
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
     use super::{pixel, row_map, Fill, Warp};
     use std::arch::x86_64::*;
 
     pub(super) fn row_rgb8<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
-        // SAFETY: `pick` returns this function only when the CPU has AVX2.
+        // SAFETY: `pick` returns this function only when the CPU has AVX2 and FMA.
         unsafe { row_rgb8_avx2::<F>(w, y, out) }
     }
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn row_rgb8_avx2<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
         let m = row_map(w, y);
         let width = out.len() / 3;
@@ -252,7 +278,7 @@ pub(super) mod avx2 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn lerp(
         t00: __m256,
         t01: __m256,
@@ -261,15 +287,15 @@ pub(super) mod avx2 {
         fx: __m256,
         fy: __m256,
     ) -> __m256 {
-        let top = _mm256_add_ps(t00, _mm256_mul_ps(fx, _mm256_sub_ps(t01, t00)));
-        let bot = _mm256_add_ps(t10, _mm256_mul_ps(fx, _mm256_sub_ps(t11, t10)));
-        _mm256_add_ps(top, _mm256_mul_ps(fy, _mm256_sub_ps(bot, top)))
+        let top = _mm256_fmadd_ps(fx, _mm256_sub_ps(t01, t00), t00);
+        let bot = _mm256_fmadd_ps(fx, _mm256_sub_ps(t11, t10), t10);
+        _mm256_fmadd_ps(fy, _mm256_sub_ps(bot, top), top)
     }
 
     /// The three channels of eight pixels from their four taps' 4-byte loads: channel `c` is
     /// byte `c` of the left loads and byte `c + r` of the right ones.
     #[inline]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn rgb(
         g00: __m256i,
@@ -311,7 +337,7 @@ pub(super) mod avx2 {
     /// Channels 0, 1, 2 of output pixels `x..x + 8` of the row whose map is `m`, bilinear
     /// from the 8-bit RGB source: what [`pixel`] gives, eight at a time.
     #[inline]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     pub(in super::super) unsafe fn block_rgb8<F: Fill>(
         w: &Warp<'_, u8>,
         m: (f32, f32, f32, f32),
@@ -335,14 +361,8 @@ pub(super) mod avx2 {
         let neg1 = _mm256_set1_epi32(-1);
         let vstride = _mm256_set1_epi32(stride);
         let xf = _mm256_add_ps(_mm256_set1_ps(x as f32), lane);
-        let sx = _mm256_max_ps(
-            _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(va, xf), vbx), hi),
-            lo,
-        );
-        let sy = _mm256_max_ps(
-            _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(vd, xf), vby), hi),
-            lo,
-        );
+        let sx = _mm256_max_ps(_mm256_min_ps(_mm256_fmadd_ps(va, xf, vbx), hi), lo);
+        let sy = _mm256_max_ps(_mm256_min_ps(_mm256_fmadd_ps(vd, xf, vby), hi), lo);
         let (x0f, y0f) = (_mm256_floor_ps(sx), _mm256_floor_ps(sy));
         let (x0, y0) = (_mm256_cvttps_epi32(x0f), _mm256_cvttps_epi32(y0f));
         let (fx, fy) = (_mm256_sub_ps(sx, x0f), _mm256_sub_ps(sy, y0f));
@@ -410,10 +430,11 @@ pub(super) mod avx2 {
 }
 
 /// AVX-512 bilinear for 8-bit RGB, sixteen output pixels at a time: the AVX2 block's
-/// operations in the same order, where all sixteen pixels' taps are inside the image.
+/// operations in the same order, where all sixteen pixels' taps are inside the image (or
+/// clamped into it, for `nearest`).
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
-    use super::{row_map, Fill, Warp};
+    use super::{fmadd, row_map, Fill, Warp};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -452,9 +473,9 @@ pub(super) mod avx512 {
         fx: __m512,
         fy: __m512,
     ) -> __m512 {
-        let top = _mm512_add_ps(t00, _mm512_mul_ps(fx, _mm512_sub_ps(t01, t00)));
-        let bot = _mm512_add_ps(t10, _mm512_mul_ps(fx, _mm512_sub_ps(t11, t10)));
-        _mm512_add_ps(top, _mm512_mul_ps(fy, _mm512_sub_ps(bot, top)))
+        let top = _mm512_fmadd_ps(fx, _mm512_sub_ps(t01, t00), t00);
+        let bot = _mm512_fmadd_ps(fx, _mm512_sub_ps(t11, t10), t10);
+        _mm512_fmadd_ps(fy, _mm512_sub_ps(bot, top), top)
     }
 
     /// The inverse map of one output row, broadcast.
@@ -472,9 +493,14 @@ pub(super) mod avx512 {
     pub(in super::super) fn row_in_range(w: &Warp<'_, u8>, y: usize, width: usize) -> bool {
         let (a, bx, d, by) = row_map(w, y);
         let last = width.saturating_sub(1) as f32;
-        [a * 0.0 + bx, a * last + bx, d * 0.0 + by, d * last + by]
-            .iter()
-            .all(|v| (-1e9..=1e9).contains(v))
+        [
+            fmadd(a, 0.0, bx),
+            fmadd(a, last, bx),
+            fmadd(d, 0.0, by),
+            fmadd(d, last, by),
+        ]
+        .iter()
+        .all(|v| (-1e9..=1e9).contains(v))
     }
 
     #[inline]
@@ -489,61 +515,67 @@ pub(super) mod avx512 {
         }
     }
 
-    /// [`super::avx2::gather_tail`], sixteen lanes.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn gather_tail(base: *const u8, p: __m512i, last: __m512i) -> __m512i {
-        let q = _mm512_min_epi32(p, last);
-        let s = _mm512_slli_epi32::<3>(_mm512_sub_epi32(p, q));
-        _mm512_srlv_epi32(_mm512_i32gather_epi32::<1>(q, base as *const _), s)
-    }
-
-    /// The three channels of sixteen pixels from their four taps' 4-byte loads: channel `c` is
-    /// byte `c` of the left loads and byte `c + r` of the right ones.
+    /// The three channels of sixteen pixels, bilinear, from the byte offsets of their left
+    /// taps in the top row (`pa`) and the bottom row (`pb`); every right tap is the next pixel.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rgb(
-        g00: __m512i,
-        g01: __m512i,
-        g10: __m512i,
-        g11: __m512i,
-        r: i32,
+    unsafe fn taps(
+        w: &Warp<'_, u8>,
+        pa: __m512i,
+        pb: __m512i,
         fx: __m512,
         fy: __m512,
     ) -> [__m512; 3] {
-        [
+        let base = w.src.as_ptr();
+        // Sizes are below MAX_PIXELS (2^27), so byte offsets fit in i32.
+        let len = w.src.len().min(i32::MAX as usize) as i32;
+        let limit = _mm512_set1_epi32(len - 8);
+        if _mm512_cmpgt_epi32_mask(pa, limit) | _mm512_cmpgt_epi32_mask(pb, limit) == 0 {
+            // 8 bytes per row and pixel, left and right tap together (R G B R' G' B' . .):
+            // half the loads of two 4-byte gathers. Dwords 2j and 2j + 1 of the two
+            // registers are pixel j's low and high halves.
+            let b = base as *const i64;
+            let gather = |p: __m512i| {
+                let lo = _mm512_i32gather_epi64::<1>(_mm512_castsi512_si256(p), b);
+                let hi = _mm512_i32gather_epi64::<1>(_mm512_extracti64x4_epi64::<1>(p), b);
+                let even =
+                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                (
+                    _mm512_permutex2var_epi32(lo, even, hi),
+                    _mm512_permutex2var_epi32(lo, _mm512_add_epi32(even, _mm512_set1_epi32(1)), hi),
+                )
+            };
+            let (l0, h0) = gather(pa);
+            let (l1, h1) = gather(pb);
+            return [
+                lerp(byte(l0, 0), byte(l0, 3), byte(l1, 0), byte(l1, 3), fx, fy),
+                lerp(byte(l0, 1), byte(h0, 0), byte(l1, 1), byte(h1, 0), fx, fy),
+                lerp(byte(l0, 2), byte(h0, 1), byte(l1, 2), byte(h1, 1), fx, fy),
+            ];
+        }
+        // Near the end of the image: 4 bytes at the left tap (R G B R') and 4 bytes ending
+        // with the right one (B R' G' B'), never past the image.
+        let two = _mm512_set1_epi32(2);
+        let g = |p: __m512i| _mm512_i32gather_epi32::<1>(p, base as *const _);
+        let (g00, g01) = (g(pa), g(_mm512_add_epi32(pa, two)));
+        let (g10, g11) = (g(pb), g(_mm512_add_epi32(pb, two)));
+        let lerp_c = |c: i32| {
             lerp(
-                byte(g00, 0),
-                byte(g01, r),
-                byte(g10, 0),
-                byte(g11, r),
+                byte(g00, c),
+                byte(g01, c + 1),
+                byte(g10, c),
+                byte(g11, c + 1),
                 fx,
                 fy,
-            ),
-            lerp(
-                byte(g00, 1),
-                byte(g01, 1 + r),
-                byte(g10, 1),
-                byte(g11, 1 + r),
-                fx,
-                fy,
-            ),
-            lerp(
-                byte(g00, 2),
-                byte(g01, 2 + r),
-                byte(g10, 2),
-                byte(g11, 2 + r),
-                fx,
-                fy,
-            ),
-        ]
+            )
+        };
+        [lerp_c(0), lerp_c(1), lerp_c(2)]
     }
 
     /// Channels 0, 1, 2 of output pixels `x..x + 16`, bilinear from the 8-bit RGB source,
-    /// when every tap of the sixteen is inside the image or the fill mode is `nearest` (taps
-    /// clamped into it, as the AVX2 block does); `None` otherwise (the caller takes two AVX2
-    /// blocks, which handle the other fill modes).
+    /// when every tap of the sixteen is inside the image or the fill mode is `nearest`; `None`
+    /// otherwise (the caller takes two AVX2 blocks, which handle the other fill modes).
+    /// `CLAMP` clamps the coordinates to ±1e9 (not needed where [`row_in_range`]).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     pub(in super::super) unsafe fn block_rgb8<F: Fill, const CLAMP: bool>(
@@ -556,14 +588,13 @@ pub(super) mod avx512 {
         let lane = _mm512_setr_ps(
             0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
         );
-        let (lo, hi) = (_mm512_set1_ps(-1e9), _mm512_set1_ps(1e9));
         let xf = _mm512_add_ps(_mm512_set1_ps(x as f32), lane);
         let (mut sx, mut sy) = (
-            _mm512_add_ps(_mm512_mul_ps(m.a, xf), m.bx),
-            _mm512_add_ps(_mm512_mul_ps(m.d, xf), m.by),
+            _mm512_fmadd_ps(m.a, xf, m.bx),
+            _mm512_fmadd_ps(m.d, xf, m.by),
         );
         if CLAMP {
-            // Without it (`row_in_range`), min and max would return every value unchanged.
+            let (lo, hi) = (_mm512_set1_ps(-1e9), _mm512_set1_ps(1e9));
             sx = _mm512_max_ps(_mm512_min_ps(sx, hi), lo);
             sy = _mm512_max_ps(_mm512_min_ps(sy, hi), lo);
         }
@@ -573,54 +604,43 @@ pub(super) mod avx512 {
             _mm512_roundscale_ps::<FLOOR>(sy),
         );
         let (x0, y0) = (_mm512_cvttps_epi32(x0f), _mm512_cvttps_epi32(y0f));
+        let (fx, fy) = (_mm512_sub_ps(sx, x0f), _mm512_sub_ps(sy, y0f));
+        let x3 = |x: __m512i| _mm512_add_epi32(x, _mm512_add_epi32(x, x));
         // 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1, as unsigned compares.
         let inside = _mm512_cmplt_epu32_mask(x0, _mm512_set1_epi32(sw - 1))
             & _mm512_cmplt_epu32_mask(y0, _mm512_set1_epi32(sh - 1));
-        let (fx, fy) = (_mm512_sub_ps(sx, x0f), _mm512_sub_ps(sy, y0f));
-        let base = w.src.as_ptr();
-        if inside != 0xffff {
-            let len = w.src.len().min(i32::MAX as usize) as i32;
-            if !(F::CLAMP && len >= 4) {
-                return None;
-            }
-            // Clamp every tap's indices (what `Nearest::index` does), gather 4 bytes at the
-            // tap, or ending at it for the image's last pixel, and shift into place.
-            let zero = _mm512_setzero_si512();
-            let one = _mm512_set1_epi32(1);
-            let (swm1, shm1) = (_mm512_set1_epi32(sw - 1), _mm512_set1_epi32(sh - 1));
-            let (xa, xb) = (
-                _mm512_max_epi32(_mm512_min_epi32(x0, swm1), zero),
-                _mm512_max_epi32(_mm512_min_epi32(_mm512_add_epi32(x0, one), swm1), zero),
-            );
-            let (ya, yb) = (
-                _mm512_mullo_epi32(_mm512_max_epi32(_mm512_min_epi32(y0, shm1), zero), stride),
-                _mm512_mullo_epi32(
-                    _mm512_max_epi32(_mm512_min_epi32(_mm512_add_epi32(y0, one), shm1), zero),
-                    stride,
-                ),
-            );
-            let (xa, xb) = (
-                _mm512_add_epi32(xa, _mm512_add_epi32(xa, xa)),
-                _mm512_add_epi32(xb, _mm512_add_epi32(xb, xb)),
-            );
-            let last = _mm512_set1_epi32(len - 4);
-            let g00 = gather_tail(base, _mm512_add_epi32(ya, xa), last);
-            let g01 = gather_tail(base, _mm512_add_epi32(ya, xb), last);
-            let g10 = gather_tail(base, _mm512_add_epi32(yb, xa), last);
-            let g11 = gather_tail(base, _mm512_add_epi32(yb, xb), last);
-            return Some(rgb(g00, g01, g10, g11, 0, fx, fy));
+        if inside == 0xffff {
+            let pa = _mm512_add_epi32(_mm512_mullo_epi32(y0, stride), x3(x0));
+            return Some(taps(w, pa, _mm512_add_epi32(pa, stride), fx, fy));
         }
-        let p = _mm512_add_epi32(
-            _mm512_mullo_epi32(y0, stride),
-            _mm512_add_epi32(x0, _mm512_add_epi32(x0, x0)),
+        if !(F::CLAMP && sw >= 2) {
+            return None;
+        }
+        // `nearest`: each row index is clamped into the image (what `Nearest::index` does).
+        // Across, the pair (x0, x0 + 1) becomes (xq, xq + 1) with xq in 0..=sw - 2 and the
+        // weight 0 left of the image (both taps were pixel 0) or 1 right of it (both were
+        // pixel sw - 1): the same value, exactly, as the taps are integers.
+        let zero = _mm512_setzero_si512();
+        let xq = _mm512_max_epi32(_mm512_min_epi32(x0, _mm512_set1_epi32(sw - 2)), zero);
+        let fx = _mm512_mask_mov_ps(fx, _mm512_cmplt_epi32_mask(x0, zero), _mm512_setzero_ps());
+        let fx = _mm512_mask_mov_ps(
+            fx,
+            _mm512_cmpgt_epi32_mask(x0, _mm512_set1_epi32(sw - 2)),
+            _mm512_set1_ps(1.0),
         );
-        // As in the AVX2 block: 4 bytes at the left tap, 4 bytes ending with the right one.
-        let p1 = _mm512_add_epi32(p, _mm512_set1_epi32(2));
-        let g00 = _mm512_i32gather_epi32::<1>(p, base as *const _);
-        let g01 = _mm512_i32gather_epi32::<1>(p1, base as *const _);
-        let g10 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p, stride), base as *const _);
-        let g11 = _mm512_i32gather_epi32::<1>(_mm512_add_epi32(p1, stride), base as *const _);
-        Some(rgb(g00, g01, g10, g11, 1, fx, fy))
+        let shm1 = _mm512_set1_epi32(sh - 1);
+        let row = |y: __m512i| {
+            _mm512_mullo_epi32(_mm512_max_epi32(_mm512_min_epi32(y, shm1), zero), stride)
+        };
+        let (ya, yb) = (row(y0), row(_mm512_add_epi32(y0, _mm512_set1_epi32(1))));
+        let xq3 = x3(xq);
+        Some(taps(
+            w,
+            _mm512_add_epi32(ya, xq3),
+            _mm512_add_epi32(yb, xq3),
+            fx,
+            fy,
+        ))
     }
 }
 
@@ -636,7 +656,7 @@ fn pick_fill<T: Px, const C: usize, const B: bool>(fill: FillMode) -> RowFn<T> {
 /// The AVX2 loop for 8-bit RGB bilinear, when the CPU has it and `simd` is on.
 pub(super) fn pick_rgb8(fill: FillMode, simd: bool) -> Option<RowFn<u8>> {
     #[cfg(target_arch = "x86_64")]
-    if simd && is_x86_feature_detected!("avx2") {
+    if simd && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         return Some(match fill {
             FillMode::Constant => avx2::row_rgb8::<Constant>,
             FillMode::Nearest => avx2::row_rgb8::<Nearest>,
