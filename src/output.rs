@@ -756,13 +756,7 @@ impl Store {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn row_f32(&mut self, y: usize, src_row: &[f32], slot: &mut [u8]) -> Result<()> {
-        let Kernel::F32(f) = self.kernel else {
-            return Err(self.src_mismatch(SrcType::F32));
-        };
-        self.check_row(y, src_row.len(), slot.len())?;
-        // SAFETY: sizes checked above; the level was checked in `with_level`.
-        unsafe { f(&self.plan, &mut self.scratch, y, src_row, slot) };
-        Ok(())
+        self.row_f32_with(false, y, src_row, slot)
     }
 
     /// [`Store::row_f32`] for a row that is already normalised (values are converted to the
@@ -774,12 +768,24 @@ impl Store {
         src_row: &[f32],
         slot: &mut [u8],
     ) -> Result<()> {
+        self.row_f32_with(true, y, src_row, slot)
+    }
+
+    /// A row of `f32` values through the store's plan, or through `raw` (no normalisation).
+    fn row_f32_with(
+        &mut self,
+        raw: bool,
+        y: usize,
+        src_row: &[f32],
+        slot: &mut [u8],
+    ) -> Result<()> {
         let Kernel::F32(f) = self.kernel else {
             return Err(self.src_mismatch(SrcType::F32));
         };
         self.check_row(y, src_row.len(), slot.len())?;
-        // SAFETY: as in `row_f32`.
-        unsafe { f(&self.raw, &mut self.scratch, y, src_row, slot) };
+        let plan = if raw { &self.raw } else { &self.plan };
+        // SAFETY: sizes checked above; the level was checked in `with_level`.
+        unsafe { f(plan, &mut self.scratch, y, src_row, slot) };
         Ok(())
     }
 

@@ -267,16 +267,6 @@ pub(super) mod avx2 {
         _mm256_cvtepi32_ps(_mm256_shuffle_epi8(g, m))
     }
 
-    /// The 4 bytes at each offset `p`, or, past `last` (the image's last 4 bytes), the bytes
-    /// ending there shifted down so that the tap's byte comes first.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn gather_tail(base: *const i32, p: __m256i, last: __m256i) -> __m256i {
-        let q = _mm256_min_epi32(p, last);
-        let s = _mm256_slli_epi32::<3>(_mm256_sub_epi32(p, q));
-        _mm256_srlv_epi32(_mm256_i32gather_epi32::<1>(base, q), s)
-    }
-
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn lerp(
@@ -292,46 +282,35 @@ pub(super) mod avx2 {
         _mm256_fmadd_ps(fy, _mm256_sub_ps(bot, top), top)
     }
 
-    /// The three channels of eight pixels from their four taps' 4-byte loads: channel `c` is
-    /// byte `c` of the left loads and byte `c + r` of the right ones.
+    /// The three channels of eight pixels, bilinear, from the byte offsets of their left taps
+    /// in the top row (`pa`) and the bottom row (`pb`); every right tap is the next pixel.
+    /// Left taps: the 4 bytes at the pixel (R, G, B, next R). Right taps: the 4 bytes ending
+    /// with the next pixel (B, R, G, B), never past the image. (Gathering 8 bytes per row
+    /// instead, half the loads, measured slower with eight lanes.)
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rgb(
-        g00: __m256i,
-        g01: __m256i,
-        g10: __m256i,
-        g11: __m256i,
-        r: i32,
+    unsafe fn taps(
+        base: *const i32,
+        pa: __m256i,
+        pb: __m256i,
         fx: __m256,
         fy: __m256,
     ) -> [__m256; 3] {
-        [
+        let two = _mm256_set1_epi32(2);
+        let g = |p: __m256i| _mm256_i32gather_epi32::<1>(base, p);
+        let (g00, g01) = (g(pa), g(_mm256_add_epi32(pa, two)));
+        let (g10, g11) = (g(pb), g(_mm256_add_epi32(pb, two)));
+        let channel = |c: i32| {
             lerp(
-                byte(g00, 0),
-                byte(g01, r),
-                byte(g10, 0),
-                byte(g11, r),
+                byte(g00, c),
+                byte(g01, c + 1),
+                byte(g10, c),
+                byte(g11, c + 1),
                 fx,
                 fy,
-            ),
-            lerp(
-                byte(g00, 1),
-                byte(g01, 1 + r),
-                byte(g10, 1),
-                byte(g11, 1 + r),
-                fx,
-                fy,
-            ),
-            lerp(
-                byte(g00, 2),
-                byte(g01, 2 + r),
-                byte(g10, 2),
-                byte(g11, 2 + r),
-                fx,
-                fy,
-            ),
-        ]
+            )
+        };
+        [channel(0), channel(1), channel(2)]
     }
 
     /// Channels 0, 1, 2 of output pixels `x..x + 8` of the row whose map is `m`, bilinear
@@ -348,7 +327,6 @@ pub(super) mod avx2 {
         let stride = sw * 3;
         // Sizes are below MAX_PIXELS (2^27), so byte offsets fit in i32.
         let base = w.src.as_ptr() as *const i32;
-        let len = w.src.len().min(i32::MAX as usize) as i32;
         let lane = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
         let (va, vbx, vd, vby) = (
             _mm256_set1_ps(a),
@@ -371,46 +349,41 @@ pub(super) mod avx2 {
             _mm256_and_si256(_mm256_cmpgt_epi32(shm1, y0), _mm256_cmpgt_epi32(y0, neg1)),
         );
         let all_in = _mm256_movemask_ps(_mm256_castsi256_ps(inside)) == 0xff;
+        let x3 = |x: __m256i| _mm256_add_epi32(x, _mm256_add_epi32(x, x));
         if all_in {
-            let p = _mm256_add_epi32(
-                _mm256_mullo_epi32(y0, vstride),
-                _mm256_add_epi32(x0, _mm256_add_epi32(x0, x0)),
-            );
-            // Left taps: the 4 bytes at the pixel (R, G, B, next R). Right taps: the 4
-            // bytes ending with the next pixel (B, R, G, B), never past the image.
-            // (Gathering 8 bytes per row instead, half the loads, measured slower.)
-            let p1 = _mm256_add_epi32(p, _mm256_set1_epi32(2));
-            let g00 = _mm256_i32gather_epi32::<1>(base, p);
-            let g01 = _mm256_i32gather_epi32::<1>(base, p1);
-            let g10 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p, vstride));
-            let g11 = _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(p1, vstride));
-            rgb(g00, g01, g10, g11, 1, fx, fy)
-        } else if F::CLAMP && len >= 4 {
-            // Clamp every tap's indices (what `Nearest::index` does), gather 4 bytes at
-            // the tap, or ending at it for the image's last pixel, and shift into place.
+            let pa = _mm256_add_epi32(_mm256_mullo_epi32(y0, vstride), x3(x0));
+            taps(base, pa, _mm256_add_epi32(pa, vstride), fx, fy)
+        } else if F::CLAMP && sw >= 2 {
+            // `nearest`: each row index is clamped into the image (what `Nearest::index`
+            // does). Across, the pair (x0, x0 + 1) becomes (xq, xq + 1) with xq in
+            // 0..=sw - 2 and the weight 0 left of the image (both taps were pixel 0) or 1
+            // right of it (both were pixel sw - 1): the same value, exactly, as the taps are
+            // integers.
             let zero = _mm256_setzero_si256();
-            let one = _mm256_set1_epi32(1);
-            let (xa, xb) = (
-                _mm256_max_epi32(_mm256_min_epi32(x0, swm1), zero),
-                _mm256_max_epi32(_mm256_min_epi32(_mm256_add_epi32(x0, one), swm1), zero),
+            let swm2 = _mm256_set1_epi32(sw - 2);
+            let xq = _mm256_max_epi32(_mm256_min_epi32(x0, swm2), zero);
+            let fx = _mm256_blendv_ps(
+                fx,
+                _mm256_setzero_ps(),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(zero, x0)),
             );
-            let (ya, yb) = (
-                _mm256_mullo_epi32(_mm256_max_epi32(_mm256_min_epi32(y0, shm1), zero), vstride),
-                _mm256_mullo_epi32(
-                    _mm256_max_epi32(_mm256_min_epi32(_mm256_add_epi32(y0, one), shm1), zero),
-                    vstride,
-                ),
+            let fx = _mm256_blendv_ps(
+                fx,
+                _mm256_set1_ps(1.0),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(x0, swm2)),
             );
-            let (xa, xb) = (
-                _mm256_add_epi32(xa, _mm256_add_epi32(xa, xa)),
-                _mm256_add_epi32(xb, _mm256_add_epi32(xb, xb)),
-            );
-            let last = _mm256_set1_epi32(len - 4);
-            let g00 = gather_tail(base, _mm256_add_epi32(ya, xa), last);
-            let g01 = gather_tail(base, _mm256_add_epi32(ya, xb), last);
-            let g10 = gather_tail(base, _mm256_add_epi32(yb, xa), last);
-            let g11 = gather_tail(base, _mm256_add_epi32(yb, xb), last);
-            rgb(g00, g01, g10, g11, 0, fx, fy)
+            let row = |y: __m256i| {
+                _mm256_mullo_epi32(_mm256_max_epi32(_mm256_min_epi32(y, shm1), zero), vstride)
+            };
+            let (ya, yb) = (row(y0), row(_mm256_add_epi32(y0, _mm256_set1_epi32(1))));
+            let xq3 = x3(xq);
+            taps(
+                base,
+                _mm256_add_epi32(ya, xq3),
+                _mm256_add_epi32(yb, xq3),
+                fx,
+                fy,
+            )
         } else {
             let mut t = [[0f32; 8]; 3];
             for i in 0..8 {
