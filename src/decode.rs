@@ -188,8 +188,8 @@ impl Decoder {
             })?;
         }
         let (w, h) = match sniff(bytes)? {
-            Format::Jpeg => self.decode_jpeg(bytes, channels, size)?,
-            Format::Png => self.decode_png(bytes, channels)?,
+            ImageFormat::Jpeg => self.decode_jpeg(bytes, channels, size)?,
+            ImageFormat::Png => self.decode_png(bytes, channels)?,
         };
         let decoded = &self.decoded[..w * h * channels];
         match size {
@@ -242,8 +242,8 @@ impl Decoder {
             )));
         }
         let (w, h) = match sniff(bytes)? {
-            Format::Jpeg => self.decode_jpeg(bytes, channels, Some(min_size))?,
-            Format::Png => self.decode_png(bytes, channels)?,
+            ImageFormat::Jpeg => self.decode_jpeg(bytes, channels, Some(min_size))?,
+            ImageFormat::Png => self.decode_png(bytes, channels)?,
         };
         Ok(view(
             w,
@@ -437,26 +437,57 @@ impl Decoder {
     }
 }
 
-enum Format {
+/// An encoded image format, told by its first bytes: the one sniffing rule of the crate.
+///
+/// ```
+/// use stoker::decode::ImageFormat;
+/// assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
+/// assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
+/// assert_eq!(ImageFormat::sniff(b"GIF89a"), None);
+/// assert_eq!(ImageFormat::Png.extension(), "png");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// JPEG (`FF D8 FF`).
     Jpeg,
+    /// PNG (the 8-byte PNG signature).
     Png,
 }
 
-fn sniff(bytes: &[u8]) -> Result<Format> {
+impl ImageFormat {
+    /// The format of `bytes`, or `None` when they are neither JPEG nor PNG.
+    pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(ImageFormat::Jpeg)
+        } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+            Some(ImageFormat::Png)
+        } else {
+            None
+        }
+    }
+
+    /// The usual file extension, `"jpg"` or `"png"`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+        }
+    }
+}
+
+/// [`ImageFormat::sniff`], or a decode error that shows the first bytes.
+fn sniff(bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.is_empty() {
         return Err(Error::new(ErrorKind::Decode, "empty file"));
     }
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return Ok(Format::Jpeg);
-    }
-    if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
-        return Ok(Format::Png);
-    }
-    let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    Err(Error::new(
-        ErrorKind::Decode,
-        format!("not a jpeg or png (starts with {})", head.join(" ")),
-    ))
+    ImageFormat::sniff(bytes).ok_or_else(|| {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        Error::new(
+            ErrorKind::Decode,
+            format!("not a jpeg or png (starts with {})", head.join(" ")),
+        )
+    })
 }
 
 fn check_channels(channels: usize) -> Result<()> {

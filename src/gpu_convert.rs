@@ -1,6 +1,6 @@
 //! What the GPU does to 8-bit batches uploaded as they are: normalise, convert to f32, f16 or
 //! bf16, lay out as NCHW or NHWC, and optionally add gaussian noise — one kernel, compiled at
-//! run time by NVRTC (feature `cuda`: [`crate::cuda::DeviceFeeder::with_convert`]).
+//! run time by NVRTC (feature `cuda`: `cuda::DeviceFeeder::with_convert`).
 //!
 //! Uploading `u8` NHWC moves a quarter of the bytes of `f32` over PCIe and takes the
 //! conversion off the CPU workers. This module is the specification of that kernel, and its

@@ -18,10 +18,12 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod augment;
 pub mod batch;
 #[cfg(feature = "cuda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
 pub mod cuda;
 pub mod decode;
 pub mod digest;
@@ -45,5 +47,8 @@ pub use image::{ImageView, Pixels};
 pub use loader::{Epoch, Loader, LoaderBuilder, OnError};
 pub use output::{DType, Layout, Normalize, OutputSpec};
 pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
-pub use source::{Hdf5Source, ImageFolder, NpySource, TarSource};
+#[cfg(feature = "hdf5")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
+pub use source::Hdf5Source;
+pub use source::{ImageFolder, NpySource, TarSource};
 pub use stats::Stats;

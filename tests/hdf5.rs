@@ -1,4 +1,5 @@
 //! HDF5 source: both layouts give the NPY pixels; malformed files are clear errors.
+#![cfg(feature = "hdf5")]
 
 use std::path::{Path, PathBuf};
 

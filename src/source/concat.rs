@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Item, Source};
+use super::{Access, Item, Source};
 use crate::{Error, Result};
 
 /// Several sources (shards) read as one data set: global index `i` maps to
@@ -114,5 +114,25 @@ impl<S: Source> Source for Concat<S> {
             self.len(),
             self.shards[0].describe()
         )
+    }
+
+    /// Fast when every shard is; otherwise how many are slow, and why.
+    fn access(&self) -> Access {
+        let slow: Vec<Access> = self
+            .shards
+            .iter()
+            .map(|s| s.access())
+            .filter(|a| !a.fast)
+            .collect();
+        match slow.first() {
+            None => self.shards[0].access(),
+            Some(a) if slow.len() == self.shards.len() => a.clone(),
+            Some(a) => Access::slow(format!(
+                "{} of {} shards: {}",
+                slow.len(),
+                self.shards.len(),
+                a.note
+            )),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Item, Raw, Source};
+use super::{Access, Item, Raw, Source};
 use crate::{Error, Result};
 
 /// Extensions (lowercase) of the files a folder walk keeps.
@@ -314,6 +314,112 @@ impl Source for ImageFolder {
             Origin::Manifest(csv) => format!("image manifest: {n} images ({})", csv.display()),
             Origin::Files => format!("image files: {n} images"),
         }
+    }
+
+    fn access(&self) -> Access {
+        Access::slow("one file per sample; `stoker convert --to tar` or `--to npy` is faster")
+    }
+}
+
+/// The image folder format for [`open`](super::open): a directory of class folders
+/// (torchvision's `ImageFolder`), labelled by class.
+pub(crate) struct FolderFormat;
+
+/// The one [`FolderFormat`] value, listed in [`FORMATS`](super::FORMATS).
+pub(crate) static IMAGE_FOLDER: FolderFormat = FolderFormat;
+
+/// Whether `dir` has a non-hidden subdirectory (following symlinks).
+fn has_subdir(dir: &Path) -> Result<bool> {
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if !is_hidden(&entry.file_name()) && entry.path().is_dir() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl super::Format for FolderFormat {
+    fn name(&self) -> &'static str {
+        "image folder"
+    }
+
+    fn recognises(&self, _path: &Path, _head: &[u8]) -> bool {
+        false
+    }
+
+    fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        Ok(has_subdir(dir)?.then(|| vec![dir.to_path_buf()]))
+    }
+
+    fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
+        opts.no_labels("an image folder", "its labels are the class folders")?;
+        let [dir] = files else {
+            return Err(Error::config("an image folder is one directory"));
+        };
+        Ok(Box::new(ImageFolder::open(dir)?))
+    }
+}
+
+/// The manifest format for [`open`](super::open): a `.csv` file of `path,label` lines.
+pub(crate) struct ManifestFormat;
+
+/// The one [`ManifestFormat`] value, listed in [`FORMATS`](super::FORMATS).
+pub(crate) static MANIFEST: ManifestFormat = ManifestFormat;
+
+impl super::Format for ManifestFormat {
+    fn name(&self) -> &'static str {
+        "manifest"
+    }
+
+    fn recognises(&self, path: &Path, _head: &[u8]) -> bool {
+        super::open::has_ext(path, &["csv"])
+    }
+
+    fn find(&self, _dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        Ok(None)
+    }
+
+    fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
+        opts.no_labels("a manifest", "its labels are its second column")?;
+        let [csv] = files else {
+            return Err(Error::config(
+                "give one manifest csv, not a glob of several",
+            ));
+        };
+        Ok(Box::new(ImageFolder::from_manifest(csv)?))
+    }
+}
+
+/// Loose image files for [`open`](super::open), unlabelled: a glob of `.jpg`/`.png` files (by
+/// extension or magic), one image file, or a directory of images without subdirectories.
+pub(crate) struct ImageFilesFormat;
+
+/// The one [`ImageFilesFormat`] value, listed in [`FORMATS`](super::FORMATS).
+pub(crate) static IMAGE_FILES: ImageFilesFormat = ImageFilesFormat;
+
+impl super::Format for ImageFilesFormat {
+    fn name(&self) -> &'static str {
+        "image files"
+    }
+
+    fn recognises(&self, path: &Path, head: &[u8]) -> bool {
+        crate::decode::ImageFormat::sniff(head).is_some() || has_image_ext(path)
+    }
+
+    fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        if has_subdir(dir)? {
+            return Ok(None);
+        }
+        let files = super::open::files_in(dir, |n| has_image_ext(Path::new(n)))?;
+        Ok((!files.is_empty()).then_some(files))
+    }
+
+    fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
+        opts.no_labels("loose image files", "they have no labels")?;
+        Ok(Box::new(ImageFolder::from_files(
+            files.iter().map(|f| (f.clone(), None)).collect(),
+        )?))
     }
 }
 

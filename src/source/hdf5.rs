@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ::hdf5 as h5;
 use memmap2::Mmap;
 
-use super::{Concat, Item, Raw, Source};
+use super::{Access, Concat, Item, Raw, Source};
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
 /// Bytes of the tag that marks which chunk a worker's buffer holds.
@@ -495,6 +495,86 @@ impl Source for Hdf5Source {
             },
             name.to_string_lossy()
         )
+    }
+
+    fn access(&self) -> Access {
+        if self.is_mapped() {
+            Access::fast("contiguous, memory-mapped, lock-free")
+        } else {
+            Access::slow(
+                "chunked or compressed: read through the hdf5 library and its global lock; \
+                 `stoker convert --to hdf5` writes contiguous files",
+            )
+        }
+    }
+}
+
+/// The HDF5 format for [`open`](super::open): `.h5`/`.hdf5` files (by extension or the HDF5
+/// signature); in a directory, every such file. Images in dataset `images` (or
+/// [`OpenOptions::images_key`](super::OpenOptions::images_key)), labels in `labels` when every
+/// file has one.
+pub(crate) struct Hdf5Format;
+
+/// The one [`Hdf5Format`] value, listed in [`FORMATS`](super::FORMATS).
+pub(crate) static HDF5: Hdf5Format = Hdf5Format;
+
+/// Whether the HDF5 file `path` has an object at `name`.
+fn has_dataset(path: &Path, name: &str) -> bool {
+    h5::File::open(path).is_ok_and(|f| f.link_exists(name))
+}
+
+impl super::Format for Hdf5Format {
+    fn name(&self) -> &'static str {
+        "hdf5"
+    }
+
+    fn recognises(&self, path: &Path, head: &[u8]) -> bool {
+        head.starts_with(b"\x89HDF\r\n\x1a\n") || super::open::has_ext(path, &["h5", "hdf5"])
+    }
+
+    fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        let files = super::open::files_in(dir, |n| {
+            let n = n.to_ascii_lowercase();
+            n.ends_with(".h5") || n.ends_with(".hdf5")
+        })?;
+        Ok((!files.is_empty()).then_some(files))
+    }
+
+    fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
+        let labels = match opts.labels_override() {
+            Some(l) => Some(l),
+            None => files
+                .iter()
+                .all(|f| has_dataset(f, "labels"))
+                .then_some("labels"),
+        };
+        Ok(Box::new(Hdf5Source::shards(
+            files,
+            opts.images_dataset(),
+            labels,
+        )?))
+    }
+
+    fn open_index(
+        &self,
+        index: &super::Index,
+        shards: &[PathBuf],
+        _dir: &Path,
+        opts: &super::OpenOptions,
+    ) -> Result<Box<dyn Source>> {
+        let mut o = opts.clone();
+        if let (Some(k), None) = (&index.images_key, opts.labels_override()) {
+            o = o.images_key(k.clone());
+            if let Some(l) = &index.labels_key {
+                o = o.labels(l.clone());
+            }
+            return Ok(Box::new(Hdf5Source::shards(
+                shards,
+                o.images_dataset(),
+                o.labels_override(),
+            )?));
+        }
+        self.open(shards, &o)
     }
 }
 

@@ -15,10 +15,17 @@ mod folder;
 mod npy;
 pub use folder::ImageFolder;
 pub use npy::{save_npy, write_npy, NpySource};
+#[cfg(feature = "hdf5")]
 mod hdf5;
+#[cfg(feature = "hdf5")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
 pub use self::hdf5::{save_hdf5, Hdf5Layout, Hdf5Source};
 mod tar;
 pub use tar::{TarSource, TarWriter};
+mod index;
+mod open;
+pub use index::Index;
+pub use open::{format_named, open, AnySource, Format, OpenOptions, FORMATS};
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +34,42 @@ pub enum Raw<'a> {
     Encoded(&'a [u8]),
     /// Decoded pixels, interleaved HWC.
     Pixels(ImageView<'a>),
+}
+
+/// How a source reads its samples: whether this is the fast layout, and what to do if not.
+///
+/// ```
+/// use stoker::source::{open, OpenOptions, Source};
+/// let folder = open("fixtures/photos-256x144", &OpenOptions::new())?;
+/// assert!(!folder.access().fast); // one file per sample
+/// assert!(folder.access().note.contains("stoker convert"));
+/// assert!(open("fixtures/npy", &OpenOptions::new())?.access().fast);
+/// # Ok::<(), stoker::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Access {
+    /// The fast layout: memory-mapped, no file opened per sample, no library lock.
+    pub fast: bool,
+    /// How samples are read and, when slow, what to convert to (one line).
+    pub note: String,
+}
+
+impl Access {
+    /// The fast layout, read as `note` says.
+    pub fn fast(note: impl Into<String>) -> Access {
+        Access {
+            fast: true,
+            note: note.into(),
+        }
+    }
+
+    /// A slow layout, with what to do about it.
+    pub fn slow(note: impl Into<String>) -> Access {
+        Access {
+            fast: false,
+            note: note.into(),
+        }
+    }
 }
 
 /// One sample: its data and its label (`None` for an unlabelled data set).
@@ -98,6 +141,11 @@ pub trait Source: Send + Sync {
     fn describe(&self) -> String {
         format!("{} samples", self.len())
     }
+
+    /// Whether the source reads the fast way (see [`Access`]); unknown sources say so.
+    fn access(&self) -> Access {
+        Access::slow("a source of its own kind: its speed is unknown to stoker")
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -122,6 +170,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn access(&self) -> Access {
+        (**self).access()
+    }
 }
 
 impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
@@ -145,6 +196,9 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn access(&self) -> Access {
+        (**self).access()
     }
 }
 

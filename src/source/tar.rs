@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::{expand, Concat, Item, Raw, Source};
+use super::{expand, Access, Concat, Item, Raw, Source};
 use crate::{Error, Result};
 
 const BLOCK: usize = 512;
@@ -508,6 +508,37 @@ impl Source for TarSource {
             self.entries.len(),
             name.to_string_lossy()
         )
+    }
+
+    fn access(&self) -> Access {
+        Access::fast("memory-mapped; decoded per sample")
+    }
+}
+
+/// The tar shard format for [`open`](super::open): `.tar` files (by extension or the ustar
+/// magic at byte 257); in a directory, every `*.tar` file. Labels are the `.cls` members.
+pub(crate) struct TarFormat;
+
+/// The one [`TarFormat`] value, listed in [`FORMATS`](super::FORMATS).
+pub(crate) static TAR: TarFormat = TarFormat;
+
+impl super::Format for TarFormat {
+    fn name(&self) -> &'static str {
+        "tar"
+    }
+
+    fn recognises(&self, path: &Path, head: &[u8]) -> bool {
+        head.get(257..262) == Some(b"ustar") || super::open::has_ext(path, &["tar"])
+    }
+
+    fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        let files = super::open::files_in(dir, |n| n.to_ascii_lowercase().ends_with(".tar"))?;
+        Ok((!files.is_empty()).then_some(files))
+    }
+
+    fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
+        opts.no_labels("tar shards", "their labels are the .cls members")?;
+        Ok(Box::new(TarSource::shards(files)?))
     }
 }
 

@@ -1,0 +1,393 @@
+//! The format layer: one way to open any data set, [`open`].
+//!
+//! Each storage format is one [`Format`] value, defined beside its source and listed once in
+//! [`FORMATS`].
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::Index;
+use super::{Access, Item, Source};
+use crate::{Error, ErrorKind, Result};
+
+/// How [`open`] reads a data set: which labels, which HDF5 datasets.
+///
+/// ```
+/// use stoker::source::OpenOptions;
+/// let o = OpenOptions::new().labels("labels-*.npy");
+/// assert_eq!(o.labels_override(), Some("labels-*.npy"));
+/// assert_eq!(o.images_dataset(), "images");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    labels: Option<String>,
+    images_key: Option<String>,
+}
+
+impl OpenOptions {
+    /// Defaults: labels paired automatically, HDF5 images in dataset `images`.
+    pub fn new() -> Self {
+        OpenOptions::default()
+    }
+
+    /// The labels, overriding the automatic pairing: a `.npy` file or glob for NPY images
+    /// (one labels file per images file, in sorted order), the labels dataset of HDF5 files.
+    /// Tar shards, image folders and manifests carry their own labels: there it is an error.
+    pub fn labels(mut self, labels: impl Into<String>) -> Self {
+        self.labels = Some(labels.into());
+        self
+    }
+
+    /// The HDF5 dataset that holds the images (default `images`).
+    pub fn images_key(mut self, key: impl Into<String>) -> Self {
+        self.images_key = Some(key.into());
+        self
+    }
+
+    /// The labels given with [`labels`](Self::labels), if any.
+    pub fn labels_override(&self) -> Option<&str> {
+        self.labels.as_deref()
+    }
+
+    /// The HDF5 images dataset.
+    pub fn images_dataset(&self) -> &str {
+        self.images_key.as_deref().unwrap_or("images")
+    }
+
+    /// An error unless no labels were given: for formats that carry their own.
+    pub(crate) fn no_labels(&self, format: &str, why: &str) -> Result<()> {
+        match &self.labels {
+            None => Ok(()),
+            Some(_) => Err(Error::config(format!(
+                "labels cannot be given for {format} ({why})"
+            ))),
+        }
+    }
+}
+
+/// One storage format: how to recognise it and open it. Listed in [`FORMATS`].
+///
+/// A new format implements this trait in its own module and adds one line to [`FORMATS`].
+///
+/// ```
+/// use stoker::source::FORMATS;
+/// let names: Vec<_> = FORMATS.iter().map(|f| f.name()).collect();
+/// assert!(names.contains(&"npy") && names.contains(&"image folder"));
+/// ```
+pub trait Format: Sync {
+    /// Short lowercase name, as [`Index::format`] and reports spell it (`"npy"`, `"tar"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the regular file `path`, whose first bytes are `head` (up to 512), is of this
+    /// format (by extension or content).
+    fn recognises(&self, path: &Path, head: &[u8]) -> bool;
+
+    /// This format's shards in directory `dir` (sorted), when it holds some; `None` otherwise.
+    /// Only called for a directory without an index.
+    fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>>;
+
+    /// Opens `files` (shards of this format, sorted; for a directory format, the directory).
+    fn open(&self, files: &[PathBuf], opts: &OpenOptions) -> Result<Box<dyn Source>>;
+
+    /// Opens the shards an index lists (`index.shards` already resolved against `dir`).
+    /// The default opens them like [`open`](Self::open).
+    fn open_index(
+        &self,
+        index: &Index,
+        shards: &[PathBuf],
+        dir: &Path,
+        opts: &OpenOptions,
+    ) -> Result<Box<dyn Source>> {
+        let _ = (index, dir);
+        self.open(shards, opts)
+    }
+}
+
+/// Every format [`open`] knows, in the order a directory without an index is tried.
+pub static FORMATS: &[&dyn Format] = &[
+    &super::npy::NPY,
+    #[cfg(feature = "hdf5")]
+    &super::hdf5::HDF5,
+    &super::tar::TAR,
+    &super::folder::MANIFEST,
+    &super::folder::IMAGE_FILES,
+    &super::folder::IMAGE_FOLDER,
+];
+
+/// The format named `name` (as in [`Format::name`]).
+///
+/// ```
+/// assert_eq!(stoker::source::format_named("tar").unwrap().name(), "tar");
+/// assert!(stoker::source::format_named("zip").is_none());
+/// ```
+pub fn format_named(name: &str) -> Option<&'static dyn Format> {
+    FORMATS.iter().copied().find(|f| f.name() == name)
+}
+
+/// A data set opened by [`open`]: any format behind one [`Source`], with its format's name.
+///
+/// ```
+/// use stoker::source::{open, OpenOptions, Source};
+/// let src = open("fixtures/npy/images-000.npy", &OpenOptions::new())?;
+/// assert_eq!(src.format(), "npy");
+/// assert!(src.has_labels()); // labels-000.npy, paired by name
+/// # Ok::<(), stoker::Error>(())
+/// ```
+pub struct AnySource {
+    inner: Box<dyn Source>,
+    format: &'static str,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for AnySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnySource")
+            .field("format", &self.format)
+            .field("path", &self.path)
+            .field("len", &self.inner.len())
+            .finish()
+    }
+}
+
+impl AnySource {
+    /// The format's name (as in [`Format::name`]).
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    /// The path it was opened from.
+    pub fn origin(&self) -> &Path {
+        &self.path
+    }
+
+    /// The source itself.
+    pub fn into_inner(self) -> Box<dyn Source> {
+        self.inner
+    }
+}
+
+impl Source for AnySource {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
+        self.inner.get(index, buf)
+    }
+    fn path(&self, index: usize) -> Option<&Path> {
+        self.inner.path(index)
+    }
+    fn has_labels(&self) -> bool {
+        self.inner.has_labels()
+    }
+    fn channels(&self) -> Option<usize> {
+        self.inner.channels()
+    }
+    fn size(&self) -> Option<(usize, usize)> {
+        self.inner.size()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn access(&self) -> Access {
+        self.inner.access()
+    }
+}
+
+/// Reads up to 512 bytes from the start of `path`.
+fn head(path: &Path) -> Result<Vec<u8>> {
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0; 512];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn recognise(path: &Path) -> Result<&'static dyn Format> {
+    let head = head(path)?;
+    FORMATS
+        .iter()
+        .copied()
+        .find(|f| f.recognises(path, &head))
+        .ok_or_else(|| {
+            let names: Vec<_> = FORMATS.iter().map(|f| f.name()).collect();
+            Error::format(
+                path,
+                format!("not a data set of a known format ({})", names.join(", ")),
+            )
+        })
+}
+
+/// Opens the data set at `path`, whatever its format.
+///
+/// - a **glob** (`shards/images-*.npy`) expands to sorted files, all of one format;
+/// - a **file** is recognised by its extension or its first bytes (`.npy`, `.tar`, `.h5`, a
+///   manifest `.csv`, `.jpg`/`.png` image files);
+/// - a **directory** with a [`stoker.json`](Index) index (what `stoker convert` and
+///   `stoker resize` write) opens the shards it lists; without one, the first format in
+///   [`FORMATS`] order that finds its shards there (`images-*.npy`, `*.h5`, `*.tar`) opens
+///   them; a directory of class folders is an image folder, one of loose images a list of
+///   unlabelled image files.
+///
+/// Labels are paired automatically: `images-000000.npy` with `labels-000000.npy` (and
+/// `x_train.npy` with `y_train.npy`), an HDF5 file's `labels` dataset, a tar shard's `.cls`
+/// members, an image folder's class folders. [`OpenOptions::labels`] overrides the pairing.
+///
+/// Errors name the path: no such file, a format it does not recognise, files of several
+/// formats behind one glob, an index that does not match its shards.
+///
+/// ```
+/// use stoker::source::{open, OpenOptions, Source};
+/// let folder = open("fixtures/photos-256x144", &OpenOptions::new())?;
+/// assert_eq!((folder.format(), folder.len()), ("image folder", 32));
+/// let npy = open("fixtures/npy", &OpenOptions::new())?;       // images-*.npy + labels-*.npy
+/// assert_eq!((npy.format(), npy.len(), npy.has_labels()), ("npy", 32, true));
+/// let csv = open("fixtures/manifest.csv", &OpenOptions::new())?;
+/// assert_eq!(csv.format(), "manifest");
+/// let e = open("fixtures/README.md", &OpenOptions::new()).unwrap_err();
+/// assert!(e.to_string().contains("README.md"));
+/// # Ok::<(), stoker::Error>(())
+/// ```
+pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<AnySource> {
+    let path = path.as_ref();
+    let text = path.to_string_lossy();
+    let (format, inner) = if text.contains(['*', '?', '[']) && !path.exists() {
+        let files = super::expand(&text)?;
+        let format = recognise(&files[0])?;
+        for f in &files[1..] {
+            let other = recognise(f)?;
+            if other.name() != format.name() {
+                return Err(Error::config(format!(
+                    "{text} matches files of two formats: {} ({}) and {} ({})",
+                    format.name(),
+                    files[0].display(),
+                    other.name(),
+                    f.display()
+                )));
+            }
+        }
+        (format, format.open(&files, opts)?)
+    } else {
+        let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            open_dir(path, opts)?
+        } else {
+            let format = recognise(path)?;
+            (format, format.open(&[path.to_path_buf()], opts)?)
+        }
+    };
+    Ok(AnySource {
+        inner,
+        format: format.name(),
+        path: path.to_path_buf(),
+    })
+}
+
+fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(&'static dyn Format, Box<dyn Source>)> {
+    if let Some(index) = Index::read(dir)? {
+        let ipath = dir.join(Index::FILE);
+        let format = format_named(&index.format).ok_or_else(|| {
+            Error::format(
+                &ipath,
+                format!(
+                    "format {:?} is not one this build reads{}",
+                    index.format,
+                    if index.format == "hdf5" {
+                        " (built without the hdf5 feature)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })?;
+        let shards: Vec<PathBuf> = index.shards.iter().map(|s| dir.join(s)).collect();
+        if shards.is_empty() {
+            return Err(Error::format(&ipath, "lists no shards"));
+        }
+        let src = format.open_index(&index, &shards, dir, opts)?;
+        if src.len() != index.samples {
+            return Err(Error::format(
+                &ipath,
+                format!(
+                    "lists {} samples but its shards hold {}",
+                    index.samples,
+                    src.len()
+                ),
+            ));
+        }
+        return Ok((format, src));
+    }
+    for format in FORMATS {
+        if let Some(files) = format.find(dir)? {
+            return Ok((*format, format.open(&files, opts)?));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Format,
+        "no data set here: no stoker.json, no shards (images-*.npy, *.h5, *.tar) and no class folders",
+    )
+    .file(dir))
+}
+
+/// The regular, non-hidden files directly in `dir` for which `keep` holds, sorted by name.
+pub(crate) fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !keep(name) {
+            continue;
+        }
+        let p = entry.path();
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether `path`'s extension is one of `exts` (lowercase), in any letter case.
+pub(crate) fn has_ext(path: &Path, exts: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_has_a_distinct_name() {
+        let mut names: Vec<_> = FORMATS.iter().map(|f| f.name()).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn a_missing_path_is_an_io_error_naming_it() {
+        let e = open("/nonexistent/data", &OpenOptions::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.to_string().contains("/nonexistent/data"));
+    }
+
+    #[test]
+    fn an_empty_directory_is_a_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = open(dir.path(), &OpenOptions::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Format);
+        assert!(e.to_string().contains("no data set here"), "{e}");
+    }
+}
