@@ -1,0 +1,313 @@
+//! [`LoaderBuilder`]: the loader's settings, checked once; `build` allocates the batch pool
+//! and starts the workers.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread;
+
+use super::schedule::Schedule;
+use super::worker::{block_once, worker_main, Done, Shared, Task, WorkerCtx};
+use super::{Loader, OnError};
+use crate::batch::{AlignedAlloc, Allocator, Pool};
+use crate::decode::Decoder;
+use crate::output::{DType, Layout, Normalize, OutputSpec};
+use crate::sampler::{Partition, Sampler};
+use crate::source::{Raw, Source};
+use crate::stats::Counters;
+use crate::transform::{Identity, Transform};
+use crate::{Error, Result};
+
+/// Settings of a [`Loader`], with the names PyTorch's `DataLoader` uses.
+///
+/// ```
+/// use stoker::{Loader, DType, Layout, Normalize};
+/// use stoker::source::ImageFolder;
+/// let loader = Loader::builder(ImageFolder::open("fixtures/photos-256x144").unwrap())
+///     .batch_size(8)
+///     .shuffle(true)
+///     .seed(42)
+///     .num_workers(2)
+///     .prefetch(2)
+///     .drop_last(true)
+///     .size(128, 72)
+///     .dtype(DType::F16)
+///     .layout(Layout::Nchw)
+///     .normalize(Normalize::imagenet())
+///     .build()
+///     .unwrap();
+/// assert_eq!(loader.batches_per_epoch(), 4);
+/// assert_eq!(loader.spec().sample_shape(), [3, 72, 128]);
+/// ```
+pub struct LoaderBuilder<S> {
+    source: S,
+    batch_size: usize,
+    shuffle: bool,
+    num_workers: Option<usize>,
+    prefetch: usize,
+    drop_last: bool,
+    seed: u64,
+    size: Option<(usize, usize)>,
+    channels: Option<usize>,
+    dtype: DType,
+    layout: Layout,
+    normalize: Option<Normalize>,
+    on_error: OnError,
+    distributed: Option<(usize, usize)>,
+    partition: Partition,
+    allocator: Arc<dyn Allocator>,
+    transform: Arc<dyn Transform>,
+}
+
+impl<S: Source + 'static> LoaderBuilder<S> {
+    /// Defaults over `source` ([`Loader::builder`]).
+    pub(super) fn new(source: S) -> LoaderBuilder<S> {
+        LoaderBuilder {
+            source,
+            batch_size: 1,
+            shuffle: false,
+            num_workers: None,
+            prefetch: 2,
+            drop_last: false,
+            seed: 0,
+            size: None,
+            channels: None,
+            dtype: DType::F32,
+            layout: Layout::Nchw,
+            normalize: None,
+            on_error: OnError::Raise,
+            distributed: None,
+            partition: Partition::Pad,
+            allocator: Arc::new(AlignedAlloc),
+            transform: Arc::new(Identity),
+        }
+    }
+
+    /// Samples per batch (default 1, as in PyTorch).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+    /// Shuffle the order every epoch (default false).
+    pub fn shuffle(mut self, on: bool) -> Self {
+        self.shuffle = on;
+        self
+    }
+    /// Worker threads; 0 runs everything inline in the consumer's thread (default: the
+    /// number of cores).
+    pub fn num_workers(mut self, n: usize) -> Self {
+        self.num_workers = Some(n);
+        self
+    }
+    /// Batches prepared ahead of the consumer (default 2). The pool holds `prefetch + 2`
+    /// buffers: the consumer may keep two batches while `prefetch` more are filled.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+    /// Drop the last batch of an epoch when it is not full (default false).
+    pub fn drop_last(mut self, on: bool) -> Self {
+        self.drop_last = on;
+        self
+    }
+    /// Seed of the shuffle and of every sample's random generator (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Output size `width × height` (default: the source's size, or the first sample's).
+    pub fn size(mut self, width: usize, height: usize) -> Self {
+        self.size = Some((width, height));
+        self
+    }
+    /// Output channels, 1 or 3 (default: the source's, or 3 for encoded images).
+    pub fn channels(mut self, c: usize) -> Self {
+        self.channels = Some(c);
+        self
+    }
+    /// Element type of the batch tensor (default f32).
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+    /// Layout of the batch tensor (default NCHW).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+    /// Per-channel normalisation (default none: 8-bit pixels map to `[0, 1]`).
+    pub fn normalize(mut self, n: Normalize) -> Self {
+        self.normalize = Some(n);
+        self
+    }
+    /// What to do with a bad sample (default [`OnError::Raise`]).
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = policy;
+        self
+    }
+    /// This process's rank and the world size for data-parallel training (default: the
+    /// `RANK` and `WORLD_SIZE` environment variables that torchrun sets, else 0 of 1).
+    pub fn distributed(mut self, rank: usize, world_size: usize) -> Self {
+        self.distributed = Some((rank, world_size));
+        self
+    }
+    /// How ranks are evened out (default [`Partition::Pad`], as DistributedSampler).
+    pub fn partition(mut self, p: Partition) -> Self {
+        self.partition = p;
+        self
+    }
+    /// Where batch buffers are allocated (default [`AlignedAlloc`]).
+    pub fn allocator(mut self, a: Arc<dyn Allocator>) -> Self {
+        self.allocator = a;
+        self
+    }
+    /// The transform stage (default [`Identity`]).
+    pub fn transform(mut self, t: Arc<dyn Transform>) -> Self {
+        self.transform = t;
+        self
+    }
+
+    /// Checks the settings, allocates the batch pool and starts the workers.
+    pub fn build(self) -> Result<Loader<S>> {
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size must be at least 1"));
+        }
+        if self.prefetch == 0 {
+            return Err(Error::config("prefetch must be at least 1"));
+        }
+        if self.source.is_empty() {
+            return Err(Error::config(format!(
+                "the source has no samples ({})",
+                self.source.describe()
+            )));
+        }
+        let sampler = Sampler::new(self.source.len())
+            .shuffle(self.shuffle)
+            .seed(self.seed)
+            .partition(self.partition);
+        let sampler = match self.distributed {
+            Some((rank, world)) => sampler.distributed(rank, world)?,
+            None => sampler.distributed_from_env()?,
+        };
+        let channels = self
+            .channels
+            .or_else(|| self.source.channels())
+            .unwrap_or(3);
+        if let Some(c) = self.source.channels() {
+            if c != channels {
+                return Err(Error::config(format!(
+                    "the source has {c} channel(s) per pixel; the loader cannot output {channels}"
+                )));
+            }
+        }
+        let size = match self.size.or_else(|| self.source.size()) {
+            Some(s) => s,
+            None => probe_size(&self.source, channels)?,
+        };
+        let spec = OutputSpec {
+            width: size.0,
+            height: size.1,
+            channels,
+            dtype: self.dtype,
+            layout: self.layout,
+            normalize: self.normalize,
+        };
+        spec.validate()?;
+        let spec = Arc::new(spec);
+        let pool = Pool::new(
+            self.prefetch + 2,
+            self.batch_size,
+            Arc::clone(&spec),
+            self.source.has_labels(),
+            &*self.allocator,
+        )?;
+        let window = self.prefetch * self.batch_size;
+        let (bell_tx, bell_rx) = crossbeam_channel::bounded::<()>(1);
+        let shared = Arc::new(Shared {
+            source: self.source,
+            spec: Arc::clone(&spec),
+            seed: self.seed,
+            transform: self.transform,
+            counters: Counters::default(),
+            active_gen: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            bell: bell_tx,
+        });
+        let num_workers = self.num_workers.unwrap_or_else(|| {
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let (task_tx, task_rx) = crossbeam_channel::bounded::<Task>(window);
+        let (result_tx, result_rx) = crossbeam_channel::bounded::<Done>(window);
+        let mut workers = Vec::with_capacity(num_workers);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(num_workers);
+        for w in 0..num_workers {
+            let ctx = WorkerCtx::new(&spec, &*shared.transform)?;
+            let (sh, rx, tx) = (Arc::clone(&shared), task_rx.clone(), result_tx.clone());
+            let ready = ready_tx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("stoker-worker-{w}"))
+                .spawn(move || worker_main(sh, rx, tx, ctx, ready))
+                // Workers already started exit when the task channel closes on return.
+                .map_err(|e| Error::config(format!("cannot start worker thread: {e}")))?;
+            workers.push(handle);
+        }
+        drop(result_tx); // only workers hold senders: if all exit, the consumer sees it
+        if num_workers > 0 {
+            block_once(&result_rx);
+            block_once(&bell_rx);
+            for _ in 0..num_workers {
+                let _ = ready_rx.recv();
+            }
+        }
+        let inline = if num_workers == 0 {
+            Some(WorkerCtx::new(&spec, &*shared.transform)?)
+        } else {
+            None
+        };
+        Ok(Loader {
+            shared,
+            sampler,
+            pool,
+            batch_size: self.batch_size,
+            prefetch: self.prefetch,
+            drop_last: self.drop_last,
+            on_error: self.on_error,
+            num_workers,
+            task_tx: Some(task_tx),
+            result_rx,
+            bell_rx,
+            received: 0,
+            workers,
+            inline,
+            gen: 0,
+            schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
+            batches: VecDeque::with_capacity(self.prefetch + 1),
+            order: None,
+            epoch: 0,
+            outstanding: 0,
+        })
+    }
+}
+
+/// Decodes the first sample at its stored size to learn the output size.
+fn probe_size<S: Source>(source: &S, channels: usize) -> Result<(usize, usize)> {
+    let mut buf = Vec::new();
+    let item = source.get(0, &mut buf)?;
+    match item.raw {
+        Raw::Pixels(v) => Ok((v.width, v.height)),
+        Raw::Encoded(bytes) => {
+            let mut d = Decoder::new()?;
+            let img = d.decode(bytes, channels, None).map_err(|e| {
+                let e = e.at(0);
+                match source.path(0) {
+                    Some(p) => e.file(p),
+                    None => e,
+                }
+            })?;
+            Ok((img.width, img.height))
+        }
+    }
+}

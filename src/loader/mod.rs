@@ -1,0 +1,457 @@
+//! The loader: worker threads that read, decode, transform and write samples straight into
+//! the slots of pooled batch buffers, and a Rust iterator of batches in sampler order.
+//!
+//! # How a batch is made
+//! The consumer's `next()` hands sample *tasks* (stream position, data set index, destination
+//! slot) to the workers, up to `prefetch` batches ahead, and takes their results back in
+//! stream order. A worker writes its sample directly into the destination slot: no staging
+//! buffer, no copy. When a sample fails under [`OnError::Skip`], the batch is completed from
+//! the following samples (as `tf.data`'s `ignore_errors` then `batch` would): samples already
+//! written one slot too far are moved down once, dispatch pauses until the pipeline is empty,
+//! and then continues at the corrected slot — so the cost of a bad file is one small bubble,
+//! and the batches are identical whatever the number of workers or the timing.
+//!
+//! # Determinism
+//! The epoch's order comes from the [`Sampler`] (a pure function of seed, epoch, rank, world
+//! size and position), each sample's randomness from (seed, epoch, index), and batches are
+//! assembled in stream order: the same seed gives bit-identical batches with 0, 1 or 16
+//! workers, and `epoch_from(e, p)` yields exactly the tail of an uninterrupted epoch.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::batch::{Batch, Buffer, Pool};
+use crate::output::OutputSpec;
+use crate::sampler::{EpochOrder, Sampler};
+use crate::source::Source;
+use crate::stats::{Counters, Stats};
+use crate::{Error, Result};
+
+mod builder;
+mod schedule;
+mod worker;
+
+pub use builder::LoaderBuilder;
+use schedule::{Outcome, Placement, Schedule};
+use worker::{run_task, workers_gone, Done, Shared, Task, WorkerCtx};
+
+/// What to do with a sample that cannot be read or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Stop the epoch: `next()` returns the error (naming the file and sample), then `None`.
+    #[default]
+    Raise,
+    /// Skip the sample, count it in [`Stats`], and complete the batch from the following
+    /// samples so batch shapes stay fixed.
+    Skip,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "raise" | "error" | "fail" => Ok(OnError::Raise),
+            "skip" => Ok(OnError::Skip),
+            _ => Err(Error::config(format!(
+                "unknown error policy {s:?} (raise, skip)"
+            ))),
+        }
+    }
+}
+
+/// Loads batches from a [`Source`]: see the [module docs](self).
+///
+/// ```
+/// use stoker::{Loader, DType};
+/// use stoker::source::NpySource;
+/// let source = NpySource::glob("fixtures/npy/images-*.npy", Some("fixtures/npy/labels-*.npy")).unwrap();
+/// let mut loader = Loader::builder(source).batch_size(8).shuffle(true).seed(1).build().unwrap();
+/// let mut seen = 0;
+/// for batch in loader.epoch(0) {
+///     let batch = batch.unwrap();
+///     let images = batch.images::<f32>().unwrap(); // [8, 3, 144, 256], in [0, 1]
+///     assert!(images.iter().all(|&x| (0.0..=1.0).contains(&x)));
+///     seen += batch.len();
+/// }
+/// assert_eq!(seen, 32);
+/// ```
+pub struct Loader<S: Source + 'static> {
+    shared: Arc<Shared<S>>,
+    sampler: Sampler,
+    pool: Pool,
+    batch_size: usize,
+    prefetch: usize,
+    drop_last: bool,
+    on_error: OnError,
+    num_workers: usize,
+    task_tx: Option<Sender<Task>>,
+    result_rx: Receiver<Done>,
+    bell_rx: Receiver<()>,
+    /// Results taken from `result_rx`, in all (compared with `Shared::sent`).
+    received: u64,
+    workers: Vec<JoinHandle<()>>,
+    inline: Option<WorkerCtx>,
+    gen: u64,
+    /// Which position goes into which slot, and when a batch is complete.
+    schedule: Schedule,
+    /// Batch buffers being filled; the front one is the schedule's front batch.
+    batches: VecDeque<Box<Buffer>>,
+    /// The order of the pass in progress.
+    order: Option<EpochOrder>,
+    epoch: u64,
+    /// Tasks sent to workers whose results have not come back.
+    outstanding: usize,
+}
+
+impl<S: Source + 'static> Loader<S> {
+    /// Starts a builder over `source`.
+    pub fn builder(source: S) -> LoaderBuilder<S> {
+        LoaderBuilder::new(source)
+    }
+
+    /// The batches of `epoch`, in order.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(10).build()?;
+    /// let sizes: Vec<usize> = loader.epoch(0).map(|b| b.map(|b| b.len())).collect::<Result<_, _>>()?;
+    /// assert_eq!(sizes, [10, 10, 10, 2]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn epoch(&mut self, epoch: u64) -> Epoch<'_, S> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from stream position `position` on (a [`Batch::next_position`]
+    /// saved in a checkpoint): exactly the batches an uninterrupted epoch would yield after it.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(8).shuffle(true).seed(3).build()?;
+    /// let all: Vec<Vec<usize>> =
+    ///     loader.epoch(5).map(|b| b.map(|b| b.indices().to_vec())).collect::<Result<_, _>>()?;
+    /// // A checkpoint taken after the second batch stores its `next_position()` (here 16).
+    /// let tail: Vec<Vec<usize>> =
+    ///     loader.epoch_from(5, 16).map(|b| b.map(|b| b.indices().to_vec())).collect::<Result<_, _>>()?;
+    /// assert_eq!(tail, all[2..]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn epoch_from(&mut self, epoch: u64, position: usize) -> Epoch<'_, S> {
+        self.drain();
+        self.gen += 1;
+        self.shared.active_gen.store(self.gen, Ordering::Release);
+        let order = self.sampler.epoch(epoch);
+        let len = order.len();
+        self.epoch = epoch;
+        self.schedule.begin(len, position);
+        self.order = Some(order);
+        let error = (position > len).then(|| {
+            Error::config(format!(
+                "resume position {position} is past the end of epoch {epoch} ({len} samples)"
+            ))
+        });
+        Epoch {
+            loader: self,
+            error,
+        }
+    }
+
+    /// Batches in one epoch when no sample is skipped.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let l = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(5).distributed(1, 2).build()?;
+    /// assert_eq!(l.batches_per_epoch(), 4); // 16 samples for rank 1 of 2, in batches of 5
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.sampler.samples_per_rank();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    /// What the loader has done so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The output format of every sample.
+    pub fn spec(&self) -> &OutputSpec {
+        &self.shared.spec
+    }
+
+    /// The sampler deciding the order.
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+
+    /// The source.
+    pub fn source(&self) -> &S {
+        &self.shared.source
+    }
+
+    /// Samples per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Worker threads (0: inline).
+    pub fn num_workers(&self) -> usize {
+        self.num_workers
+    }
+
+    /// Batches prepared ahead.
+    pub fn prefetch(&self) -> usize {
+        self.prefetch
+    }
+
+    /// Name of the allocator of the batch buffers.
+    pub fn allocator_name(&self) -> &str {
+        self.pool.allocator_name()
+    }
+
+    /// Cancels what is in flight, waits for the workers to answer every task, and returns
+    /// every buffer of the pass to the pool.
+    fn drain(&mut self) {
+        self.shared.active_gen.store(0, Ordering::Release);
+        while self.outstanding > 0 {
+            match self.result_rx.recv() {
+                Ok(_) => {
+                    self.outstanding -= 1;
+                    self.received += 1;
+                }
+                Err(_) => break, // every worker is gone: nothing can still write
+            }
+        }
+        self.outstanding = 0;
+        self.schedule.finish();
+        while let Some(b) = self.batches.pop_front() {
+            self.pool.put_back(b);
+        }
+        self.order = None;
+    }
+
+    /// Hands out sample tasks as far as the schedule allows.
+    fn dispatch(&mut self) {
+        let Some(order) = self.order.as_ref() else {
+            return;
+        };
+        while let Some(d) = self.schedule.peek() {
+            if d.buffer >= self.batches.len() {
+                match self.pool.try_take() {
+                    Some(mut buf) => {
+                        buf.epoch = self.epoch;
+                        self.batches.push_back(buf);
+                    }
+                    None => break,
+                }
+            }
+            let slot = self.batches[d.buffer].slot_ptr(d.slot, self.shared.spec.sample_bytes());
+            let task = Task {
+                gen: self.gen,
+                epoch: self.epoch,
+                pos: d.pos,
+                index: order.index(d.pos),
+                slot,
+            };
+            let outcome = match (&self.task_tx, self.inline.as_mut()) {
+                (_, Some(ctx)) => match run_task(&self.shared, ctx, &task) {
+                    Ok(label) => Outcome::Ready(label),
+                    Err(e) => Outcome::Failed(e),
+                },
+                // Never blocks: at most `window` tasks are in flight and the channel holds
+                // `window`. Fails only if every worker is gone.
+                (Some(tx), None) => match tx.send(task) {
+                    Ok(()) => {
+                        self.outstanding += 1;
+                        Outcome::Pending
+                    }
+                    Err(_) => Outcome::Failed(workers_gone()),
+                },
+                (None, None) => unreachable!("a loader has workers or an inline context"),
+            };
+            self.schedule.push(outcome);
+        }
+    }
+
+    /// Takes finished samples in stream order, placing each in its final slot.
+    fn advance(&mut self) -> Result<()> {
+        let sample_bytes = self.shared.spec.sample_bytes();
+        let b = self.batch_size;
+        let (batches, order, counters) = (&mut self.batches, &self.order, &self.shared.counters);
+        let order = order.as_ref().expect("epoch in progress");
+        let place = |p: Placement| {
+            if p.from != p.to {
+                // A skip earlier in the stream: move the sample down to its slot.
+                let src = batches[p.from.0].slot_ptr(p.from.1, sample_bytes);
+                let dst = batches[p.to.0].slot_ptr(p.to.1, sample_bytes);
+                // SAFETY: two distinct slots of live pool buffers; no task writes either
+                // (the schedule dispatches nothing after a skip until the ring is empty, and
+                // destinations before `from` are final).
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, sample_bytes) };
+            }
+            let buf = &mut batches[p.to.0];
+            if p.to.1 == 0 {
+                buf.first_position = p.pos;
+            }
+            buf.labels.push(p.label.unwrap_or(-1));
+            buf.indices.push(order.index(p.pos));
+            buf.len = p.to.1 + 1;
+            buf.next_position = p.pos + 1;
+            debug_assert!(buf.len <= b);
+            Counters::add(&counters.samples, 1);
+        };
+        self.schedule
+            .advance(self.on_error, place, |e| counters.skip(e))
+    }
+
+    /// Records one worker result.
+    fn record(&mut self, done: Done) {
+        self.outstanding -= 1;
+        self.received += 1;
+        debug_assert_eq!(done.gen, self.gen, "stale results are drained");
+        let outcome = match done.result {
+            Ok(label) => Outcome::Ready(label),
+            Err(e) => Outcome::Failed(e),
+        };
+        self.schedule.record(done.pos, outcome);
+    }
+
+    /// Takes every result that has arrived; `Ok(n)` with how many.
+    fn take_arrived(&mut self) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            match self.result_rx.try_recv() {
+                Ok(done) => {
+                    self.record(done);
+                    n += 1;
+                }
+                Err(TryRecvError::Empty) => return Ok(n),
+                Err(TryRecvError::Disconnected) => return Err(workers_gone()),
+            }
+        }
+    }
+
+    /// Waits for results: sleeps until enough have arrived to fill the front batch (one
+    /// wake-up per batch, not per sample), then takes them.
+    fn receive(&mut self) -> Result<()> {
+        if self.take_arrived()? > 0 {
+            return Ok(());
+        }
+        let target = self.received + self.schedule.pending_for_front() as u64;
+        let t = Instant::now();
+        self.shared.wake_at.store(target, Ordering::SeqCst);
+        while self.shared.sent.load(Ordering::SeqCst) < target {
+            if let Err(RecvTimeoutError::Timeout) =
+                self.bell_rx.recv_timeout(Duration::from_millis(50))
+            {
+                if self.workers.iter().all(|w| w.is_finished()) {
+                    return Err(workers_gone());
+                }
+            }
+        }
+        self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);
+        Counters::add(&self.shared.counters.wait_ns, t.elapsed().as_nanos() as u64);
+        self.take_arrived().map(|_| ())
+    }
+
+    /// The front batch, when it is full (or the last one of the pass).
+    fn take_ready(&mut self) -> Option<Batch> {
+        if !self.schedule.front_ready() {
+            return None;
+        }
+        let buf = self.batches.pop_front()?;
+        self.schedule.pop_front();
+        Counters::add(&self.shared.counters.batches, 1);
+        Some(self.pool.hand_out(buf))
+    }
+
+    fn next_batch(&mut self) -> Option<Result<Batch>> {
+        loop {
+            if let Some(batch) = self.take_ready() {
+                return Some(Ok(batch));
+            }
+            if self.schedule.is_finished() {
+                return None;
+            }
+            if self.schedule.ring_is_empty() && self.schedule.exhausted() {
+                // Every sample of the pass is placed: the last batch may be partial.
+                self.schedule.finish();
+                let batch = if self.drop_last {
+                    None
+                } else {
+                    self.take_ready()
+                };
+                self.drain();
+                return batch.map(Ok);
+            }
+            self.dispatch();
+            if self.schedule.ring_is_empty() {
+                let e = Error::config(format!(
+                    "all {} batch buffers are held by the consumer: drop batches before asking \
+                     for more, or raise prefetch",
+                    self.pool.total()
+                ));
+                self.drain();
+                return Some(Err(e));
+            }
+            let step = if self.schedule.front_pending() {
+                self.receive().and_then(|()| self.advance())
+            } else {
+                self.advance()
+            };
+            if let Err(e) = step {
+                self.drain();
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+impl<S: Source + 'static> Drop for Loader<S> {
+    fn drop(&mut self) {
+        self.drain();
+        self.task_tx = None; // workers see the channel close and exit
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// An iterator over the batches of one epoch; see [`Loader::epoch`].
+///
+/// Dropping it mid-epoch cancels the samples in flight (workers answer them without work)
+/// and returns their buffers to the pool; the workers stay alive for the next epoch.
+pub struct Epoch<'a, S: Source + 'static> {
+    loader: &'a mut Loader<S>,
+    error: Option<Error>,
+}
+
+impl<S: Source + 'static> Iterator for Epoch<'_, S> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if let Some(e) = self.error.take() {
+            self.loader.drain();
+            return Some(Err(e));
+        }
+        self.loader.next_batch()
+    }
+}
+
+impl<S: Source + 'static> Drop for Epoch<'_, S> {
+    fn drop(&mut self) {
+        self.loader.drain();
+    }
+}
