@@ -100,9 +100,13 @@ mod tests {
 
     #[test]
     fn labels_only_where_they_mean_something() {
-        let e = open(Path::new("x.tar"), Some(Path::new("l.npy")), "images").unwrap_err();
+        let e = open(Path::new("x.tar"), Some(Path::new("l.npy")), "images")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not for tar shards"), "{e}");
-        let e = open(Path::new("photos"), Some(Path::new("l.npy")), "images").unwrap_err();
+        let e = open(Path::new("photos"), Some(Path::new("l.npy")), "images")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("only for .npy"), "{e}");
     }
 }

@@ -468,18 +468,17 @@ pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
             batch_size: bs,
             step: StepReport::new(step_alone_ms, &f, &v, pass.wall, pass.host_wait),
         });
-    } else {
-        let line = format!(
-            "GPU step: {} per batch of {bs}: {step_alone_ms:.3} ms alone, {:.3} ms in the run",
-            kind.describe(),
-            pass.step_ms
-        );
-        let idle = format!(
-            "measured with CUDA events on the training stream over {:.3} s",
-            pass.wall
-        );
-        print!("{}", verdict::report(&line, &f, &v, &idle));
     }
+    let line = format!(
+        "GPU step: {} per batch of {bs}: {step_alone_ms:.3} ms alone, {:.3} ms in the run",
+        kind.describe(),
+        pass.step_ms
+    );
+    let idle = format!(
+        "measured with CUDA events on the training stream over {:.3} s",
+        pass.wall
+    );
+    print!("{}", verdict::report(&line, &f, &v, &idle));
     Ok(())
 }
 

@@ -525,4 +525,65 @@ mod tests {
         assert!(parse_step_ms("fast").unwrap_err().contains("not a number"));
         assert!(parse_step_ms("1e9").is_err());
     }
+
+    fn report(digest: Option<String>, step: Option<StepReport>) -> serde_json::Value {
+        let r = BenchReport {
+            images_per_s: 100.0,
+            samples: 64,
+            batches: 8,
+            skipped: 0,
+            epochs: 2,
+            seconds: 0.64,
+            bytes_read: 1000,
+            workers: 2,
+            batch_size: 8,
+            prefetch: 2,
+            dtype: "f32",
+            layout: "nchw",
+            width: 4,
+            height: 3,
+            channels: 3,
+            stage_ms_per_image: StageMs::default().into(),
+            consumer_wait_s: 0.1,
+            memory: "aligned".into(),
+            digest,
+            step,
+        };
+        serde_json::to_value(&r).unwrap()
+    }
+
+    #[test]
+    fn bench_report_has_the_step_fields_only_with_a_step() {
+        let j = report(None, None);
+        assert_eq!(j["samples"], 64);
+        assert_eq!(j["stage_ms_per_image"]["decode"], 0.0);
+        assert!(
+            j.get("digest").is_none() && j.get("verdict").is_none(),
+            "{j}"
+        );
+        let f = Figures {
+            idle_fraction: 0.5,
+            epoch_start_share: 0.0,
+            batches_per_epoch: 4,
+            loader_ips: 100.0,
+            step_ips: f64::INFINITY,
+            combined_ips: 90.0,
+            workers: 1,
+            cores: 2,
+            batch_size: 8,
+            prefetch: 2,
+            source_size: None,
+            output_size: (4, 3),
+            encoded: false,
+            dtype_bytes: 4,
+            stages: StageMs::default(),
+        };
+        let v = verdict::verdict(&f);
+        let step = StepReport::new(0.0, &f, &v, 1.0, 0.5);
+        let j = report(Some("ab12".into()), Some(step));
+        assert_eq!(j["digest"], "ab12");
+        assert_eq!(j["verdict"], "input-bound");
+        assert_eq!(j["gpu_idle_fraction"], 0.5);
+        assert!(j["step_images_per_s"].is_null());
+    }
 }
