@@ -22,17 +22,20 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
 
 /// `--dtype`: the library's spellings (`u8`, `f16`/`half`, `bf16`, `f32`/`float`, any case).
 pub fn parse_dtype(s: &str) -> Result<DType, String> {
-    s.parse().map_err(|e: stoker::Error| e.to_string())
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
 }
 
 /// `--layout`: `nchw` or `nhwc`, any case.
 pub fn parse_layout(s: &str) -> Result<Layout, String> {
-    s.parse().map_err(|e: stoker::Error| e.to_string())
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
 }
 
 /// `--on-error`: `raise` (or `error`, `fail`) or `skip`.
 pub fn parse_on_error(s: &str) -> Result<OnError, String> {
-    s.parse().map_err(|e: stoker::Error| e.to_string())
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
 }
 
 /// Lowercase name of a layout, as reports print it.
