@@ -1,7 +1,7 @@
 //! `--augment` for `stoker bench`, and `stoker augment-preview`: a PNG grid of augmented
 //! samples made by the same loader code path as training (u8 NHWC output).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
@@ -20,13 +20,14 @@ pub fn transform(spec: &str) -> stoker::Result<Arc<dyn Transform>> {
     }
 }
 
+/// Arguments of `stoker augment-preview`.
 #[derive(Args)]
 pub struct PreviewArgs {
     /// An image folder, a manifest CSV, or a .npy file or glob (default: the fixtures).
-    path: Option<String>,
+    path: Option<PathBuf>,
     /// Labels for an NPY source.
     #[arg(long)]
-    labels: Option<String>,
+    labels: Option<PathBuf>,
     /// Output PNG.
     #[arg(long, default_value = "augment-preview.png")]
     out: PathBuf,
@@ -49,7 +50,7 @@ pub struct PreviewArgs {
     #[arg(long)]
     shuffle: bool,
     /// Output size WxH (default: the source's size).
-    #[arg(long, value_parser = super::parse_size)]
+    #[arg(long, value_parser = crate::args::parse_size)]
     size: Option<(usize, usize)>,
     /// Do not put the unaugmented image left of each sample.
     #[arg(long)]
@@ -63,8 +64,8 @@ pub struct PreviewArgs {
 type Shown = (Vec<u8>, Vec<usize>, (usize, usize, usize));
 
 /// One batch of `n` samples, u8 NHWC, through `t`.
-fn batch(a: &PreviewArgs, path: &str, t: Arc<dyn Transform>) -> stoker::Result<Shown> {
-    let source = super::open_source(path, a.labels.as_deref())?;
+fn batch(a: &PreviewArgs, path: &Path, t: Arc<dyn Transform>) -> stoker::Result<Shown> {
+    let source = crate::open::open(path, a.labels.as_deref(), "images")?;
     let mut b = Loader::builder(source)
         .batch_size(a.count)
         .shuffle(a.shuffle)
@@ -89,16 +90,14 @@ fn batch(a: &PreviewArgs, path: &str, t: Arc<dyn Transform>) -> stoker::Result<S
     ))
 }
 
+/// Runs `stoker augment-preview`.
 pub fn preview(a: PreviewArgs) -> stoker::Result<()> {
     if a.count == 0 || a.cols == 0 {
         return Err(stoker::Error::config(
             "--count and --cols must be at least 1",
         ));
     }
-    let path = a
-        .path
-        .clone()
-        .unwrap_or_else(|| super::default_data().display().to_string());
+    let path = a.path.clone().unwrap_or_else(crate::args::default_data);
     let aug = if a.augment.trim() == "none" {
         Augment::default()
     } else {
@@ -135,7 +134,7 @@ pub fn preview(a: PreviewArgs) -> stoker::Result<()> {
     );
     if a.dump_params {
         // The decoded size the loader warped from: the JPEG at its reduced DCT scale.
-        let source = super::open_source(&path, a.labels.as_deref())?;
+        let source = crate::open::open(&path, a.labels.as_deref(), "images")?;
         let mut dec = Decoder::new()?;
         let mut buf = Vec::new();
         for &i in &indices {

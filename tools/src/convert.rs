@@ -4,13 +4,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use stoker::decode::Decoder;
-use stoker::source::{
-    save_hdf5, save_npy, Hdf5Layout, Hdf5Source, Raw, Source, TarSource, TarWriter,
-};
+use stoker::source::{save_hdf5, save_npy, Hdf5Layout, Raw, Source, TarWriter};
 use stoker::{Error, Pixels, Result};
 
-use crate::resize::Progress;
+use crate::atomic::write_with as atomic;
+use crate::progress::Progress;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -30,7 +30,7 @@ pub enum ConvertTo {
 pub struct ConvertArgs {
     /// Source: an image folder, a manifest CSV, `.npy` file(s), `.tar` shard(s) or `.h5`
     /// file(s); globs such as `shard-*.tar` allowed.
-    pub src: String,
+    pub src: PathBuf,
     /// Destination folder (created if needed).
     pub dst: PathBuf,
     /// Output format.
@@ -41,7 +41,7 @@ pub struct ConvertArgs {
     pub shard_size: usize,
     /// Labels of an NPY source (file or glob), or the labels dataset of an HDF5 source.
     #[arg(long)]
-    pub labels: Option<String>,
+    pub labels: Option<PathBuf>,
     /// Images dataset of an HDF5 source.
     #[arg(long, default_value = "images")]
     pub images_key: String,
@@ -51,33 +51,21 @@ pub struct ConvertArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print one JSON object on stdout instead of the summary line.
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// Opens a tar or HDF5 source (by extension); `None` for other paths.
-pub fn open_container(path: &str, labels: Option<&str>) -> Result<Option<Box<dyn Source>>> {
-    open_with_key(path, labels, "images")
-}
-
-fn open_with_key(path: &str, labels: Option<&str>, key: &str) -> Result<Option<Box<dyn Source>>> {
-    let lower = path.to_ascii_lowercase();
-    if lower.ends_with(".tar") {
-        if labels.is_some() {
-            return Err(Error::config(
-                "--labels is not for tar shards (labels are .cls members)",
-            ));
+impl ConvertTo {
+    /// The lowercase name, as `--to` spells it.
+    fn name(self) -> &'static str {
+        match self {
+            ConvertTo::Npy => "npy",
+            ConvertTo::Hdf5 => "hdf5",
+            ConvertTo::Tar => "tar",
+            ConvertTo::Folder => "folder",
         }
-        return Ok(Some(Box::new(TarSource::glob(path)?)));
     }
-    if lower.ends_with(".h5") || lower.ends_with(".hdf5") {
-        let src = match labels {
-            Some(l) => Hdf5Source::glob(path, key, Some(l))?,
-            // The default labels dataset, when the file has one.
-            None => Hdf5Source::glob(path, key, Some("labels"))
-                .or_else(|_| Hdf5Source::glob(path, key, None))?,
-        };
-        return Ok(Some(Box::new(src)));
-    }
-    Ok(None)
 }
 
 /// Decoded pixels of one sample, owned: (width, height, channels, u8 or f32 values).
@@ -129,14 +117,22 @@ fn png(o: &Owned) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes through a hidden temporary beside `path`, renamed into place when `f` succeeds.
-fn atomic(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.stoker-tmp"));
-    f(&tmp)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+/// `stoker convert --json`.
+#[derive(Debug, Serialize)]
+struct ConvertReport {
+    /// Samples converted.
+    samples: usize,
+    /// `npy`, `hdf5`, `tar` or `folder`.
+    to: &'static str,
+    /// Shards written (for a folder: the shard-size groups the samples were written in).
+    shards: usize,
+    /// Seconds it took (without --verify).
+    seconds: f64,
+    samples_per_s: f64,
+    /// Samples read back and compared (null without --verify).
+    verified: Option<usize>,
+    /// The output: a path pattern that re-opens it.
+    output: String,
 }
 
 /// Runs `stoker convert`; returns the output path pattern to re-open it.
@@ -144,10 +140,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::config("--shard-size must be > 0"));
     }
-    let src = match open_with_key(&a.src, a.labels.as_deref(), &a.images_key)? {
-        Some(s) => s,
-        None => crate::open_source(&a.src, a.labels.as_deref())?,
-    };
+    let src = crate::open::open(&a.src, a.labels.as_deref(), &a.images_key)?;
     let n = src.len();
     let labelled = src.has_labels();
     let progress = Progress::new(n, "samples", a.quiet);
@@ -208,7 +201,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     let first = *first.get_or_insert(kind);
                     if kind != first {
                         return Err(Error::format(
-                            src.path(i).unwrap_or(Path::new(&a.src)),
+                            src.path(i).unwrap_or(&a.src),
                             format!(
                                 "sample is {}x{}x{}, unlike {}x{}x{} before it: resize first (stoker resize)",
                                 kind.1, kind.0, kind.2, first.1, first.0, first.2
@@ -265,20 +258,11 @@ pub fn run(a: ConvertArgs) -> Result<()> {
         ConvertTo::Tar => a.dst.join("shard-*.tar"),
         ConvertTo::Folder => a.dst.clone(),
     };
-    let pattern = pattern.to_string_lossy().into_owned();
-    let mut verified = String::new();
+    let mut verified = None;
     if a.verify {
-        let labels_pattern = a.dst.join("labels-*.npy").to_string_lossy().into_owned();
-        let out: Box<dyn Source> = match a.to {
-            ConvertTo::Npy => Box::new(stoker::source::NpySource::glob(
-                &pattern,
-                labelled.then_some(labels_pattern.as_str()),
-            )?),
-            _ => match open_container(&pattern, None)? {
-                Some(s) => s,
-                None => crate::open_source(&pattern, None)?,
-            },
-        };
+        let labels_pattern = a.dst.join("labels-*.npy");
+        let labels = (a.to == ConvertTo::Npy && labelled).then_some(labels_pattern.as_path());
+        let out = crate::open::open(&pattern, labels, "images")?;
         if out.len() != n {
             return Err(Error::format(
                 &a.dst,
@@ -331,8 +315,21 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 }
             }
         }
-        verified = format!(", verified {n}");
+        verified = Some(n);
     }
+    let pattern = pattern.to_string_lossy().into_owned();
+    if a.json {
+        return crate::bench::print_json(&ConvertReport {
+            samples: n,
+            to: a.to.name(),
+            shards,
+            seconds: secs,
+            samples_per_s: n as f64 / secs.max(1e-9),
+            verified,
+            output: pattern,
+        });
+    }
+    let verified = verified.map_or(String::new(), |n| format!(", verified {n}"));
     let into = if a.to == ConvertTo::Folder {
         "files".to_string()
     } else {

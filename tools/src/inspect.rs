@@ -1,78 +1,122 @@
 //! `stoker inspect PATH`: what a data set is and whether its layout is the fast one.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use clap::Args;
+use serde::Serialize;
 use stoker::decode::Decoder;
-use stoker::source::{Hdf5Source, Raw, Source};
+use stoker::source::Raw;
 use stoker::{Pixels, Result};
 
-use crate::resize::Progress;
+use crate::open::Format;
+use crate::progress::Progress;
 
 /// Arguments of `stoker inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// An image folder, a manifest CSV, `.npy` file(s), `.tar` shard(s) or `.h5` file(s);
     /// globs such as `shard-*.tar` allowed.
-    pub path: String,
+    pub path: PathBuf,
     /// Labels of an NPY source (file or glob), or the labels dataset of an HDF5 source.
     #[arg(long)]
-    pub labels: Option<String>,
+    pub labels: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print one JSON object on stdout instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One class of the label histogram.
+#[derive(Debug, Serialize)]
+struct LabelCount {
+    label: i64,
+    count: usize,
+}
+
+/// What `stoker inspect` found (`--json` prints it as it is).
+#[derive(Debug, Serialize)]
+struct InspectReport {
+    path: String,
+    format: &'static str,
+    source: String,
+    samples: usize,
+    /// The shape line of the report, e.g. `144x256x3 (HxWxC), u8`.
+    shape: String,
+    /// Height, width and channels of the samples (of the first, for encoded files).
+    height: Option<usize>,
+    width: Option<usize>,
+    channels: Option<usize>,
+    /// `u8` or `f32` (what encoded files decode to: u8).
+    dtype: Option<&'static str>,
+    /// `jpeg` or `png` for encoded files, null for decoded pixels.
+    encoding: Option<&'static str>,
+    /// Whether the layout is the fast one.
+    fast: bool,
+    /// The fast-layout line: why, and what to do when not.
+    fast_layout: String,
+    /// Classes with their sample counts, in label order (null: no labels).
+    labels: Option<Vec<LabelCount>>,
+    /// Samples that could not be read while counting labels.
+    unreadable_samples: usize,
 }
 
 /// Runs `stoker inspect`.
 pub fn run(a: InspectArgs) -> Result<()> {
-    let lower = a.path.to_ascii_lowercase();
-    let src = crate::open_source(&a.path, a.labels.as_deref())?;
-    let (format, fast) = if lower.ends_with(".npy") {
-        ("npy", "yes (memory-mapped, zero copy)".to_string())
-    } else if lower.ends_with(".tar") {
-        (
+    let format = Format::of(&a.path);
+    let src = crate::open::open(&a.path, a.labels.as_deref(), "images")?;
+    let per_file = "no: one file per sample; `stoker convert --to tar` or `--to npy` is faster";
+    let (name, fast, fast_layout) = match format {
+        Format::Npy => ("npy", true, "yes (memory-mapped, zero copy)".to_string()),
+        Format::Tar => (
             "tar shards (webdataset)",
+            true,
             "yes (memory-mapped; decoded per sample)".to_string(),
-        )
-    } else if lower.ends_with(".h5") || lower.ends_with(".hdf5") {
-        let shards = Hdf5Source::glob(&a.path, "images", None)?;
-        let slow = shards.shards().iter().filter(|s| !s.is_mapped()).count();
-        let fast = if slow == 0 {
-            "yes (contiguous, memory-mapped, lock-free)".to_string()
-        } else {
-            format!(
-                "no: {slow} of {} files are chunked or compressed (read through the hdf5 global lock); \
-                 `stoker convert --to hdf5` writes contiguous files",
-                shards.shards().len()
-            )
-        };
-        ("hdf5", fast)
-    } else if lower.ends_with(".csv") {
-        (
-            "manifest csv",
-            "no: one file per sample; `stoker convert --to tar` or `--to npy` is faster"
-                .to_string(),
-        )
-    } else {
-        (
-            "image folder",
-            "no: one file per sample; `stoker convert --to tar` or `--to npy` is faster"
-                .to_string(),
-        )
+        ),
+        Format::Hdf5 => {
+            let (slow, files) = crate::open::hdf5_unmapped(&a.path)?;
+            let line = if slow == 0 {
+                "yes (contiguous, memory-mapped, lock-free)".to_string()
+            } else {
+                format!(
+                    "no: {slow} of {files} files are chunked or compressed (read through the hdf5 global lock); \
+                     `stoker convert --to hdf5` writes contiguous files"
+                )
+            };
+            ("hdf5", slow == 0, line)
+        }
+        Format::Manifest => ("manifest csv", false, per_file.to_string()),
+        Format::Folder => ("image folder", false, per_file.to_string()),
     };
     let n = src.len();
-    println!("path: {}", a.path);
-    println!("format: {format}");
-    println!("source: {}", src.describe());
-    println!("samples: {n}");
+    let mut report = InspectReport {
+        path: a.path.display().to_string(),
+        format: name,
+        source: src.describe(),
+        samples: n,
+        shape: String::new(),
+        height: None,
+        width: None,
+        channels: None,
+        dtype: None,
+        encoding: None,
+        fast,
+        fast_layout,
+        labels: None,
+        unreadable_samples: 0,
+    };
     let mut buf = Vec::new();
     // Shape and dtype: known to pixel sources; encoded ones are described by their first sample.
-    let shape = match (src.size(), src.channels()) {
+    report.shape = match (src.size(), src.channels()) {
         (Some((w, h)), Some(c)) => {
             let dtype = match src.get(0, &mut buf).map(|i| i.raw) {
                 Ok(Raw::Pixels(v)) if matches!(v.pixels, Pixels::F32(_)) => "f32",
                 _ => "u8",
             };
+            (report.width, report.height, report.channels) = (Some(w), Some(h), Some(c));
+            report.dtype = Some(dtype);
             format!("{h}x{w}x{c} (HxWxC), {dtype}")
         }
         _ if n > 0 => match src.get(0, &mut buf)?.raw {
@@ -82,22 +126,41 @@ pub fn run(a: InspectArgs) -> Result<()> {
                 } else {
                     "jpeg"
                 };
+                report.encoding = Some(kind);
                 let mut d = Decoder::new()?;
                 match d.decode(b, 3, None) {
-                    Ok(img) => format!(
-                        "encoded {kind}; first sample {}x{} (HxW), decodes to u8",
-                        img.height, img.width
-                    ),
+                    Ok(img) => {
+                        (report.width, report.height) = (Some(img.width), Some(img.height));
+                        report.channels = Some(img.channels);
+                        report.dtype = Some("u8");
+                        format!(
+                            "encoded {kind}; first sample {}x{} (HxW), decodes to u8",
+                            img.height, img.width
+                        )
+                    }
                     Err(e) => format!("encoded {kind}; first sample does not decode: {e}"),
                 }
             }
-            Raw::Pixels(v) => format!("{}x{}x{} (HxWxC)", v.height, v.width, v.channels),
+            Raw::Pixels(v) => {
+                (report.width, report.height) = (Some(v.width), Some(v.height));
+                report.channels = Some(v.channels);
+                format!("{}x{}x{} (HxWxC)", v.height, v.width, v.channels)
+            }
         },
         _ => "none (empty)".to_string(),
     };
-    println!("shape: {shape}");
-    println!("fast layout: {fast}");
+    if !a.json {
+        println!("path: {}", report.path);
+        println!("format: {}", report.format);
+        println!("source: {}", report.source);
+        println!("samples: {n}");
+        println!("shape: {}", report.shape);
+        println!("fast layout: {}", report.fast_layout);
+    }
     if !src.has_labels() {
+        if a.json {
+            return crate::bench::print_json(&report);
+        }
         println!("labels: none");
         return Ok(());
     }
@@ -112,6 +175,15 @@ pub fn run(a: InspectArgs) -> Result<()> {
         progress.add(1);
     }
     progress.finish();
+    if a.json {
+        report.labels = Some(
+            hist.iter()
+                .map(|(&label, &count)| LabelCount { label, count })
+                .collect(),
+        );
+        report.unreadable_samples = bad;
+        return crate::bench::print_json(&report);
+    }
     println!("labels: {} classes", hist.len());
     let most = hist.values().copied().max().unwrap_or(1).max(1);
     for (label, count) in &hist {

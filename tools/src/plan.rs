@@ -2,11 +2,14 @@
 //! epoch time for a model.
 
 use clap::Args;
+use serde::ser::SerializeMap;
+use serde::Serialize;
 use stoker::plan::{
     format_bytes, parse_bytes, plan, preset, Dominant, Model, Optimizer, Plan, Precision, Request,
     Shape, DEFAULT_OVERHEAD, PRESETS,
 };
 
+/// Arguments of `stoker plan`.
 #[derive(Args)]
 pub struct PlanArgs {
     /// A preset model: cnn4-dense512, cnn4-gap, mobilenetv2, resnet18, resnet50.
@@ -53,6 +56,7 @@ pub struct PlanArgs {
     json: bool,
 }
 
+/// Runs `stoker plan`.
 pub fn run(a: PlanArgs) -> stoker::Result<()> {
     let (name, model) = match (&a.preset, &a.model) {
         (Some(p), _) => (p.clone(), preset(p, a.classes)?),
@@ -77,7 +81,7 @@ pub fn run(a: PlanArgs) -> stoker::Result<()> {
     req.step_ms = a.step_ms;
     let p = plan(&model, &req)?;
     if a.json {
-        println!("{}", json(&name, &p));
+        crate::bench::print_json(&json(&name, &p))?;
     } else {
         print!("{}", report(&name, &p, a.layers));
     }
@@ -170,110 +174,151 @@ fn report(name: &str, p: &Plan, layers: bool) -> String {
     o
 }
 
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
+/// `input` of `stoker plan --json`.
+#[derive(Serialize)]
+struct InputReport {
+    width: usize,
+    height: usize,
+    channels: usize,
+}
+
+/// The memory components (`optimizer state` as `optimizer_state`), then the allocated and
+/// total bytes, in the report's order.
+struct MemoryReport<'a>(&'a Plan);
+
+impl Serialize for MemoryReport<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = &self.0.memory;
+        let rows = m.rows();
+        let mut map = s.serialize_map(Some(rows.len() + 2))?;
+        for (k, v) in rows {
+            map.serialize_entry(&k.replace([' ', '-'], "_"), &v)?;
         }
-    }
-    o.push('"');
-    o
-}
-
-fn dominant(d: &Option<Dominant>) -> String {
-    match d {
-        Some(d) => format!(
-            "{{\"layer\":{},\"name\":{},\"amount\":{},\"share\":{:.6}}}",
-            d.layer,
-            esc(&d.name),
-            d.amount,
-            d.share
-        ),
-        None => "null".into(),
+        map.serialize_entry("allocated", &m.allocated())?;
+        map.serialize_entry("total", &m.total())?;
+        map.end()
     }
 }
 
-fn json(name: &str, p: &Plan) -> String {
+/// `top_params` / `top_activations` of `stoker plan --json`.
+#[derive(Serialize)]
+struct DominantReport<'a> {
+    layer: usize,
+    name: &'a str,
+    amount: u64,
+    share: f64,
+}
+
+impl<'a> DominantReport<'a> {
+    fn of(d: &'a Option<Dominant>) -> Option<DominantReport<'a>> {
+        d.as_ref().map(|d| DominantReport {
+            layer: d.layer,
+            name: &d.name,
+            amount: d.amount,
+            share: d.share,
+        })
+    }
+}
+
+/// `accumulation` of `stoker plan --json`.
+#[derive(Serialize)]
+struct AccumulationReport {
+    micro_batch: u64,
+    steps: u64,
+    effective: u64,
+}
+
+/// `epoch` of `stoker plan --json`.
+#[derive(Serialize)]
+struct EpochReport {
+    steps: u64,
+    seconds: f64,
+    loader_images_per_s: f64,
+}
+
+/// One of `layers` of `stoker plan --json`: `output` is `[channels, height, width]`.
+#[derive(Serialize)]
+struct LayerReport<'a> {
+    name: &'a str,
+    kind: &'static str,
+    output: [usize; 3],
+    params: u64,
+    flops: u64,
+    saved_bytes: u64,
+}
+
+/// `stoker plan --json`.
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    model: &'a str,
+    input: InputReport,
+    batch_size: u64,
+    batch_given: bool,
+    precision: &'static str,
+    optimizer: &'static str,
+    gpu_memory: u64,
+    params: u64,
+    buffers: u64,
+    flops_per_sample: u64,
+    saved_bytes_per_sample: u64,
+    memory: MemoryReport<'a>,
+    fits: bool,
+    largest_batch: u64,
+    accumulation: Option<AccumulationReport>,
+    epoch: Option<EpochReport>,
+    top_params: Option<DominantReport<'a>>,
+    top_activations: Option<DominantReport<'a>>,
+    advice: &'a [String],
+    layers: Vec<LayerReport<'a>>,
+}
+
+fn json<'a>(name: &'a str, p: &'a Plan) -> PlanReport<'a> {
     let a = &p.analysis;
     let s = &p.settings;
-    let m = &p.memory;
     let act = s.precision.activation_bytes();
-    let mut j = format!(
-        "{{\"model\":{},\"input\":{{\"width\":{},\"height\":{},\"channels\":{}}},\
-         \"batch_size\":{},\"batch_given\":{},\"precision\":\"{}\",\"optimizer\":\"{}\",\
-         \"gpu_memory\":{},\"params\":{},\"buffers\":{},\"flops_per_sample\":{},\
-         \"saved_bytes_per_sample\":{},\"memory\":{{",
-        esc(name),
-        a.input.width,
-        a.input.height,
-        a.input.channels,
-        s.batch_size,
-        p.batch_given,
-        s.precision.as_str(),
-        s.optimizer.as_str(),
-        p.gpu_memory,
-        a.params(),
-        a.buffers(),
-        a.flops(),
-        a.saved_bytes(act),
-    );
-    for (k, v) in m.rows() {
-        j.push_str(&format!("\"{}\":{v},", k.replace([' ', '-'], "_")));
-    }
-    j.push_str(&format!(
-        "\"allocated\":{},\"total\":{}}},\"fits\":{},\"largest_batch\":{},",
-        m.allocated(),
-        m.total(),
-        p.fits,
-        p.largest_batch
-    ));
-    j.push_str(&match p.accumulation {
-        Some(x) => format!(
-            "\"accumulation\":{{\"micro_batch\":{},\"steps\":{},\"effective\":{}}},",
-            x.micro_batch, x.steps, x.effective
-        ),
-        None => "\"accumulation\":null,".into(),
-    });
-    j.push_str(&match p.epoch {
-        Some(e) => format!(
-            "\"epoch\":{{\"steps\":{},\"seconds\":{:.3},\"loader_images_per_s\":{:.1}}},",
-            e.steps, e.seconds, e.loader_images_per_s
-        ),
-        None => "\"epoch\":null,".into(),
-    });
-    j.push_str(&format!(
-        "\"top_params\":{},\"top_activations\":{},\"advice\":[{}],\"layers\":[",
-        dominant(&p.top_params),
-        dominant(&p.top_activations),
-        p.advice
+    PlanReport {
+        model: name,
+        input: InputReport {
+            width: a.input.width,
+            height: a.input.height,
+            channels: a.input.channels,
+        },
+        batch_size: s.batch_size,
+        batch_given: p.batch_given,
+        precision: s.precision.as_str(),
+        optimizer: s.optimizer.as_str(),
+        gpu_memory: p.gpu_memory,
+        params: a.params(),
+        buffers: a.buffers(),
+        flops_per_sample: a.flops(),
+        saved_bytes_per_sample: a.saved_bytes(act),
+        memory: MemoryReport(p),
+        fits: p.fits,
+        largest_batch: p.largest_batch,
+        accumulation: p.accumulation.map(|x| AccumulationReport {
+            micro_batch: x.micro_batch,
+            steps: x.steps,
+            effective: x.effective,
+        }),
+        epoch: p.epoch.map(|e| EpochReport {
+            steps: e.steps,
+            seconds: e.seconds,
+            loader_images_per_s: e.loader_images_per_s,
+        }),
+        top_params: DominantReport::of(&p.top_params),
+        top_activations: DominantReport::of(&p.top_activations),
+        advice: &p.advice,
+        layers: a
+            .layers()
             .iter()
-            .map(|x| esc(x))
-            .collect::<Vec<_>>()
-            .join(",")
-    ));
-    let rows: Vec<String> = a
-        .layers()
-        .iter()
-        .map(|l| {
-            format!(
-                "{{\"name\":{},\"kind\":\"{}\",\"output\":[{},{},{}],\"params\":{},\"flops\":{},\"saved_bytes\":{}}}",
-                esc(&l.name),
-                l.kind,
-                l.output.channels,
-                l.output.height,
-                l.output.width,
-                l.params,
-                l.flops,
-                l.saved_bytes(act)
-            )
-        })
-        .collect();
-    j.push_str(&rows.join(","));
-    j.push_str("]}");
-    j
+            .map(|l| LayerReport {
+                name: &l.name,
+                kind: l.kind,
+                output: [l.output.channels, l.output.height, l.output.width],
+                params: l.params,
+                flops: l.flops,
+                saved_bytes: l.saved_bytes(act),
+            })
+            .collect(),
+    }
 }

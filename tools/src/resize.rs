@@ -2,16 +2,20 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use stoker::decode::{Decoder, Filter};
 use stoker::source::{save_hdf5, write_npy, Hdf5Layout, TarWriter};
 use stoker::{Error, Pixels, Result};
+
+use crate::atomic::{write_file as write_atomic, write_with};
+use crate::progress::Progress;
 
 /// How an image is fitted into `--size WxH`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,7 +67,7 @@ pub struct ResizeArgs {
     /// Destination folder (created if needed).
     pub dst: PathBuf,
     /// Output size WxH (see --fit).
-    #[arg(long, value_parser = crate::parse_size)]
+    #[arg(long, value_parser = crate::args::parse_size)]
     pub size: Option<(usize, usize)>,
     /// Scale factor applied to each image's own size, e.g. 0.1.
     #[arg(long)]
@@ -106,6 +110,9 @@ pub struct ResizeArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print one JSON object on stdout instead of the summary line (bad inputs included).
+    #[arg(long)]
+    pub json: bool,
     /// Testing aid: sleep this long per image.
     #[arg(long, hide = true, default_value_t = 0)]
     pub delay_ms: u64,
@@ -281,71 +288,6 @@ impl Worker {
     }
 }
 
-/// A progress line on stderr (when it is a terminal): done/total, rate, ETA.
-pub struct Progress {
-    total: usize,
-    done: AtomicUsize,
-    start: Instant,
-    last: Mutex<Instant>,
-    show: bool,
-    what: &'static str,
-}
-
-impl Progress {
-    /// A progress line for `total` items; drawn only when stderr is a terminal and not `quiet`.
-    pub fn new(total: usize, what: &'static str, quiet: bool) -> Progress {
-        let now = Instant::now();
-        Progress {
-            total,
-            done: AtomicUsize::new(0),
-            start: now,
-            last: Mutex::new(now),
-            show: !quiet && std::io::stderr().is_terminal(),
-            what,
-        }
-    }
-
-    /// Counts `n` more items done and redraws at most 5 times a second.
-    pub fn add(&self, n: usize) {
-        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
-        if !self.show {
-            return;
-        }
-        let Ok(mut last) = self.last.try_lock() else {
-            return;
-        };
-        if last.elapsed() < Duration::from_millis(200) && done < self.total {
-            return;
-        }
-        *last = Instant::now();
-        let s = self.start.elapsed().as_secs_f64();
-        let rate = done as f64 / s.max(1e-9);
-        let eta = (self.total - done.min(self.total)) as f64 / rate.max(1e-9);
-        let width = 30;
-        let fill = (done * width).checked_div(self.total).unwrap_or(width);
-        eprint!(
-            "\r[{}{}] {done}/{} {} {rate:.0}/s ETA {:.0}s   ",
-            "#".repeat(fill.min(width)),
-            " ".repeat(width - fill.min(width)),
-            self.total,
-            self.what,
-            eta
-        );
-    }
-
-    /// Ends the line.
-    pub fn finish(&self) {
-        if self.show {
-            eprintln!();
-        }
-    }
-
-    /// Seconds since the start.
-    pub fn elapsed(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-}
-
 /// Runs `f(worker, k)` for every `k` in `0..n` on `workers` threads; results in order.
 fn par_map<T: Send>(
     n: usize,
@@ -437,21 +379,6 @@ fn is_done(out: &Path, sources: &[PathBuf]) -> bool {
         })
 }
 
-/// Writes `data` to `path` atomically: a hidden temporary file beside it, then a rename.
-pub fn write_atomic(
-    path: &Path,
-    data: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.stoker-tmp"));
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    data(&mut f).map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 /// The label of each file from its first path component (ImageFolder's class order), when
 /// every file sits in a class folder.
 fn class_labels(rel: &[PathBuf]) -> Option<Vec<i64>> {
@@ -469,6 +396,32 @@ fn class_labels(rel: &[PathBuf]) -> Option<Vec<i64>> {
             classes.binary_search(&c).ok().map(|i| i as i64)
         })
         .collect()
+}
+
+/// A bad input of `stoker resize --json`.
+#[derive(Debug, Serialize)]
+struct BadInput {
+    path: String,
+    reason: String,
+}
+
+/// `stoker resize --json`.
+#[derive(Debug, Serialize)]
+struct ResizeReport {
+    /// `resized`, or `decoded` with --decode-only.
+    mode: &'static str,
+    /// Images written (decoded with --decode-only).
+    written: usize,
+    seconds: f64,
+    images_per_s: f64,
+    workers: usize,
+    /// Inputs skipped because their output is already done (resumed run).
+    already_done: usize,
+    failed: usize,
+    /// Every bad input with the reason.
+    bad: Vec<BadInput>,
+    /// The --errors file, when bad inputs were listed in it.
+    errors_file: Option<String>,
 }
 
 /// Runs `stoker resize`.
@@ -639,12 +592,10 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                             }
                             write_atomic(&out, |f| write_npy(f, "|u1", &shape, &px))?;
                         } else {
-                            let dir = out.parent().unwrap_or(Path::new("."));
-                            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                            let tmp = dir.join(format!(".{stem}-{part}{c:06}.{extn}.stoker-tmp"));
                             let l = labelled.then_some(&lab[..]);
-                            save_hdf5(&tmp, Pixels::U8(&px), shape, l, Hdf5Layout::Contiguous)?;
-                            fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
+                            write_with(&out, |tmp| {
+                                save_hdf5(tmp, Pixels::U8(&px), shape, l, Hdf5Layout::Contiguous)
+                            })?;
                         }
                     } else {
                         write_atomic(&out, |f| {
@@ -687,6 +638,29 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             text.push_str(&format!("{}\t{m}\n", p.display()));
         }
         fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    }
+    if a.json {
+        return crate::bench::print_json(&ResizeReport {
+            mode: if a.decode_only { "decoded" } else { "resized" },
+            written,
+            seconds: secs,
+            images_per_s: written as f64 / secs.max(1e-9),
+            workers,
+            already_done: skipped,
+            failed: bad.len(),
+            bad: bad
+                .iter()
+                .map(|(p, m)| BadInput {
+                    path: p.display().to_string(),
+                    reason: m.clone(),
+                })
+                .collect(),
+            errors_file: a
+                .errors
+                .as_ref()
+                .filter(|_| !bad.is_empty())
+                .map(|p| p.display().to_string()),
+        });
     }
     if !bad.is_empty() {
         eprintln!("{} bad inputs:", bad.len());

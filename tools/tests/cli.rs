@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{field, stoker};
+use common::{json, num, stoker, text};
 
 #[test]
 fn bench_digest_is_the_same_for_any_workers_and_prefetch() {
@@ -30,13 +30,15 @@ fn bench_digest_is_the_same_for_any_workers_and_prefetch() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let json = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(json.trim().lines().count(), 1, "one JSON object: {json}");
-        assert_eq!(field(&json, "samples"), "64");
-        assert_eq!(field(&json, "batches"), "12");
-        assert_eq!(field(&json, "skipped"), "0");
-        assert!(field(&json, "images_per_s").parse::<f64>().unwrap() > 0.0);
-        digests.push(field(&json, "digest").to_string());
+        let j = json(&out);
+        assert_eq!(j["samples"], 64);
+        assert_eq!(j["batches"], 12);
+        assert_eq!(j["skipped"], 0);
+        assert_eq!(j["dtype"], "f16");
+        assert_eq!(j["layout"], "nchw");
+        assert!(num(&j, "images_per_s") > 0.0);
+        assert!(num(&j["stage_ms_per_image"], "decode") >= 0.0);
+        digests.push(text(&j, "digest").to_string());
     }
     assert!(digests.windows(2).all(|d| d[0] == d[1]), "{digests:?}");
     // A different seed gives a different digest.
@@ -53,8 +55,7 @@ fn bench_digest_is_the_same_for_any_workers_and_prefetch() {
         "--dtype",
         "f16",
     ]);
-    let json = String::from_utf8(out.stdout).unwrap();
-    assert_ne!(field(&json, "digest"), digests[0]);
+    assert_ne!(text(&json(&out), "digest"), digests[0]);
 }
 
 #[test]
@@ -71,7 +72,7 @@ fn bench_reads_npy_and_manifest_with_equal_pixels() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        field(&String::from_utf8(out.stdout).unwrap(), "digest").to_string()
+        text(&json(&out), "digest").to_string()
     };
     let folder = run(&[]);
     assert_eq!(folder, run(&["fixtures/manifest.csv"]));
@@ -144,7 +145,53 @@ fn skip_policy_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(field(&json, "skipped"), "1");
-    assert_eq!(field(&json, "samples"), "8");
+    let j = json(&out);
+    assert_eq!(j["skipped"], 1);
+    assert_eq!(j["samples"], 8);
+}
+
+#[test]
+fn typed_values_are_checked_by_clap() {
+    // A bad value: clap's usage error (status 2) naming the value and the choices.
+    for (flag, value, want) in [
+        (
+            "--dtype",
+            "f64",
+            "unknown dtype \"f64\" (u8, f16, bf16, f32)",
+        ),
+        ("--layout", "chw", "unknown layout \"chw\""),
+        ("--on-error", "ignore", "unknown error policy \"ignore\""),
+        ("--normalize", "coco", "unknown normalisation \"coco\""),
+    ] {
+        let out = stoker(&["bench", "--epochs", "1", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let e = common::stderr(&out);
+        assert!(
+            e.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{e}"
+        );
+        assert!(e.contains(want), "{e}");
+    }
+    // Every spelling accepted before is accepted still, in any case the library allows.
+    let out = stoker(&[
+        "bench",
+        "--json",
+        "--epochs",
+        "1",
+        "--dtype",
+        "HALF",
+        "--layout",
+        "NHWC",
+        "--on-error",
+        "fail",
+        "--normalize",
+        "imagenet",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let j = json(&out);
+    assert_eq!(j["dtype"], "f16");
+    assert_eq!(j["layout"], "nhwc");
+    let out = stoker(&["bench", "--json", "--epochs", "1", "--dtype", "float"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(json(&out)["dtype"], "f32");
 }

@@ -28,9 +28,7 @@ fn digest(path: &str, labels: Option<&str>) -> String {
     if let Some(l) = labels {
         args.extend(["--labels", l]);
     }
-    let out = String::from_utf8(stoker(&args).stdout).unwrap();
-    let d = out.split("\"digest\":\"").nth(1).unwrap();
-    d[..16].to_string()
+    common::text(&common::json(&stoker(&args)), "digest").to_string()
 }
 
 #[test]
@@ -118,4 +116,42 @@ fn convert_errors_name_the_file() {
     assert!(!out.status.success());
     let e = common::stderr(&out);
     assert!(e.contains("bad.tar") && e.contains("not a tar file"), "{e}");
+}
+
+#[test]
+fn json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("npy");
+    let out = stoker(&[
+        "convert",
+        "fixtures/photos-256x144",
+        dst.to_str().unwrap(),
+        "--to",
+        "npy",
+        "--shard-size",
+        "10",
+        "--verify",
+        "--json",
+    ]);
+    let j = common::json(&out);
+    assert_eq!(j["samples"], 32);
+    assert_eq!(j["to"], "npy");
+    assert_eq!(j["shards"], 4);
+    assert_eq!(j["verified"], 32);
+    assert!(common::num(&j, "samples_per_s") > 0.0, "{j}");
+    assert!(common::text(&j, "output").ends_with("images-*.npy"), "{j}");
+    // Without --verify: null.
+    let out = stoker(&[
+        "convert",
+        "fixtures/npy/images-*.npy",
+        dir.path().join("tar").to_str().unwrap(),
+        "--labels",
+        "fixtures/npy/labels-*.npy",
+        "--to",
+        "tar",
+        "--json",
+    ]);
+    let j = common::json(&out);
+    assert_eq!(j["shards"], 1);
+    assert!(j["verified"].is_null(), "{j}");
 }

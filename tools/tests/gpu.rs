@@ -3,13 +3,7 @@
 
 mod common;
 
-use common::{field, stderr, stdout, stoker};
-
-fn num(json: &str, key: &str) -> f64 {
-    field(json, key)
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
+use common::{json, num, stderr, stdout, stoker, text};
 
 #[test]
 fn slow_step_is_gpu_bound() {
@@ -25,8 +19,8 @@ fn slow_step_is_gpu_bound() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let j = stdout(&out);
-    assert_eq!(field(&j, "verdict"), "gpu-bound", "{j}");
+    let j = json(&out);
+    assert_eq!(text(&j, "verdict"), "gpu-bound", "{j}");
     assert_eq!(num(&j, "gpu_step_ms"), 400.0);
     assert_eq!(num(&j, "step_images_per_s"), 20.0);
     let idle = num(&j, "gpu_idle_fraction");
@@ -34,10 +28,12 @@ fn slow_step_is_gpu_bound() {
     let combined = num(&j, "combined_images_per_s");
     assert!(combined > 15.0 && combined <= 20.5, "{j}");
     assert!(num(&j, "loader_images_per_s") > combined, "{j}");
-    assert_eq!(field(&j, "changes"), "[]");
+    assert_eq!(j["changes"], serde_json::json!([]));
+    assert!(text(&j, "reason").contains("the step sets the pace"), "{j}");
+    assert_eq!(num(&j, "idle_threshold"), 0.05);
     // The earlier fields are still there.
     assert_eq!(num(&j, "samples"), 64.0);
-    assert_eq!(field(&j, "memory"), "aligned");
+    assert_eq!(text(&j, "memory"), "aligned");
 }
 
 #[test]
@@ -69,11 +65,15 @@ fn zero_step_is_input_bound_with_a_change() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let j = stdout(&out);
-    assert_eq!(field(&j, "verdict"), "input-bound", "{j}");
-    assert_eq!(field(&j, "step_images_per_s"), "null", "{j}");
+    let j = json(&out);
+    assert_eq!(text(&j, "verdict"), "input-bound", "{j}");
+    assert!(j["step_images_per_s"].is_null(), "{j}");
     assert!(num(&j, "gpu_idle_fraction") > 0.5, "{j}");
-    assert!(!j.contains("\"changes\":[]"), "{j}");
+    let changes = j["changes"].as_array().unwrap();
+    assert!(
+        !changes.is_empty() && changes.iter().all(|c| c.is_string()),
+        "{j}"
+    );
 }
 
 #[test]
@@ -95,12 +95,17 @@ fn sweep_prints_every_worker_count_and_plots_them() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let j = stdout(&out);
+    let j = json(&out);
     let cores = num(&j, "cores") as usize;
     assert!(cores >= 1);
-    assert_eq!(j.matches("{\"workers\":").count(), cores + 1, "{j}");
-    for w in 0..=cores {
-        assert!(j.contains(&format!("{{\"workers\":{w},")), "{j}");
+    assert_eq!(num(&j, "gpu_step_ms"), 20.0);
+    let rows = j["sweep"].as_array().unwrap();
+    assert_eq!(rows.len(), cores + 1, "{j}");
+    for (w, r) in rows.iter().enumerate() {
+        assert_eq!(r["workers"], w, "{j}");
+        assert!(num(r, "images_per_s") > 0.0, "{j}");
+        assert!(num(r, "combined_images_per_s") > 0.0, "{j}");
+        assert!((0.0..=1.0).contains(&num(r, "idle_fraction")), "{j}");
     }
     assert_eq!(num(&j, "step_images_per_s"), 400.0);
     let plot = std::fs::read_to_string(&svg).unwrap();

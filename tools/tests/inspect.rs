@@ -60,3 +60,40 @@ fn reports_each_format() {
         assert!(text.contains("       1        2 "), "{text}");
     }
 }
+
+#[test]
+fn json_report() {
+    let out = stoker_ok(&[
+        "inspect",
+        "fixtures/npy/images-*.npy",
+        "--labels",
+        "fixtures/npy/labels-*.npy",
+        "--json",
+    ]);
+    let j = common::json(&out);
+    assert_eq!(j["format"], "npy");
+    assert_eq!(j["samples"], 32);
+    assert_eq!(j["shape"], "144x256x3 (HxWxC), u8");
+    assert_eq!(
+        (&j["height"], &j["width"], &j["channels"]),
+        (&144.into(), &256.into(), &3.into())
+    );
+    assert_eq!(j["dtype"], "u8");
+    assert!(j["encoding"].is_null());
+    assert_eq!(j["fast"], true);
+    let labels = j["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 4);
+    assert!(labels.iter().all(|l| l["count"] == 8), "{j}");
+    assert_eq!(j["unreadable_samples"], 0);
+
+    let j = common::json(&stoker_ok(&[
+        "inspect",
+        "fixtures/photos-256x144",
+        "--json",
+    ]));
+    assert_eq!(j["format"], "image folder");
+    assert_eq!(j["encoding"], "jpeg");
+    assert_eq!(j["fast"], false);
+    assert_eq!((&j["height"], &j["width"]), (&144.into(), &256.into()));
+    assert!(common::text(&j, "fast_layout").starts_with("no: one file per sample"));
+}

@@ -3,15 +3,24 @@
 
 mod common;
 
-use common::{field, stderr, stdout};
+use common::{stderr, stdout};
+use serde_json::Value;
 
 fn stoker(args: &[&str]) -> (bool, String, String) {
     let out = common::stoker(&[&["plan"], args].concat());
     (out.status.success(), stdout(&out), stderr(&out))
 }
 
-fn num(json: &str, key: &str) -> u64 {
-    field(json, key).parse().unwrap()
+/// The whole `--json` output as one document.
+fn doc(json: &str) -> Value {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not one JSON document ({e}): {json}"))
+}
+
+/// `v[key]` as an unsigned integer.
+fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
 }
 
 const MIB: u64 = 1 << 20;
@@ -75,9 +84,21 @@ fn cnn4_dense512_at_1080p_batch_1_adam() {
     ];
     let (ok, json, err) = stoker(&[&args[..], &["--gpu-memory", "12GiB"]].concat());
     assert!(ok, "{err}");
-    assert_eq!(json.trim().lines().count(), 1);
+    let json = doc(&json);
     assert_eq!(num(&json, "params"), params);
     assert_eq!(num(&json, "params"), 527_155_914);
+    assert_eq!(json["model"], "cnn4-dense512");
+    assert_eq!(json["input"]["width"], 1920);
+    assert_eq!(json["optimizer"], "adam");
+    // The layer the advice names is in the table, with its parameters.
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(num(&layers[14], "params"), 526_909_952);
+    assert_eq!(json["top_params"]["layer"], 14);
+    assert!(json["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(Value::is_string));
     // Adam's step needs sqrt(v) for every parameter (4 bytes each) after the activations are
     // freed; at batch 1 that (1.96 GiB) is more than the backward pass needs, so the peak is
     // 20 bytes per parameter plus the overhead: 10.3 GiB, which fits in 12 GiB.
@@ -88,8 +109,9 @@ fn cnn4_dense512_at_1080p_batch_1_adam() {
     assert_eq!(cnn4_peak(big), 895_795_200);
     let per = cnn4_peak(big) + (4 * 3 * 1920 * 1080 + 8);
     assert!(per + CUDNN < 4 * params);
-    assert_eq!(num(&json, "total"), 20 * params + OVERHEAD);
-    assert_eq!(field(&json, "fits"), "true");
+    assert_eq!(num(&json["memory"], "total"), 20 * params + OVERHEAD);
+    assert_eq!(num(&json["memory"], "optimizer_state"), 8 * params);
+    assert_eq!(json["fits"], true);
     assert_eq!(
         num(&json, "largest_batch"),
         largest(params, per, 4 * params, 12 * GIB)
@@ -144,10 +166,11 @@ fn cnn4_gap_at_256x144_largest_batch_in_12gib() {
         "--json",
     ]);
     assert!(ok, "{err}");
+    let json = doc(&json);
     assert_eq!(num(&json, "params"), params);
     assert_eq!(num(&json, "largest_batch"), expect);
     assert_eq!(num(&json, "batch_size"), expect);
-    assert_eq!(field(&json, "batch_given"), "false");
+    assert_eq!(json["batch_given"], false);
     let (ok, text, err) = stoker(&[
         "--preset",
         "cnn4-gap",
@@ -185,12 +208,16 @@ fn accumulation_and_epoch_from_the_command_line() {
     assert!(ok, "{err}");
     // 256 / 64 = 4 micro-batches; ceil(50000 / 64) = 782 steps × 80 ms = 62.56 s;
     // 64 images per 80 ms = 800 images/s.
-    assert_eq!(num(&json, "micro_batch"), 64);
-    assert_eq!(num(&json, "steps"), 4);
-    let epoch = &json[json.find("\"epoch\"").unwrap()..];
-    assert_eq!(field(epoch, "steps"), "782");
-    assert_eq!(field(epoch, "seconds"), "62.560");
-    assert_eq!(field(epoch, "loader_images_per_s"), "800.0");
+    let json = doc(&json);
+    let acc = &json["accumulation"];
+    assert_eq!(num(acc, "micro_batch"), 64);
+    assert_eq!(num(acc, "steps"), 4);
+    assert_eq!(num(acc, "effective"), 256);
+    let epoch = &json["epoch"];
+    assert_eq!(num(epoch, "steps"), 782);
+    let secs = epoch["seconds"].as_f64().unwrap();
+    assert!((secs - 62.56).abs() < 1e-9, "{epoch}");
+    assert_eq!(epoch["loader_images_per_s"].as_f64(), Some(800.0));
 }
 
 /// The command of the issue, as a user types it: the report names the flatten -> dense layer

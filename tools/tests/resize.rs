@@ -387,3 +387,42 @@ fn to_npy_and_hdf5_hold_the_png_pixels() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("need --size"));
 }
+
+#[test]
+fn json_report_lists_bad_inputs_and_resumed_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let inputs = make_src(&src);
+    fs::write(src.join("class-a/zero.jpg"), b"").unwrap();
+    fs::write(src.join("class-a/text.jpg"), b"hello, not an image").unwrap();
+    let args = [
+        "resize",
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+        "--size",
+        "64x36",
+        "--json",
+        "--quiet",
+    ];
+    let j = common::json(&run(&args));
+    assert_eq!(j["mode"], "resized");
+    assert_eq!(j["written"], inputs.len());
+    assert_eq!(j["already_done"], 0);
+    assert_eq!(j["failed"], 2);
+    assert!(common::num(&j, "images_per_s") > 0.0, "{j}");
+    assert!(j["errors_file"].is_null(), "{j}");
+    let bad = j["bad"].as_array().unwrap();
+    let reason = |name: &str| {
+        bad.iter()
+            .find(|b| common::text(b, "path").ends_with(name))
+            .map(|b| common::text(b, "reason").to_string())
+            .unwrap_or_else(|| panic!("{name} missing in {j}"))
+    };
+    assert_eq!(reason("zero.jpg"), "empty file (0 bytes)");
+    assert_eq!(reason("text.jpg"), "not a jpeg or png");
+    // A second run finds every good output done.
+    let j = common::json(&run(&args));
+    assert_eq!(j["written"], 0);
+    assert_eq!(j["already_done"], inputs.len());
+    assert_eq!(j["failed"], 2);
+}

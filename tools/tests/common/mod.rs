@@ -1,5 +1,5 @@
 //! Helpers shared by the CLI tests: run the `stoker` binary from the repository root (where
-//! `fixtures/` is), read its output and the fields of its `--json` object.
+//! `fixtures/` is), read its output and parse its `--json` document.
 
 // Each test crate uses its own subset.
 #![allow(dead_code)]
@@ -36,15 +36,23 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The value of `"key":` in a JSON object printed by `--json` (first occurrence, quotes
-/// trimmed).
-pub fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let k = format!("\"{key}\":");
-    let start = json
-        .find(&k)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + k.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].trim_matches('"')
+/// The whole stdout of a `--json` run, parsed as one JSON document (panics with the text
+/// when it is not exactly one).
+pub fn json(o: &Output) -> serde_json::Value {
+    let text = stdout(o);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON document ({e}): {text}"))
+}
+
+/// `v[key]` as a number (panics with the document when it is not one).
+pub fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+/// `v[key]` as a string (panics with the document when it is not one).
+pub fn text<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
 }

@@ -11,15 +11,50 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::Serialize;
+use stoker::batch::Allocator;
 use stoker::cuda::cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use stoker::cuda::cudarc::driver::{
     sys, CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use stoker::cuda::{compile_ptx, Device, DeviceFeeder};
 use stoker::source::Source;
-use stoker::{Error, Loader, Result};
+use stoker::{DType, Error, GpuConvert, Layout, Loader, Result};
 
-use crate::gpu::GpuStep;
+use super::verdict::{self, Figures, StageMs, StepReport};
+use super::{print_json, BenchArgs, GpuStep};
+use crate::args::{layout_name, NormalizeArg};
+
+pub struct Gpu {
+    device: stoker::cuda::Device,
+}
+
+impl Gpu {
+    /// Opens GPU 0 (the no-driver error when there is none).
+    pub fn open() -> stoker::Result<Gpu> {
+        Ok(Gpu {
+            device: stoker::cuda::Device::open(0)?,
+        })
+    }
+    /// Page-locked batch memory on this GPU.
+    pub fn allocator(&self) -> Arc<dyn Allocator> {
+        Arc::new(stoker::cuda::PinnedAlloc::for_device(&self.device))
+    }
+    /// The device.
+    pub fn device(&self) -> &stoker::cuda::Device {
+        &self.device
+    }
+    /// The GPU's name.
+    pub fn name(&self) -> String {
+        self.device.name().unwrap_or_else(|_| "GPU 0".to_string())
+    }
+    /// H2D GB/s for copies of `bytes`: (pinned, pageable).
+    pub fn h2d(&self, bytes: usize) -> stoker::Result<(f64, f64)> {
+        // At least 8 MB a copy and 20 copies, so launch latency does not dominate.
+        let bw = self.device.h2d_bandwidth(bytes.max(8 << 20), 20)?;
+        Ok((bw.pinned_gbps, bw.pageable_gbps))
+    }
+}
 
 /// A kernel that runs for `ns` nanoseconds of the GPU's global timer.
 const SPIN_SOURCE: &str = r#"
@@ -281,10 +316,29 @@ pub fn run<S: Source + 'static>(
     })
 }
 
+/// `stoker bench --gpu --json`: the GPU's figures, then the step fields.
+#[derive(Debug, Serialize)]
+struct DeviceReport {
+    gpu_name: String,
+    h2d_gbps_pinned: f64,
+    h2d_gbps_pageable: f64,
+    gpu_step: String,
+    gpu_step_ms_alone: f64,
+    gpu_step_ms_in_run: f64,
+    upload: &'static str,
+    upload_bytes_per_batch: usize,
+    output_dtype: &'static str,
+    idle_measured_with: &'static str,
+    epochs: u64,
+    samples: u64,
+    workers: usize,
+    batch_size: usize,
+    #[serde(flatten)]
+    step: StepReport,
+}
+
 /// `stoker bench --gpu`: loader alone, GPU step alone, then both through the device feeder.
-pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
-    use crate::gpu;
-    use stoker::{DType, GpuConvert, Layout};
+pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
     let kind = match (a.gpu_step, a.gpu_step_ms) {
         (Some(k), None) => k,
         (None, Some(ms)) => GpuStep::Spin(ms),
@@ -299,30 +353,24 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
             ))
         }
     };
-    let convert_to: Option<DType> = match &a.gpu_convert {
-        Some(d) => Some(d.parse()?),
-        None => {
-            if a.gpu_noise != 0.0 {
-                return Err(Error::config("--gpu-noise needs --gpu-convert"));
-            }
-            None
-        }
-    };
+    let convert_to: Option<DType> = a.gpu_convert;
+    if convert_to.is_none() && a.gpu_noise != 0.0 {
+        return Err(Error::config("--gpu-noise needs --gpu-convert"));
+    }
     // With a conversion the workers write u8 NHWC, unnormalised; the GPU does the rest.
     let mut la = a.clone();
     if convert_to.is_some() {
-        la.dtype = "u8".into();
-        la.layout = "nhwc".into();
-        la.normalize = "none".into();
+        la.dtype = DType::U8;
+        la.layout = Layout::Nhwc;
+        la.normalize = NormalizeArg::None;
     }
     let alloc = g.allocator();
-    let (mut loader, description, shape) = crate::build_loader(&la, a.workers, Some(&alloc))?;
+    let (mut loader, description, shape) = super::build_loader(&la, a.workers, Some(&alloc))?;
     let host_spec = loader.spec().clone();
     let convert = match convert_to {
         Some(d) => {
-            let layout: Layout = a.layout.parse()?;
-            let mut out = host_spec.clone().with_dtype(d).with_layout(layout);
-            if let Some(n) = crate::parse_normalize(&a.normalize)? {
+            let mut out = host_spec.clone().with_dtype(d).with_layout(a.layout);
+            if let Some(n) = a.normalize.get() {
                 out = out.with_normalize(n);
             }
             Some(GpuConvert::new(&out)?.with_noise(a.gpu_noise, a.seed)?)
@@ -332,7 +380,7 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
     let batch_bytes = loader.batch_size() * host_spec.sample_bytes();
     let (pinned, pageable) = g.h2d(batch_bytes)?;
     if !a.json {
-        crate::print_loader(&loader, &description, &la.layout);
+        super::print_loader(&loader, &description, la.layout);
         println!(
             "gpu: {}; H2D copy (at least 8 MB): pinned {pinned:.2} GB/s, pageable {pageable:.2} GB/s",
             g.name()
@@ -342,7 +390,7 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
                 "upload: u8 nhwc, {:.2} MB a batch, converted on the GPU to {} {}{}",
                 batch_bytes as f64 / 1e6,
                 c.output_spec().dtype.as_str(),
-                a.layout.to_ascii_lowercase(),
+                layout_name(a.layout),
                 if c.has_noise() { " with noise" } else { "" }
             ),
             None => println!(
@@ -353,7 +401,7 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
         }
     }
     // 1. The loader alone (host batches, pinned ring).
-    let alone = crate::run_pass(&mut loader, a.epochs, 2.0, None, None, None)?;
+    let alone = super::pass::run_pass(&mut loader, a.epochs, 2.0, None, None, None)?;
     let st = loader.stats();
     let loader_ips = alone.samples as f64 / alone.wall.max(1e-9);
     // 2. The step alone.
@@ -372,7 +420,7 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
     };
     let pass = run(&mut loader, &mut feeder, &mut step, alone.epochs)?;
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / (st.samples.max(1) as f64);
-    let f = gpu::Figures {
+    let f = Figures {
         idle_fraction: pass.idle_fraction,
         epoch_start_share: pass.epoch_start_share,
         batches_per_epoch: loader.batches_per_epoch(),
@@ -384,61 +432,53 @@ pub fn bench(a: &crate::BenchArgs, g: crate::gpu::Gpu) -> Result<()> {
         },
         combined_ips: pass.samples as f64 / pass.wall.max(1e-9),
         workers: loader.num_workers(),
-        cores: gpu::cores(),
+        cores: verdict::cores(),
         batch_size: bs,
         prefetch: loader.prefetch(),
         source_size: shape.size,
         output_size: (host_spec.width, host_spec.height),
         encoded: shape.encoded,
         dtype_bytes: host_spec.dtype.size(),
-        stages: gpu::StageMs {
+        stages: StageMs {
             read: per(st.read),
             decode: per(st.decode),
             transform: per(st.transform),
             write: per(st.write),
         },
     };
-    let v = gpu::verdict(&f);
+    let v = verdict::verdict(&f);
     if a.json {
-        let mut j = format!(
-            "{{\"gpu_name\":{},\"h2d_gbps_pinned\":{pinned:.3},\"h2d_gbps_pageable\":{pageable:.3},\
-             \"gpu_step\":{},\"gpu_step_ms_alone\":{step_alone_ms:.6},\"gpu_step_ms_in_run\":{:.6},\
-             \"upload\":\"{}\",\"upload_bytes_per_batch\":{batch_bytes},\"output_dtype\":\"{}\",\
-             \"idle_measured_with\":\"cuda-events\",\"epochs\":{},\"samples\":{},\
-             \"workers\":{},\"batch_size\":{bs}",
-            gpu::json_str(&g.name()),
-            gpu::json_str(&kind.describe()),
-            pass.step_ms,
-            host_spec.dtype.as_str(),
-            convert
+        return print_json(&DeviceReport {
+            gpu_name: g.name(),
+            h2d_gbps_pinned: pinned,
+            h2d_gbps_pageable: pageable,
+            gpu_step: kind.describe(),
+            gpu_step_ms_alone: step_alone_ms,
+            gpu_step_ms_in_run: pass.step_ms,
+            upload: host_spec.dtype.as_str(),
+            upload_bytes_per_batch: batch_bytes,
+            output_dtype: convert
                 .as_ref()
                 .map_or(host_spec.dtype, |c| c.output_spec().dtype)
                 .as_str(),
-            pass.epochs,
-            pass.samples,
-            loader.num_workers(),
-        );
-        j.push_str(&gpu::figures_json(
-            step_alone_ms,
-            &f,
-            &v,
-            pass.wall,
-            pass.host_wait,
-        ));
-        j.push('}');
-        println!("{j}");
-    } else {
-        let line = format!(
-            "GPU step: {} per batch of {bs}: {step_alone_ms:.3} ms alone, {:.3} ms in the run",
-            kind.describe(),
-            pass.step_ms
-        );
-        let idle = format!(
-            "measured with CUDA events on the training stream over {:.3} s",
-            pass.wall
-        );
-        print!("{}", gpu::report(&line, &f, &v, &idle));
+            idle_measured_with: "cuda-events",
+            epochs: pass.epochs,
+            samples: pass.samples,
+            workers: loader.num_workers(),
+            batch_size: bs,
+            step: StepReport::new(step_alone_ms, &f, &v, pass.wall, pass.host_wait),
+        });
     }
+    let line = format!(
+        "GPU step: {} per batch of {bs}: {step_alone_ms:.3} ms alone, {:.3} ms in the run",
+        kind.describe(),
+        pass.step_ms
+    );
+    let idle = format!(
+        "measured with CUDA events on the training stream over {:.3} s",
+        pass.wall
+    );
+    print!("{}", verdict::report(&line, &f, &v, &idle));
     Ok(())
 }
 

@@ -1,0 +1,54 @@
+//! Outputs appear whole or not at all: written to a hidden temporary beside the final path,
+//! renamed into place once complete.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use stoker::{Error, Result};
+
+/// The hidden temporary beside `path`: `.NAME.stoker-tmp`.
+fn temporary(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    dir.join(format!(".{name}.stoker-tmp"))
+}
+
+/// Creates `path`'s folder, lets `f` write the temporary file it is given, then renames that
+/// to `path` (nothing is renamed when `f` fails).
+pub fn write_with(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = temporary(path);
+    f(&tmp)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// [`write_with`] over an open file: `data` writes into the created temporary.
+pub fn write_file(
+    path: &Path,
+    data: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    write_with(path, |tmp| {
+        let mut f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        data(&mut f).map_err(|e| Error::io(tmp, e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn renamed_only_when_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sub/a.bin");
+        write_file(&out, |f| f.write_all(b"abc")).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"abc");
+        assert!(!dir.path().join("sub/.a.bin.stoker-tmp").exists());
+        let bad = dir.path().join("sub/b.bin");
+        let r = write_file(&bad, |_| Err(std::io::Error::other("disk full")));
+        assert!(r.unwrap_err().to_string().contains(".b.bin.stoker-tmp"));
+        assert!(!bad.exists());
+    }
+}
