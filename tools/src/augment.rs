@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use stoker::augment::{png_grid, Augment};
 use stoker::decode::Decoder;
-use stoker::source::Raw;
+use stoker::source::{Raw, Source};
 use stoker::transform::{Identity, Transform};
 use stoker::{DType, Layout, Loader};
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use stoker::decode::Decoder;
-use stoker::source::{save_hdf5, save_npy, Hdf5Layout, Raw, Source, TarWriter};
+use stoker::decode::{Decoder, ImageFormat};
+use stoker::source::{save_hdf5, save_npy, Hdf5Layout, Index, Raw, Source, TarWriter};
 use stoker::{Error, Pixels, Result};
 
 use crate::atomic::write_with as atomic;
@@ -90,12 +90,9 @@ fn pixels(raw: Raw<'_>, dec: &mut Decoder) -> Result<Owned> {
     })
 }
 
+/// The file extension of encoded bytes (JPEG when unrecognised: the decoder will say why).
 fn sniff_ext(b: &[u8]) -> &'static str {
-    if b.starts_with(b"\x89PNG") {
-        "png"
-    } else {
-        "jpg"
-    }
+    ImageFormat::sniff(b).map_or("jpg", ImageFormat::extension)
 }
 
 fn png(o: &Owned) -> Result<Vec<u8>> {
@@ -131,11 +128,11 @@ struct ConvertReport {
     samples_per_s: f64,
     /// Samples read back and compared (null without --verify).
     verified: Option<usize>,
-    /// The output: a path pattern that re-opens it.
+    /// The output directory: `stoker bench` and `source::open` re-open it as it is.
     output: String,
 }
 
-/// Runs `stoker convert`; returns the output path pattern to re-open it.
+/// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json`.
 pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::config("--shard-size must be > 0"));
@@ -147,6 +144,12 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     let mut dec = Decoder::new()?;
     let mut buf = Vec::new();
     let mut shards = 0;
+    // What `stoker.json` lists: the shards and label files written, in order.
+    let mut index = Index::new(a.to.name(), n);
+    let name = |p: &Path| {
+        p.file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+    };
     let label_dir =
         |l: Option<i64>| l.map_or_else(|| "unlabelled".to_string(), |l| format!("{l:05}"));
     for (k, start) in (0..n).step_by(a.shard_size).enumerate() {
@@ -169,6 +172,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     }
                     w.finish().map(|_| ()).map_err(|e| Error::io(tmp, e))
                 })?;
+                index.shards.push(name(&out));
             }
             ConvertTo::Folder => {
                 for i in range.clone() {
@@ -219,6 +223,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 let (w, h, c, is_f32) = first.unwrap_or((1, 1, 1, false));
                 let shape = [range.len(), h, w, c];
                 let lab = labelled.then_some(&labels[..]);
+                index.shape = Some([h, w, c]);
+                index.dtype = Some(if is_f32 { "f32" } else { "u8" }.to_string());
                 if a.to == ConvertTo::Npy {
                     let out = a.dst.join(format!("images-{k:06}.npy"));
                     atomic(&out, |tmp| {
@@ -230,10 +236,12 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                             save_npy(tmp, "|u1", &shape, &u8s)
                         }
                     })?;
+                    index.shards.push(name(&out));
                     if let Some(l) = lab {
                         let out = a.dst.join(format!("labels-{k:06}.npy"));
                         let bytes: Vec<u8> = l.iter().flat_map(|v| v.to_le_bytes()).collect();
                         atomic(&out, |tmp| save_npy(tmp, "<i8", &[l.len()], &bytes))?;
+                        index.labels.push(name(&out));
                     }
                 } else {
                     let out = a.dst.join(format!("data-{k:06}.h5"));
@@ -245,24 +253,23 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     atomic(&out, |tmp| {
                         save_hdf5(tmp, px, shape, lab, Hdf5Layout::Contiguous)
                     })?;
+                    index.shards.push(name(&out));
+                    index.images_key = Some("images".into());
+                    index.labels_key = labelled.then(|| "labels".into());
                 }
             }
         }
         shards += 1;
     }
     progress.finish();
+    if a.to != ConvertTo::Folder && n > 0 {
+        // `stoker::source::open(DST)` finds the shards and labels through it.
+        index.write(&a.dst)?;
+    }
     let secs = progress.elapsed();
-    let pattern = match a.to {
-        ConvertTo::Npy => a.dst.join("images-*.npy"),
-        ConvertTo::Hdf5 => a.dst.join("data-*.h5"),
-        ConvertTo::Tar => a.dst.join("shard-*.tar"),
-        ConvertTo::Folder => a.dst.clone(),
-    };
     let mut verified = None;
     if a.verify {
-        let labels_pattern = a.dst.join("labels-*.npy");
-        let labels = (a.to == ConvertTo::Npy && labelled).then_some(labels_pattern.as_path());
-        let out = crate::open::open(&pattern, labels, "images")?;
+        let out = crate::open::open(&a.dst, None, "images")?;
         if out.len() != n {
             return Err(Error::format(
                 &a.dst,
@@ -317,7 +324,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
         }
         verified = Some(n);
     }
-    let pattern = pattern.to_string_lossy().into_owned();
+    let pattern = a.dst.display().to_string();
     if a.json {
         return crate::bench::print_json(&ConvertReport {
             samples: n,

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
-use stoker::decode::Decoder;
-use stoker::source::Raw;
+use stoker::decode::{Decoder, ImageFormat};
+use stoker::source::{Raw, Source};
 use stoker::{Pixels, Result};
 
-use crate::open::Format;
 use crate::progress::Progress;
 
 /// Arguments of `stoker inspect`.
@@ -65,31 +64,14 @@ struct InspectReport {
 
 /// Runs `stoker inspect`.
 pub fn run(a: InspectArgs) -> Result<()> {
-    let format = Format::of(&a.path);
     let src = crate::open::open(&a.path, a.labels.as_deref(), "images")?;
-    let per_file = "no: one file per sample; `stoker convert --to tar` or `--to npy` is faster";
-    let (name, fast, fast_layout) = match format {
-        Format::Npy => ("npy", true, "yes (memory-mapped, zero copy)".to_string()),
-        Format::Tar => (
-            "tar shards (webdataset)",
-            true,
-            "yes (memory-mapped; decoded per sample)".to_string(),
-        ),
-        Format::Hdf5 => {
-            let (slow, files) = crate::open::hdf5_unmapped(&a.path)?;
-            let line = if slow == 0 {
-                "yes (contiguous, memory-mapped, lock-free)".to_string()
-            } else {
-                format!(
-                    "no: {slow} of {files} files are chunked or compressed (read through the hdf5 global lock); \
-                     `stoker convert --to hdf5` writes contiguous files"
-                )
-            };
-            ("hdf5", slow == 0, line)
-        }
-        Format::Manifest => ("manifest csv", false, per_file.to_string()),
-        Format::Folder => ("image folder", false, per_file.to_string()),
+    let access = src.access();
+    let fast_layout = if access.fast {
+        format!("yes ({})", access.note)
+    } else {
+        format!("no: {}", access.note)
     };
+    let (name, fast) = (src.format(), access.fast);
     let n = src.len();
     let mut report = InspectReport {
         path: a.path.display().to_string(),
@@ -121,10 +103,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
         }
         _ if n > 0 => match src.get(0, &mut buf)?.raw {
             Raw::Encoded(b) => {
-                let kind = if b.starts_with(b"\x89PNG") {
-                    "png"
-                } else {
-                    "jpeg"
+                let kind = match ImageFormat::sniff(b) {
+                    Some(ImageFormat::Png) => "png",
+                    _ => "jpeg",
                 };
                 report.encoding = Some(kind);
                 let mut d = Decoder::new()?;

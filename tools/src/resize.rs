@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use stoker::decode::{Decoder, Filter};
+use stoker::decode::{Decoder, Filter, ImageFormat};
 use stoker::source::{save_hdf5, write_npy, Hdf5Layout, TarWriter};
 use stoker::{Error, Pixels, Result};
 
@@ -181,12 +181,13 @@ fn stored_size(bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
-    if bytes.starts_with(&[0xff, 0xd8]) {
+    let format = ImageFormat::sniff(bytes);
+    if format == Some(ImageFormat::Jpeg) {
         let h = turbojpeg::read_header(bytes)
             .map_err(|e| format!("jpeg: {}", e.to_string().to_lowercase()))?;
         return Ok((h.width, h.height));
     }
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+    if format == Some(ImageFormat::Png) {
         let be = |i: usize| {
             bytes
                 .get(i..i + 4)

@@ -139,7 +139,7 @@ fn json_summary() {
     assert_eq!(j["shards"], 4);
     assert_eq!(j["verified"], 32);
     assert!(common::num(&j, "samples_per_s") > 0.0, "{j}");
-    assert!(common::text(&j, "output").ends_with("images-*.npy"), "{j}");
+    assert_eq!(common::text(&j, "output"), dst.to_str().unwrap(), "{j}");
     // Without --verify: null.
     let out = stoker(&[
         "convert",
@@ -154,4 +154,43 @@ fn json_summary() {
     let j = common::json(&out);
     assert_eq!(j["shards"], 1);
     assert!(j["verified"].is_null(), "{j}");
+}
+
+#[test]
+fn converted_directories_open_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = digest("fixtures/photos-256x144", None);
+    for to in ["npy", "hdf5", "tar"] {
+        let dst = dir.path().join(to);
+        let d = dst.to_str().unwrap();
+        stoker(&[
+            "convert",
+            "fixtures/photos-256x144",
+            d,
+            "--to",
+            to,
+            "--shard-size",
+            "10",
+            "--quiet",
+        ]);
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dst.join("stoker.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            (index["format"].as_str(), index["samples"].as_u64()),
+            (Some(to), Some(32))
+        );
+        assert_eq!(index["shards"].as_array().unwrap().len(), 4, "{index}");
+        // The directory alone: labels paired, the folder's batches.
+        assert_eq!(digest(d, None), want, "{to}");
+        let j = common::json(&stoker(&["inspect", d, "--json", "--quiet"]));
+        assert_eq!(j["format"], to);
+        assert_eq!(j["samples"], 32);
+        assert_eq!(j["fast"], true, "{j}");
+        let labels = j["labels"].as_array().expect("labelled");
+        assert_eq!(labels.len(), 4, "{j}");
+        // Without the index, the shard names are enough.
+        std::fs::remove_file(dst.join("stoker.json")).unwrap();
+        assert_eq!(digest(d, None), want, "{to} without stoker.json");
+    }
 }

@@ -41,7 +41,7 @@ fn reports_each_format() {
                 rows: 2,
                 deflate: Some(1),
             },
-            "fast layout: no: 1 of 1 files are chunked",
+            "fast layout: no: chunked or compressed",
         ),
     ] {
         let p = dir.path().join(name);

@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Serialize;
 use stoker::batch::Allocator;
 use stoker::digest::Digest;
-use stoker::source::Source;
+use stoker::source::{AnySource, Source};
 use stoker::{DType, Layout, Loader, OnError};
 
 use crate::args::{
@@ -210,7 +210,7 @@ pub fn parse_gpu_step(s: &str) -> Result<GpuStep, String> {
 }
 
 /// The bench's loader, over any source.
-pub type BenchLoader = Loader<Box<dyn Source>>;
+pub type BenchLoader = Loader<AnySource>;
 
 /// Prints `report` as one JSON document on stdout.
 pub fn print_json(report: &impl Serialize) -> stoker::Result<()> {
@@ -230,7 +230,7 @@ pub fn build_loader(
     let path = a.path.clone().unwrap_or_else(crate::args::default_data);
     let source = crate::open::open(&path, a.labels.as_deref(), "images")?;
     let description = source.describe();
-    let shape = SourceShape::probe(&*source);
+    let shape = SourceShape::probe(&source);
     let mut b = Loader::builder(source)
         .batch_size(a.batch_size)
         .prefetch(a.prefetch)
