@@ -78,6 +78,35 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The `.jpg`/`.jpeg`/`.png` files (any case) below `dir`, in torchvision's `ImageFolder`
+/// order: by directory path (as a string), then file name. Hidden entries (names starting
+/// with `.`) are skipped; symlinks to files are followed, symlinks to directories below `dir`
+/// are not, so a link cycle cannot loop. The one directory walk of the crate and its tools.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// for f in ["b.jpg", "a/z.PNG", "a/b/c.jpeg", ".hidden/x.jpg", "notes.txt"] {
+///     let p = dir.path().join(f);
+///     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+///     std::fs::write(p, b"").unwrap();
+/// }
+/// let files = stoker::source::image_files(dir.path()).unwrap();
+/// let rel: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap()).collect();
+/// assert_eq!(rel, [std::path::Path::new("b.jpg"), "a/z.PNG".as_ref(), "a/b/c.jpeg".as_ref()]);
+/// ```
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort_by_cached_key(|p| {
+        let parent = p.parent().unwrap_or(Path::new("")).as_os_str();
+        (
+            parent.as_encoded_bytes().to_vec(),
+            p.file_name().map(|n| n.to_os_string()),
+        )
+    });
+    Ok(files)
+}
+
 /// Strips surrounding double quotes and undoes CSV `""` escapes.
 fn unquote(s: &str) -> String {
     match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
@@ -123,16 +152,7 @@ impl ImageFolder {
         let mut labels = Vec::new();
         let mut classes = Vec::with_capacity(class_dirs.len());
         for (label, name) in class_dirs.iter().enumerate() {
-            let start = files.len();
-            walk(&root.join(name), &mut files)?;
-            // torchvision's order: by directory (as a string), then by file name.
-            files[start..].sort_by_cached_key(|p| {
-                let dir = p.parent().unwrap_or(Path::new("")).as_os_str();
-                (
-                    dir.as_encoded_bytes().to_vec(),
-                    p.file_name().map(|n| n.to_os_string()),
-                )
-            });
+            files.extend(image_files(&root.join(name))?);
             labels.resize(files.len(), label as i64);
             classes.push(name.to_string_lossy().into_owned());
         }

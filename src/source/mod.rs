@@ -13,7 +13,7 @@ mod concat;
 pub use concat::Concat;
 mod folder;
 mod npy;
-pub use folder::ImageFolder;
+pub use folder::{image_files, ImageFolder};
 pub use npy::{save_npy, write_npy, NpySource};
 #[cfg(feature = "hdf5")]
 mod hdf5;

@@ -339,31 +339,12 @@ fn par_map<T: Send>(
     Ok(r.into_iter().map(|(_, t)| t).collect())
 }
 
-/// Image files below `root`, relative to it, sorted by path.
+/// Image files below `root`, relative to it, in ImageFolder order (the library's walk).
 fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            if entry.file_name().as_encoded_bytes().first() == Some(&b'.') {
-                continue;
-            }
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, out)?;
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out)?;
-    out.sort();
-    Ok(out)
+    Ok(stoker::source::image_files(root)?
+        .into_iter()
+        .map(|p| p.strip_prefix(root).map(Path::to_path_buf).unwrap_or(p))
+        .collect())
 }
 
 /// Whether `out` is a finished output for `sources`: non-empty and not older than any of them.
