@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 use crate::args::Args;
 use crate::model::{
     batch_stats, bias_grad, bias_relu, gemm, pool, relu_backward, sgd_momentum, softmax_xent, Dims,
-    Params, RowMajorGemm, MOMENTUM,
+    Params, MOMENTUM,
 };
-use crate::report::{print_epoch, EpochLog};
-use crate::train::{at_path, checked_labels, dims_of, loader_builder, Accumulation};
+use crate::report::{epoch_line, EpochLog};
+use crate::train::{
+    at_path, checked_labels, dims_of, loader_builder, no_images, timed_next, Accumulation,
+};
 
 /// The MLP on the host, with its gradients, momentum and scratch buffers.
 pub struct CpuModel {
@@ -48,35 +50,17 @@ impl CpuModel {
     /// returns the batch's mean loss.
     pub fn forward(&mut self, x: &[f32], labels: &[i64], n: usize) -> f32 {
         let d = self.dims;
-        let (f, hd, k) = (d.features(), d.hidden, d.classes);
+        let g = d.gemms(n);
         pool(x, &mut self.feat, n, d.channels, d.height, d.width, d.pool);
-        // Z1[n×hd] = feat[n×f] · W1[f×hd]
-        let g1 = RowMajorGemm {
-            trans_a: false,
-            trans_b: false,
-            m: n,
-            n: hd,
-            k: f,
-            beta: 0.0,
-        };
-        gemm(g1, &self.feat, &self.params.w1, &mut self.a1);
-        bias_relu(&mut self.a1, &self.params.b1, n, hd);
-        // logits[n×k] = A1[n×hd] · W2[hd×k]
-        let g2 = RowMajorGemm {
-            trans_a: false,
-            trans_b: false,
-            m: n,
-            n: k,
-            k: hd,
-            beta: 0.0,
-        };
-        gemm(g2, &self.a1, &self.params.w2, &mut self.logits);
+        gemm(g.hidden, &self.feat, &self.params.w1, &mut self.a1);
+        bias_relu(&mut self.a1, &self.params.b1, n, d.hidden);
+        gemm(g.logits, &self.a1, &self.params.w2, &mut self.logits);
         softmax_xent(
             &self.logits,
             &self.params.b2,
             labels,
             n,
-            k,
+            d.classes,
             &mut self.dlogits,
             &mut self.loss,
             &mut self.correct,
@@ -87,40 +71,14 @@ impl CpuModel {
     /// Backward pass after [`CpuModel::forward`]: adds the batch's gradients to `grads`.
     pub fn backward(&mut self, n: usize) {
         let d = self.dims;
-        let (f, hd, k) = (d.features(), d.hidden, d.classes);
-        // dW2[hd×k] += A1ᵀ[hd×n] · dlogits[n×k]
-        let g = RowMajorGemm {
-            trans_a: true,
-            trans_b: false,
-            m: hd,
-            n: k,
-            k: n,
-            beta: 1.0,
-        };
-        gemm(g, &self.a1, &self.dlogits, &mut self.grads.w2);
-        bias_grad(&self.dlogits, &mut self.grads.b2, n, k);
-        // dA1[n×hd] = dlogits[n×k] · W2ᵀ[k×hd]
-        let g = RowMajorGemm {
-            trans_a: false,
-            trans_b: true,
-            m: n,
-            n: hd,
-            k,
-            beta: 0.0,
-        };
-        gemm(g, &self.dlogits, &self.params.w2, &mut self.da1);
-        relu_backward(&mut self.da1, &self.a1, n * hd);
-        // dW1[f×hd] += featᵀ[f×n] · dZ1[n×hd]
-        let g = RowMajorGemm {
-            trans_a: true,
-            trans_b: false,
-            m: f,
-            n: hd,
-            k: n,
-            beta: 1.0,
-        };
-        gemm(g, &self.feat, &self.da1, &mut self.grads.w1);
-        bias_grad(&self.da1, &mut self.grads.b1, n, hd);
+        let g = d.gemms(n);
+        gemm(g.dw2, &self.a1, &self.dlogits, &mut self.grads.w2);
+        bias_grad(&self.dlogits, &mut self.grads.b2, n, d.classes);
+        gemm(g.da1, &self.dlogits, &self.params.w2, &mut self.da1);
+        // dZ1 = dA1 where A1 > 0
+        relu_backward(&mut self.da1, &self.a1, n * d.hidden);
+        gemm(g.dw1, &self.feat, &self.da1, &mut self.grads.w1);
+        bias_grad(&self.da1, &mut self.grads.b1, n, d.hidden);
     }
 
     /// Forward and backward of one batch; adds its loss sum, correct count and size to `stats`.
@@ -132,11 +90,13 @@ impl CpuModel {
 
     /// One SGD step with the accumulated gradients scaled by `scale`; zeroes the gradients.
     pub fn step(&mut self, lr: f32, scale: f32) {
-        let (p, g, v) = (&mut self.params, &mut self.grads, &mut self.velocity);
-        sgd_momentum(&mut p.w1, &mut g.w1, &mut v.w1, lr, MOMENTUM, scale);
-        sgd_momentum(&mut p.b1, &mut g.b1, &mut v.b1, lr, MOMENTUM, scale);
-        sgd_momentum(&mut p.w2, &mut g.w2, &mut v.w2, lr, MOMENTUM, scale);
-        sgd_momentum(&mut p.b2, &mut g.b2, &mut v.b2, lr, MOMENTUM, scale);
+        let fields = self.params.fields_mut().into_iter();
+        let fields = fields
+            .zip(self.grads.fields_mut())
+            .zip(self.velocity.fields_mut());
+        for ((w, g), v) in fields {
+            sgd_momentum(w, g, v, lr, MOMENTUM, scale);
+        }
     }
 }
 
@@ -157,10 +117,9 @@ pub fn run(args: &Args, verbose: bool) -> Result<Vec<EpochLog>, String> {
         let mut batches = 0;
         let mut it = loader.epoch(epoch as u64);
         loop {
-            let t = Instant::now();
-            let next = it.next();
-            wait += t.elapsed();
-            let Some(batch) = next else { break };
+            let Some(batch) = timed_next(&mut it, &mut wait) else {
+                break;
+            };
             let batch = batch.map_err(|e| at_path(path, e))?;
             let t = Instant::now();
             let n = batch.len();
@@ -190,23 +149,10 @@ pub fn run(args: &Args, verbose: bool) -> Result<Vec<EpochLog>, String> {
             model.step(args.lr, scale);
             step += t.elapsed();
         }
-        let images = stats[2] as usize;
-        if images == 0 {
-            return Err(format!("{}: the epoch had no images", path.display()));
-        }
-        let log = EpochLog {
-            epoch,
-            loss: stats[0] / stats[2],
-            accuracy: stats[1] / stats[2],
-            images,
-            batches,
-            wall: start.elapsed(),
-            step,
-            wait,
-            memory: None,
-        };
+        let log = EpochLog::from_stats(epoch, stats, batches, start.elapsed(), step, wait)
+            .ok_or_else(|| no_images(path))?;
         if verbose {
-            print_epoch(&log, args.epochs);
+            println!("{}", epoch_line(&log, args.epochs));
         }
         logs.push(log);
     }
@@ -243,20 +189,17 @@ mod tests {
             let mut model = CpuModel::new(dims, params.clone(), n);
             let mut stats = [0.0; 3];
             model.train_batch(&x, &labels, n, &mut stats);
-            let mut analytic = model.grads.clone();
+            let analytic = &model.grads;
             let (_, mask) = loss_of(dims, &params, &x, &labels, n);
             let eps = 1e-2f32;
             let (mut diff2, mut sum2, mut worst) = (0.0f64, 0.0f64, 0.0f64);
             let (mut checked, mut kinks) = (0usize, 0usize);
-            let fields: [fn(&mut Params) -> &mut Vec<f32>; 4] =
-                [|p| &mut p.w1, |p| &mut p.b1, |p| &mut p.w2, |p| &mut p.b2];
-            for field in fields {
-                let len = field(&mut params.clone()).len();
-                for i in 0..len {
+            for t in 0..4 {
+                for i in 0..params.fields()[t].len() {
                     let mut plus = params.clone();
-                    field(&mut plus)[i] += eps;
+                    plus.fields_mut()[t][i] += eps;
                     let mut minus = params.clone();
-                    field(&mut minus)[i] -= eps;
+                    minus.fields_mut()[t][i] -= eps;
                     let (lp, mp) = loss_of(dims, &plus, &x, &labels, n);
                     let (lm, mm) = loss_of(dims, &minus, &x, &labels, n);
                     if mp != mask || mm != mask {
@@ -266,7 +209,7 @@ mod tests {
                         continue;
                     }
                     let numeric = (lp - lm) / (2.0 * f64::from(eps));
-                    let a = f64::from(field(&mut analytic)[i]);
+                    let a = f64::from(analytic.fields()[t][i]);
                     diff2 += (numeric - a).powi(2);
                     sum2 += (numeric + a).powi(2);
                     worst = worst.max((numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-2));
@@ -329,12 +272,7 @@ mod tests {
             whole.step(0.1, 1.0);
         }
         let (a, b) = (&split.params, &whole.params);
-        for (u, v) in [
-            (&a.w1, &b.w1),
-            (&a.b1, &b.b1),
-            (&a.w2, &b.w2),
-            (&a.b2, &b.b2),
-        ] {
+        for (u, v) in a.fields().into_iter().zip(b.fields()) {
             for (p, q) in u.iter().zip(v) {
                 assert!((p - q).abs() <= 1e-5, "{p} vs {q}");
             }

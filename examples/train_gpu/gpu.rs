@@ -15,8 +15,10 @@ use stoker::cuda::{Device, DeviceFeeder, PinnedAlloc};
 
 use crate::args::Args;
 use crate::model::{Dims, Params, RowMajorGemm, MOMENTUM};
-use crate::report::{mib, print_epoch, EpochLog};
-use crate::train::{at_path, checked_labels, dims_of, loader_builder, Accumulation};
+use crate::report::{epoch_line, mib, EpochLog};
+use crate::train::{
+    at_path, checked_labels, dims_of, loader_builder, no_images, timed_next, Accumulation,
+};
 
 /// The CUDA source of the kernels; each mirrors the host function of the same name in
 /// [`crate::model`].
@@ -90,36 +92,19 @@ struct Kernels {
 }
 
 /// Parameters, gradients or momentum on the device.
-struct DevParams {
-    w1: CudaSlice<f32>,
-    b1: CudaSlice<f32>,
-    w2: CudaSlice<f32>,
-    b2: CudaSlice<f32>,
+type DevParams = Params<CudaSlice<f32>>;
+
+/// Copies host parameters to the device (queued on `stream`).
+fn upload(stream: &Arc<CudaStream>, p: &Params) -> Result<DevParams, String> {
+    p.try_map(|v| stream.clone_htod(v).map_err(driver("uploading weights")))
 }
 
-impl DevParams {
-    fn upload(stream: &Arc<CudaStream>, p: &Params) -> Result<DevParams, String> {
-        let up = |v: &Vec<f32>| stream.clone_htod(v).map_err(driver("uploading weights"));
-        Ok(DevParams {
-            w1: up(&p.w1)?,
-            b1: up(&p.b1)?,
-            w2: up(&p.w2)?,
-            b2: up(&p.b2)?,
-        })
-    }
-
-    #[cfg(test)]
-    fn download(&self, stream: &Arc<CudaStream>) -> Result<Params, String> {
-        let down = |v: &CudaSlice<f32>| stream.clone_dtoh(v).map_err(driver("reading weights"));
-        let p = Params {
-            w1: down(&self.w1)?,
-            b1: down(&self.b1)?,
-            w2: down(&self.w2)?,
-            b2: down(&self.b2)?,
-        };
-        stream.synchronize().map_err(driver("reading weights"))?;
-        Ok(p)
-    }
+/// Reads device parameters back (waits for the queued work).
+#[cfg(test)]
+fn download(stream: &Arc<CudaStream>, p: &DevParams) -> Result<Params, String> {
+    let host = p.try_map(|v| stream.clone_dtoh(v).map_err(driver("reading weights")))?;
+    stream.synchronize().map_err(driver("reading weights"))?;
+    Ok(host)
 }
 
 /// A grid of `len` threads in blocks of 256.
@@ -228,9 +213,9 @@ impl GpuModel {
         let b = batch_size;
         let zero = Params::zeros(&dims);
         Ok(GpuModel {
-            params: DevParams::upload(&stream, params)?,
-            grads: DevParams::upload(&stream, &zero)?,
-            velocity: DevParams::upload(&stream, &zero)?,
+            params: upload(&stream, params)?,
+            grads: upload(&stream, &zero)?,
+            velocity: upload(&stream, &zero)?,
             feat: zeros(b * dims.features())?,
             a1: zeros(b * dims.hidden)?,
             logits: zeros(b * dims.classes)?,
@@ -263,6 +248,7 @@ impl GpuModel {
     ) -> Result<(), String> {
         let d = self.dims;
         let (f, hd, k) = (d.features(), d.hidden, d.classes);
+        let gemms = d.gemms(n);
         let s = &self.stream;
         let err = driver("launching a kernel");
         let (ni, ci, hi, wi, pi) = (
@@ -285,15 +271,13 @@ impl GpuModel {
             .launch(grid(n * f))
             .map_err(&err)?;
         // Z1[n×hd] = feat[n×f] · W1[f×hd]
-        let g = RowMajorGemm {
-            trans_a: false,
-            trans_b: false,
-            m: n,
-            n: hd,
-            k: f,
-            beta: 0.0,
-        };
-        gemm(&self.blas, g, &self.feat, &self.params.w1, &mut self.a1)?;
+        gemm(
+            &self.blas,
+            gemms.hidden,
+            &self.feat,
+            &self.params.w1,
+            &mut self.a1,
+        )?;
         // A1 = relu(Z1 + b1)
         s.launch_builder(&self.k.bias_relu)
             .arg(&mut self.a1)
@@ -303,15 +287,13 @@ impl GpuModel {
             .launch(grid(n * hd))
             .map_err(&err)?;
         // logits[n×k] = A1[n×hd] · W2[hd×k]  (b2 is added inside softmax_xent)
-        let g = RowMajorGemm {
-            trans_a: false,
-            trans_b: false,
-            m: n,
-            n: k,
-            k: hd,
-            beta: 0.0,
-        };
-        gemm(&self.blas, g, &self.a1, &self.params.w2, &mut self.logits)?;
+        gemm(
+            &self.blas,
+            gemms.logits,
+            &self.a1,
+            &self.params.w2,
+            &mut self.logits,
+        )?;
         s.launch_builder(&self.k.softmax_xent)
             .arg(&self.logits)
             .arg(&self.params.b2)
@@ -331,15 +313,13 @@ impl GpuModel {
             .launch(grid(1))
             .map_err(&err)?;
         // dW2[hd×k] += A1ᵀ[hd×n] · dlogits[n×k]
-        let g = RowMajorGemm {
-            trans_a: true,
-            trans_b: false,
-            m: hd,
-            n: k,
-            k: n,
-            beta: 1.0,
-        };
-        gemm(&self.blas, g, &self.a1, &self.dlogits, &mut self.grads.w2)?;
+        gemm(
+            &self.blas,
+            gemms.dw2,
+            &self.a1,
+            &self.dlogits,
+            &mut self.grads.w2,
+        )?;
         // db2[k] += Σ_rows dlogits
         s.launch_builder(&self.k.bias_grad)
             .arg(&self.dlogits)
@@ -349,15 +329,13 @@ impl GpuModel {
             .launch(grid(k))
             .map_err(&err)?;
         // dA1[n×hd] = dlogits[n×k] · W2ᵀ[k×hd]
-        let g = RowMajorGemm {
-            trans_a: false,
-            trans_b: true,
-            m: n,
-            n: hd,
-            k,
-            beta: 0.0,
-        };
-        gemm(&self.blas, g, &self.dlogits, &self.params.w2, &mut self.da1)?;
+        gemm(
+            &self.blas,
+            gemms.da1,
+            &self.dlogits,
+            &self.params.w2,
+            &mut self.da1,
+        )?;
         // dZ1 = dA1 where A1 > 0
         let len = (n * hd) as i32;
         s.launch_builder(&self.k.relu_backward)
@@ -367,15 +345,13 @@ impl GpuModel {
             .launch(grid(n * hd))
             .map_err(&err)?;
         // dW1[f×hd] += featᵀ[f×n] · dZ1[n×hd]
-        let g = RowMajorGemm {
-            trans_a: true,
-            trans_b: false,
-            m: f,
-            n: hd,
-            k: n,
-            beta: 1.0,
-        };
-        gemm(&self.blas, g, &self.feat, &self.da1, &mut self.grads.w1)?;
+        gemm(
+            &self.blas,
+            gemms.dw1,
+            &self.feat,
+            &self.da1,
+            &mut self.grads.w1,
+        )?;
         // db1[hd] += Σ_rows dZ1
         s.launch_builder(&self.k.bias_grad)
             .arg(&self.da1)
@@ -391,13 +367,11 @@ impl GpuModel {
     /// them).
     pub fn step(&mut self, lr: f32, scale: f32) -> Result<(), String> {
         let s = &self.stream;
-        let (p, g, v) = (&mut self.params, &mut self.grads, &mut self.velocity);
-        for (w, g, v) in [
-            (&mut p.w1, &mut g.w1, &mut v.w1),
-            (&mut p.b1, &mut g.b1, &mut v.b1),
-            (&mut p.w2, &mut g.w2, &mut v.w2),
-            (&mut p.b2, &mut g.b2, &mut v.b2),
-        ] {
+        let fields = self.params.fields_mut().into_iter();
+        let fields = fields
+            .zip(self.grads.fields_mut())
+            .zip(self.velocity.fields_mut());
+        for ((w, g), v) in fields {
             let len = w.len();
             let leni = len as i32;
             // SAFETY: the three buffers hold `len` f32 each, on this stream.
@@ -439,7 +413,7 @@ impl GpuModel {
     /// The parameters, read back (waits for the queued work).
     #[cfg(test)]
     pub fn params(&self) -> Result<Params, String> {
-        self.params.download(&self.stream)
+        download(&self.stream, &self.params)
     }
 }
 
@@ -497,10 +471,9 @@ pub fn run(args: &Args) -> Result<Vec<EpochLog>, String> {
         model.reset_stats()?;
         let mut it = feeder.feed(loader.epoch(epoch as u64));
         loop {
-            let t = Instant::now();
-            let next = it.next();
-            wait += t.elapsed();
-            let Some(batch) = next else { break };
+            let Some(batch) = timed_next(&mut it, &mut wait) else {
+                break;
+            };
             let batch = batch.map_err(with_path)?;
             let n = batch.len();
             checked_labels(Some(batch.host_labels()), n, dims.classes, path)?;
@@ -551,22 +524,11 @@ pub fn run(args: &Args) -> Result<Vec<EpochLog>, String> {
         for (t0, t1) in &events {
             step_ms += f64::from(t0.elapsed_ms(t1).map_err(driver("event timing"))?);
         }
-        let images = stats[2] as usize;
-        if images == 0 {
-            return Err(format!("{}: the epoch had no images", path.display()));
-        }
-        let log = EpochLog {
-            epoch,
-            loss: stats[0] / stats[2],
-            accuracy: stats[1] / stats[2],
-            images,
-            batches,
-            wall,
-            step: Duration::from_secs_f64(step_ms / 1e3),
-            wait,
-            memory: Some(sample_memory(&device, &mut peak)?),
-        };
-        print_epoch(&log, args.epochs);
+        let step = Duration::from_secs_f64(step_ms / 1e3);
+        let mut log = EpochLog::from_stats(epoch, stats, batches, wall, step, wait)
+            .ok_or_else(|| no_images(path))?;
+        log.memory = Some(sample_memory(&device, &mut peak)?);
+        println!("{}", epoch_line(&log, args.epochs));
         logs.push(log);
     }
     Ok(logs)
@@ -636,12 +598,7 @@ mod tests {
         assert!((gpu_stats[0] - stats[0]).abs() < 1e-4 * stats[0].abs().max(1.0));
         assert_eq!(gpu_stats[1..], stats[1..]);
         let want = &cpu.params;
-        for (u, v) in [
-            (&got.w1, &want.w1),
-            (&got.b1, &want.b1),
-            (&got.w2, &want.w2),
-            (&got.b2, &want.b2),
-        ] {
+        for (u, v) in got.fields().into_iter().zip(want.fields()) {
             for (p, q) in u.iter().zip(v) {
                 assert!((p - q).abs() <= 1e-4 * q.abs().max(1.0), "{p} vs {q}");
             }

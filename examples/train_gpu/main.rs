@@ -69,7 +69,7 @@ mod train;
 use std::process::ExitCode;
 
 use crate::args::{parse_args, Args, Command, USAGE};
-use crate::report::{print_summary, EpochLog};
+use crate::report::{summary_line, EpochLog};
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
@@ -90,7 +90,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(logs) => {
-            print_summary(&logs);
+            if let Some(line) = summary_line(&logs) {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -66,16 +66,45 @@ impl SplitMix64 {
 }
 
 /// The parameters (also used for their gradients and momentum buffers), row-major:
-/// `w1` is `F × hidden`, `w2` is `hidden × classes`.
+/// `w1` is `F × hidden`, `w2` is `hidden × classes`. `T` is a host `Vec<f32>` or, on the GPU
+/// path, a device buffer.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Params {
-    pub w1: Vec<f32>,
-    pub b1: Vec<f32>,
-    pub w2: Vec<f32>,
-    pub b2: Vec<f32>,
+pub struct Params<T = Vec<f32>> {
+    /// First layer's weights, `F × hidden`.
+    pub w1: T,
+    /// First layer's bias, `hidden`.
+    pub b1: T,
+    /// Second layer's weights, `hidden × classes`.
+    pub w2: T,
+    /// Second layer's bias, `classes`.
+    pub b2: T,
+}
+
+impl<T> Params<T> {
+    /// The four tensors, in the order `w1, b1, w2, b2`.
+    pub fn fields(&self) -> [&T; 4] {
+        [&self.w1, &self.b1, &self.w2, &self.b2]
+    }
+
+    /// The four tensors, mutably, in the order `w1, b1, w2, b2`.
+    pub fn fields_mut(&mut self) -> [&mut T; 4] {
+        [&mut self.w1, &mut self.b1, &mut self.w2, &mut self.b2]
+    }
+
+    /// Each tensor through `f` (an upload or download on the GPU path).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn try_map<U, E>(&self, mut f: impl FnMut(&T) -> Result<U, E>) -> Result<Params<U>, E> {
+        Ok(Params {
+            w1: f(&self.w1)?,
+            b1: f(&self.b1)?,
+            w2: f(&self.w2)?,
+            b2: f(&self.b2)?,
+        })
+    }
 }
 
 impl Params {
+    /// All zeros, shaped for `d`.
     pub fn zeros(d: &Dims) -> Params {
         Params {
             w1: vec![0.0; d.features() * d.hidden],
@@ -160,6 +189,43 @@ impl RowMajorGemm {
             lda: if self.trans_b { self.k } else { self.n },
             ldb: if self.trans_a { self.m } else { self.k },
             ldc: self.n,
+        }
+    }
+}
+
+/// The five products of one training step on a batch of `n`, the same on both paths.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemms {
+    /// `Z1[n×hd] = feat[n×F] · W1[F×hd]`.
+    pub hidden: RowMajorGemm,
+    /// `logits[n×k] = A1[n×hd] · W2[hd×k]` (b2 is added inside `softmax_xent`).
+    pub logits: RowMajorGemm,
+    /// `dW2[hd×k] += A1ᵀ[hd×n] · dlogits[n×k]`.
+    pub dw2: RowMajorGemm,
+    /// `dA1[n×hd] = dlogits[n×k] · W2ᵀ[k×hd]`.
+    pub da1: RowMajorGemm,
+    /// `dW1[F×hd] += featᵀ[F×n] · dZ1[n×hd]`.
+    pub dw1: RowMajorGemm,
+}
+
+impl Dims {
+    /// The GEMMs of a training step on `n` images.
+    pub fn gemms(&self, n: usize) -> Gemms {
+        let (f, hd, k) = (self.features(), self.hidden, self.classes);
+        let g = |trans_a, trans_b, m, n, k, beta| RowMajorGemm {
+            trans_a,
+            trans_b,
+            m,
+            n,
+            k,
+            beta,
+        };
+        Gemms {
+            hidden: g(false, false, n, hd, f, 0.0),
+            logits: g(false, false, n, k, hd, 0.0),
+            dw2: g(true, false, hd, k, n, 1.0),
+            da1: g(false, true, n, hd, k, 0.0),
+            dw1: g(true, false, f, hd, n, 1.0),
         }
     }
 }
@@ -417,6 +483,28 @@ pub mod tests {
                 }
             }
         }
+    }
+
+    /// Every product of a step has the operand shapes of the buffers it is run on.
+    #[test]
+    fn gemms_fit_the_buffers() {
+        let (dims, params, _, _, n) = tiny(1);
+        let (f, hd, k) = (dims.features(), dims.hidden, dims.classes);
+        let g = dims.gemms(n);
+        // (product, elements of A, of B, of C)
+        for (g, a, b, c) in [
+            (g.hidden, n * f, params.w1.len(), n * hd),
+            (g.logits, n * hd, params.w2.len(), n * k),
+            (g.dw2, n * hd, n * k, params.w2.len()),
+            (g.da1, n * k, params.w2.len(), n * hd),
+            (g.dw1, n * f, n * hd, params.w1.len()),
+        ] {
+            assert_eq!((g.m * g.k, g.k * g.n, g.m * g.n), (a, b, c), "{g:?}");
+        }
+        // Forward products overwrite, weight gradients accumulate.
+        assert_eq!(g.hidden.beta, 0.0);
+        assert_eq!(g.dw1.beta, 1.0);
+        assert_eq!(g.dw2.beta, 1.0);
     }
 
     #[test]

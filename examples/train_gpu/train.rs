@@ -2,6 +2,7 @@
 //! checks, and when to take an SGD step.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use stoker::source::ImageFolder;
 use stoker::{DType, Layout, Loader, LoaderBuilder, Normalize};
@@ -95,4 +96,57 @@ pub fn checked_labels<'a>(
         ));
     }
     Ok(labels)
+}
+
+/// `it.next()`, with the time it took added to `wait`.
+pub fn timed_next<I: Iterator>(it: &mut I, wait: &mut Duration) -> Option<I::Item> {
+    let t = Instant::now();
+    let next = it.next();
+    *wait += t.elapsed();
+    next
+}
+
+/// The error of an epoch that had no images.
+pub fn no_images(path: &Path) -> String {
+    format!("{}: the epoch had no images", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulation_steps_every_a_batches_and_flushes_the_rest() {
+        let mut acc = Accumulation::new(3);
+        let steps: Vec<Option<f32>> = (0..7).map(|_| acc.after_batch()).collect();
+        let third = Some(1.0 / 3.0);
+        assert_eq!(steps, [None, None, third, None, None, third, None]);
+        assert_eq!(acc.flush(), Some(1.0));
+        assert_eq!(acc.flush(), None);
+    }
+
+    #[test]
+    fn errors_name_the_path_once() {
+        let p = Path::new("/data/set");
+        assert_eq!(at_path(p, "boom"), "/data/set: boom");
+        assert_eq!(at_path(p, "/data/set/a.jpg: bad"), "/data/set/a.jpg: bad");
+        assert_eq!(no_images(p), "/data/set: the epoch had no images");
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        let p = Path::new("d");
+        assert_eq!(checked_labels(Some(&[0, 1]), 2, 2, p), Ok(&[0i64, 1][..]));
+        assert!(checked_labels(None, 2, 2, p)
+            .unwrap_err()
+            .contains("no labels"));
+        assert!(checked_labels(Some(&[0]), 2, 2, p)
+            .unwrap_err()
+            .contains("no labels"));
+        assert_eq!(
+            checked_labels(Some(&[0, 2]), 2, 2, p).unwrap_err(),
+            "d: label 2 is outside 0..2"
+        );
+        assert!(checked_labels(Some(&[-1, 0]), 2, 2, p).is_err());
+    }
 }
