@@ -1,142 +1,134 @@
-//! The command line.
+//! The command line (clap derive).
 
 use std::path::PathBuf;
 
-/// Usage line printed by `--help` and after a bad flag.
-pub const USAGE: &str = "usage: train_gpu [PATH] [--epochs 10] [--batch-size 8] [--accumulate 1] \
-                         [--lr 0.05] [--workers 2] [--seed 0] [--pool 8] [--hidden 64] [--cpu]";
+use clap::Parser;
 
-/// Command-line settings.
-#[derive(Clone, Debug, PartialEq)]
+/// Trains a small MLP on an ImageFolder from stoker's batches: on the GPU (cuda feature), or on
+/// the host with `--cpu`.
+#[derive(Clone, Debug, PartialEq, Parser)]
+#[command(name = "train_gpu", args_override_self = true)]
 pub struct Args {
+    /// ImageFolder to train on (one sub-folder per class).
+    #[arg(value_name = "PATH", default_value = "fixtures/photos-256x144")]
     pub path: PathBuf,
+    /// Passes over the data.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_least_one)]
     pub epochs: usize,
+    /// Images per batch.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
     pub batch_size: usize,
+    /// Batches whose gradients are summed into one SGD step.
+    #[arg(long, value_name = "A", default_value_t = 1, value_parser = at_least_one)]
     pub accumulate: usize,
+    /// Learning rate (finite, > 0).
+    #[arg(
+        long,
+        value_name = "LR",
+        default_value_t = 0.05,
+        value_parser = learning_rate,
+        allow_negative_numbers = true
+    )]
     pub lr: f32,
+    /// Decoding threads of the loader.
+    #[arg(long, value_name = "N", default_value_t = 2)]
     pub workers: usize,
+    /// Seed of the shuffle and of the initial weights.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+    /// Pooled cells per side: 3·P·P features per image.
+    #[arg(long, value_name = "P", default_value_t = 8, value_parser = at_least_one)]
     pub pool: usize,
+    /// Hidden units.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
     pub hidden: usize,
+    /// Train on the CPU: the same model and maths with plain loops (no GPU or cuda feature
+    /// needed).
+    #[arg(long)]
     pub cpu: bool,
 }
 
 impl Default for Args {
+    /// The defaults of the command line (no arguments).
     fn default() -> Args {
-        Args {
-            path: PathBuf::from("fixtures/photos-256x144"),
-            epochs: 10,
-            batch_size: 8,
-            accumulate: 1,
-            lr: 0.05,
-            workers: 2,
-            seed: 0,
-            pool: 8,
-            hidden: 64,
-            cpu: false,
-        }
+        Args::try_parse_from(["train_gpu"]).expect("the defaults parse")
     }
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    Train(Args),
-    Help,
-}
-
-fn parse_num<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    let v: usize = s
         .parse()
-        .map_err(|_| format!("{flag}: {value:?} is not a valid number"))
+        .map_err(|_| format!("{s:?} is not a valid number"))?;
+    if v == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(v)
 }
 
-/// Parses the arguments after the program name (std only: `--flag value` or `--flag=value`).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut out = Args::default();
-    let mut path = None;
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Command::Help);
-        }
-        if arg == "--cpu" {
-            out.cpu = true;
-            continue;
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            if path.is_some() {
-                return Err(format!("unexpected argument {arg:?} (one PATH at most)"));
-            }
-            path = Some(PathBuf::from(arg));
-            continue;
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_string(), Some(v.to_string())),
-            None => (arg.clone(), None),
-        };
-        let known = [
-            "--epochs",
-            "--batch-size",
-            "--accumulate",
-            "--lr",
-            "--workers",
-            "--seed",
-            "--pool",
-            "--hidden",
-        ];
-        if !known.contains(&flag.as_str()) {
-            return Err(format!("unknown flag {flag:?}"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
-        };
-        match flag.as_str() {
-            "--epochs" => out.epochs = parse_num(&flag, &value)?,
-            "--batch-size" => out.batch_size = parse_num(&flag, &value)?,
-            "--accumulate" => out.accumulate = parse_num(&flag, &value)?,
-            "--lr" => out.lr = parse_num(&flag, &value)?,
-            "--workers" => out.workers = parse_num(&flag, &value)?,
-            "--seed" => out.seed = parse_num(&flag, &value)?,
-            "--pool" => out.pool = parse_num(&flag, &value)?,
-            "--hidden" => out.hidden = parse_num(&flag, &value)?,
-            _ => unreachable!("checked against the known flags"),
-        }
+/// A finite learning rate > 0.
+fn learning_rate(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a valid number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("must be a finite number > 0 (got {v})"));
     }
-    if let Some(p) = path {
-        out.path = p;
-    }
-    for (name, v) in [
-        ("--epochs", out.epochs),
-        ("--batch-size", out.batch_size),
-        ("--accumulate", out.accumulate),
-        ("--pool", out.pool),
-        ("--hidden", out.hidden),
-    ] {
-        if v == 0 {
-            return Err(format!("{name} must be at least 1"));
-        }
-    }
-    if !(out.lr.is_finite() && out.lr > 0.0) {
-        return Err(format!("--lr must be a finite number > 0 (got {})", out.lr));
-    }
-    Ok(Command::Train(out))
+    Ok(v)
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
     use super::*;
+
+    fn parse(s: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("train_gpu").chain(s.split_whitespace()))
+    }
+
+    #[test]
+    fn the_parser_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let d = parse("").unwrap();
+        assert_eq!(d, Args::default());
+        assert_eq!(
+            (
+                d.path.to_str(),
+                d.epochs,
+                d.batch_size,
+                d.accumulate,
+                d.lr,
+                d.workers,
+                d.seed,
+                d.pool,
+                d.hidden,
+                d.cpu
+            ),
+            (
+                Some("fixtures/photos-256x144"),
+                10,
+                8,
+                1,
+                0.05,
+                2,
+                0,
+                8,
+                64,
+                false
+            )
+        );
+    }
 
     #[test]
     fn arguments() {
-        let parse = |s: &str| parse_args(s.split_whitespace().map(String::from));
-        assert_eq!(parse(""), Ok(Command::Train(Args::default())));
-        let Ok(Command::Train(a)) =
-            parse("data --epochs 3 --batch-size=4 --accumulate 2 --lr 0.1 --cpu --hidden 16")
-        else {
-            panic!("parse failed")
-        };
+        let a = parse("data --epochs 3 --batch-size=4 --accumulate 2 --lr 0.1 --cpu --hidden 16")
+            .unwrap();
         assert_eq!(
             (
                 a.path.to_str(),
@@ -149,14 +141,73 @@ mod tests {
             ),
             (Some("data"), 3, 4, 2, 0.1, true, 16)
         );
-        assert_eq!(parse("--help"), Ok(Command::Help));
-        assert!(parse("--bogus 1").unwrap_err().contains("--bogus"));
-        assert!(parse("--epochs").unwrap_err().contains("needs a value"));
-        assert!(parse("--epochs x")
-            .unwrap_err()
-            .contains("not a valid number"));
-        assert!(parse("--accumulate 0").is_err());
-        assert!(parse("--lr -1").is_err());
-        assert!(parse("a b").is_err());
+        let a = parse("--workers=0 --seed 7 --pool 4 data").unwrap();
+        assert_eq!(
+            (a.path.to_str(), a.workers, a.seed, a.pool),
+            (Some("data"), 0, 7, 4)
+        );
+        // A flag given twice: the last one wins, as with the old parser.
+        let a = parse("--epochs 3 --cpu --epochs=5 --cpu").unwrap();
+        assert_eq!((a.epochs, a.cpu), (5, true));
+        assert_eq!(parse("-").unwrap().path.to_str(), Some("-"));
+    }
+
+    #[test]
+    fn help() {
+        for flag in ["--help", "-h"] {
+            assert_eq!(parse(flag).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        }
+        let help = Args::command().render_help().to_string();
+        for want in [
+            "[PATH]",
+            "--epochs <N>",
+            "--batch-size <N>",
+            "--accumulate <A>",
+            "--lr <LR>",
+            "--workers <N>",
+            "--seed <N>",
+            "--pool <P>",
+            "--hidden <N>",
+            "--cpu",
+            "[default: fixtures/photos-256x144]",
+            "[default: 0.05]",
+        ] {
+            assert!(help.contains(want), "no {want:?} in\n{help}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let err = |s: &str| parse(s).unwrap_err();
+        let e = err("--bogus 1");
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        let e = err("--epochs");
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("--epochs"), "{e}");
+        let e = err("--epochs x");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("not a valid number"), "{e}");
+        let e = err("--seed -1");
+        assert!(e.to_string().contains("-1"), "{e}");
+        for zero in [
+            "--epochs",
+            "--batch-size",
+            "--accumulate",
+            "--pool",
+            "--hidden",
+        ] {
+            let e = err(&format!("{zero} 0"));
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{zero}");
+            assert!(e.to_string().contains("at least 1"), "{e}");
+        }
+        for lr in ["-1", "0", "inf", "NaN"] {
+            let e = err(&format!("--lr {lr}"));
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "--lr {lr}");
+            assert!(e.to_string().contains("> 0"), "{e}");
+        }
+        let e = err("a b");
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("'b'"), "{e}");
     }
 }

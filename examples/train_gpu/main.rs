@@ -34,6 +34,7 @@
 //!     [--batch-size 8] [--accumulate 1] [--lr 0.05] [--workers 2] [--seed 0] [--pool 8]
 //!     [--hidden 64] [--cpu]
 //! ```
+//! `--flag value` and `--flag=value` both work; `--help` lists the flags with their defaults.
 //! `PATH` is an ImageFolder (one sub-folder per class); it defaults to
 //! `fixtures/photos-256x144`. `--cpu` runs the same model and math with plain Rust loops on the
 //! host batches (it also works without the `cuda` feature); the CPU functions mirror the GPU
@@ -57,6 +58,15 @@
 //!   taken so far. One more sample is logged after the first batch.
 //!
 //! A last line gives the first and the last epoch's loss and accuracy.
+//!
+//! # The code
+//! - `args.rs`: the command line (clap);
+//! - `model.rs`: the shapes, the parameters, the row-major GEMM ↔ cuBLAS mapping, and the host
+//!   reference maths (one function per kernel);
+//! - `cpu.rs`: the CPU trainer; `gpu.rs` (`cuda` feature): the GPU trainer, with the kernels
+//!   of `kernels.cu`;
+//! - `train.rs`: what both training loops share (the loader, batch checks, accumulation);
+//! - `report.rs`: the log lines.
 
 mod args;
 mod cpu;
@@ -68,21 +78,14 @@ mod train;
 
 use std::process::ExitCode;
 
-use crate::args::{parse_args, Args, Command, USAGE};
+use clap::Parser;
+
+use crate::args::Args;
 use crate::report::{summary_line, EpochLog};
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Train(a)) => a,
-        Err(e) => {
-            eprintln!("train_gpu: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // A bad flag exits with code 2, `--help` with 0.
+    let args = Args::parse();
     let result = if args.cpu {
         cpu::run(&args, true)
     } else {

@@ -82,6 +82,7 @@ pub struct Params<T = Vec<f32>> {
 
 impl<T> Params<T> {
     /// The four tensors, in the order `w1, b1, w2, b2`.
+    #[cfg(test)]
     pub fn fields(&self) -> [&T; 4] {
         [&self.w1, &self.b1, &self.w2, &self.b2]
     }
