@@ -29,6 +29,8 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
+    /// The model with weights `params`, zero gradients and momentum, and buffers for batches
+    /// of up to `batch_size`.
     pub fn new(dims: Dims, params: Params, batch_size: usize) -> CpuModel {
         let b = batch_size;
         CpuModel {

@@ -76,6 +76,7 @@ pub fn compile_kernels() -> Result<Ptx, String> {
     compile_ptx_with_opts(KERNELS, opts).map_err(|e| format!("NVRTC: {e}"))
 }
 
+/// A driver error as a message saying what failed.
 fn driver<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("cuda: {what}: {e}")
 }
@@ -117,6 +118,7 @@ fn grid(len: usize) -> LaunchConfig {
     }
 }
 
+/// The cuBLAS operation: transposed or not.
 fn op(trans: bool) -> cublasOperation_t {
     if trans {
         cublasOperation_t::CUBLAS_OP_T

@@ -105,11 +105,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Trains on the GPU.
 #[cfg(feature = "cuda")]
 fn run_gpu(args: &Args) -> Result<Vec<EpochLog>, String> {
     gpu::run(args)
 }
 
+/// Without the cuda feature only `--cpu` trains.
 #[cfg(not(feature = "cuda"))]
 fn run_gpu(_args: &Args) -> Result<Vec<EpochLog>, String> {
     Err("built without the cuda feature: rebuild with --features cuda, or pass --cpu".into())

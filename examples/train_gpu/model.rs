@@ -12,12 +12,17 @@ pub const MOMENTUM: f32 = 0.9;
 /// Shapes of the model.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dims {
+    /// Image channels (C).
     pub channels: usize,
+    /// Image height (H).
     pub height: usize,
+    /// Image width (W).
     pub width: usize,
     /// Pooled cells per side (P).
     pub pool: usize,
+    /// Hidden units.
     pub hidden: usize,
+    /// Classes (k).
     pub classes: usize,
 }
 
@@ -32,6 +37,7 @@ impl Dims {
         self.channels * self.height * self.width
     }
 
+    /// Fails unless every pooled cell has a pixel and there are at least 2 classes.
     pub fn check(&self) -> Result<(), String> {
         if self.pool > self.height || self.pool > self.width {
             return Err(format!(
@@ -53,6 +59,7 @@ impl Dims {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         stoker::rng::mix64(self.0)
