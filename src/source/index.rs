@@ -110,14 +110,9 @@ impl Index {
     /// Writes `dir/stoker.json` atomically (a temporary beside it, then renamed into place).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(Index::FILE);
-        let tmp = dir.join(format!(".{}.tmp-{}", Index::FILE, std::process::id()));
         let mut text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::format(&path, format!("cannot serialise the index: {e}")))?;
         text.push('\n');
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(&path, e)
-        })
+        super::write_file(&path, |f| std::io::Write::write_all(f, text.as_bytes()))
     }
 }

@@ -22,6 +22,8 @@ mod hdf5;
 pub use self::hdf5::{save_hdf5, Hdf5Layout, Hdf5Source};
 mod tar;
 pub use tar::{TarSource, TarWriter};
+mod atomic;
+pub use atomic::{write_file, write_with};
 mod index;
 mod open;
 pub use index::Index;

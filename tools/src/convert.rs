@@ -9,8 +9,8 @@ use stoker::decode::{Decoder, ImageFormat};
 use stoker::source::{save_hdf5, save_npy, Hdf5Layout, Index, Raw, Source, TarWriter};
 use stoker::{Error, Pixels, Result};
 
-use crate::atomic::write_with as atomic;
 use crate::progress::Progress;
+use stoker::source::write_with as atomic;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

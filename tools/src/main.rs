@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod args;
-mod atomic;
 mod augment;
 mod bench;
 mod convert;

@@ -14,8 +14,8 @@ use stoker::decode::{Decoder, Filter, ImageFormat};
 use stoker::source::{save_hdf5, write_npy, Hdf5Layout, TarWriter};
 use stoker::{Error, Pixels, Result};
 
-use crate::atomic::{write_file as write_atomic, write_with};
 use crate::progress::Progress;
+use stoker::source::{write_file as write_atomic, write_with};
 
 /// How an image is fitted into `--size WxH`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

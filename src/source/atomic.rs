@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use stoker::{Error, Result};
+use crate::{Error, Result};
 
 /// The hidden temporary beside `path`: `.NAME.stoker-tmp`.
 fn temporary(path: &Path) -> PathBuf {
@@ -14,7 +14,15 @@ fn temporary(path: &Path) -> PathBuf {
 }
 
 /// Creates `path`'s folder, lets `f` write the temporary file it is given, then renames that
-/// to `path` (nothing is renamed when `f` fails).
+/// to `path` (nothing is renamed when `f` fails): a killed run never leaves a truncated output.
+/// The one atomic write of the crate and its tools.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let out = dir.path().join("sub/a.npy");
+/// stoker::source::write_with(&out, |tmp| stoker::source::save_npy(tmp, "|u1", &[1], &[7])).unwrap();
+/// assert!(out.is_file());
+/// ```
 pub fn write_with(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -24,6 +32,14 @@ pub fn write_with(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()
 }
 
 /// [`write_with`] over an open file: `data` writes into the created temporary.
+///
+/// ```
+/// use std::io::Write;
+/// let dir = tempfile::tempdir().unwrap();
+/// let out = dir.path().join("a.txt");
+/// stoker::source::write_file(&out, |f| f.write_all(b"hi")).unwrap();
+/// assert_eq!(std::fs::read(&out).unwrap(), b"hi");
+/// ```
 pub fn write_file(
     path: &Path,
     data: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
