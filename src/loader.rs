@@ -42,8 +42,10 @@ pub enum OnError {
     /// Stop the epoch: `next()` returns the error (naming the file and sample), then `None`.
     #[default]
     Raise,
-    /// Skip the sample, count it in [`Stats`], and complete the batch from the following
-    /// samples so batch shapes stay fixed.
+    /// Skip a sample that fails with a data error ([`ErrorKind::is_data`]: `Io`, `Format`,
+    /// `Decode`), count it in [`Stats`], log it as a `tracing` warning, and complete the batch
+    /// from the following samples so batch shapes stay fixed. Any other error (a panic, a
+    /// usage error from a transform, ...) is raised as under [`OnError::Raise`].
     Skip,
 }
 
@@ -53,7 +55,7 @@ impl std::str::FromStr for OnError {
         match s {
             "raise" | "error" | "fail" => Ok(OnError::Raise),
             "skip" => Ok(OnError::Skip),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown error policy {s:?} (raise, skip)"
             ))),
         }
@@ -189,13 +191,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
     /// Checks the settings, allocates the batch pool and starts the workers.
     pub fn build(self) -> Result<Loader<S>> {
         if self.batch_size == 0 {
-            return Err(Error::config("batch_size must be at least 1"));
+            return Err(Error::usage("batch_size must be at least 1"));
         }
         if self.prefetch == 0 {
-            return Err(Error::config("prefetch must be at least 1"));
+            return Err(Error::usage("prefetch must be at least 1"));
         }
         if self.source.is_empty() {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "the source has no samples ({})",
                 self.source.describe()
             )));
@@ -214,7 +216,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             .unwrap_or(3);
         if let Some(c) = self.source.channels() {
             if c != channels {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "the source has {c} channel(s) per pixel; the loader cannot output {channels}"
                 )));
             }
@@ -270,7 +272,10 @@ impl<S: Source + 'static> LoaderBuilder<S> {
                 .name(format!("stoker-worker-{w}"))
                 .spawn(move || worker_main(sh, rx, tx, ctx, ready))
                 // Workers already started exit when the task channel closes on return.
-                .map_err(|e| Error::config(format!("cannot start worker thread: {e}")))?;
+                .map_err(|e| {
+                    Error::new(ErrorKind::Panic, format!("cannot start worker thread: {e}"))
+                        .with_source(e)
+                })?;
             workers.push(handle);
         }
         drop(result_tx); // only workers hold senders: if all exit, the consumer sees it
@@ -408,7 +413,7 @@ fn workers_gone() -> Error {
 }
 
 fn cancelled() -> Error {
-    Error::new(ErrorKind::Config, "cancelled")
+    Error::new(ErrorKind::Cancelled, "cancelled")
 }
 
 /// crossbeam allocates a thread's context, and a channel's list of waiting threads, the first
@@ -709,7 +714,7 @@ impl<S: Source + 'static> Loader<S> {
         };
         st.order = Some(order);
         let error = (position > len).then(|| {
-            Error::config(format!(
+            Error::usage(format!(
                 "resume position {position} is past the end of epoch {epoch} ({len} samples)"
             ))
         });
@@ -902,12 +907,21 @@ impl<S: Source + 'static> Loader<S> {
                     st.placed += 1;
                     Counters::add(&self.shared.counters.samples, 1);
                 }
+                // Only data errors (one bad sample) are skipped: a usage, device or panic
+                // error is raised whatever the policy.
                 Slot::Failed(e) => match self.on_error {
-                    OnError::Raise => return Err(e),
-                    OnError::Skip => {
+                    OnError::Skip if e.kind().is_data() => {
+                        tracing::warn!(
+                            index = ?e.index(),
+                            path = ?e.path(),
+                            kind = e.kind().as_str(),
+                            message = e.message(),
+                            "stoker: skipping a sample that failed"
+                        );
                         self.shared.counters.skip(&e);
                         st.resync = true;
                     }
+                    OnError::Raise | OnError::Skip => return Err(e),
                 },
                 Slot::Pending => unreachable!("loop condition"),
             }
@@ -1022,11 +1036,14 @@ impl<S: Source + 'static> Loader<S> {
             }
             self.dispatch();
             if self.state.ring.is_empty() {
-                let e = Error::config(format!(
-                    "all {} batch buffers are held by the consumer: drop batches before asking \
-                     for more, or raise prefetch",
-                    self.pool.total()
-                ));
+                let e = Error::new(
+                    ErrorKind::PoolExhausted,
+                    format!(
+                        "all {} batch buffers are held by the consumer: drop batches before \
+                         asking for more, or raise prefetch",
+                        self.pool.total()
+                    ),
+                );
                 self.drain();
                 return Some(Err(e));
             }

@@ -226,11 +226,11 @@ impl ImageFolder {
     /// ```
     pub fn from_files(files: Vec<(PathBuf, Option<i64>)>) -> Result<ImageFolder> {
         if files.is_empty() {
-            return Err(Error::config("no image files given"));
+            return Err(Error::usage("no image files given"));
         }
         let labelled = files[0].1.is_some();
         if files.iter().any(|(_, l)| l.is_some() != labelled) {
-            return Err(Error::config("some files have labels and others do not"));
+            return Err(Error::usage("some files have labels and others do not"));
         }
         let labels = labelled.then(|| files.iter().filter_map(|(_, l)| *l).collect());
         Ok(ImageFolder {
@@ -279,7 +279,7 @@ impl Source for ImageFolder {
 
     fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         let path = self.files.get(index).ok_or_else(|| {
-            Error::config(format!("index out of range (len {})", self.files.len())).at(index)
+            Error::usage(format!("index out of range (len {})", self.files.len())).at(index)
         })?;
         let io = |e| Error::io(path, e).at(index);
         let mut f = fs::File::open(path).map_err(io)?;

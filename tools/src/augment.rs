@@ -81,7 +81,7 @@ fn batch(a: &PreviewArgs, path: &str, t: Arc<dyn Transform>) -> stoker::Result<S
     let batch = loader
         .epoch(a.epoch)
         .next()
-        .ok_or_else(|| stoker::Error::config("the epoch is empty"))??;
+        .ok_or_else(|| stoker::Error::usage("the epoch is empty"))??;
     Ok((
         batch.as_bytes().to_vec(),
         batch.indices().to_vec(),
@@ -91,7 +91,7 @@ fn batch(a: &PreviewArgs, path: &str, t: Arc<dyn Transform>) -> stoker::Result<S
 
 pub fn preview(a: PreviewArgs) -> stoker::Result<()> {
     if a.count == 0 || a.cols == 0 {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--count and --cols must be at least 1",
         ));
     }

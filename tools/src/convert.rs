@@ -62,7 +62,7 @@ fn open_with_key(path: &str, labels: Option<&str>, key: &str) -> Result<Option<B
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".tar") {
         if labels.is_some() {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "--labels is not for tar shards (labels are .cls members)",
             ));
         }
@@ -113,7 +113,7 @@ fn sniff_ext(b: &[u8]) -> &'static str {
 fn png(o: &Owned) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     let Owned::U8(w, h, c, px) = o else {
-        return Err(Error::config(
+        return Err(Error::usage(
             "f32 pixels cannot be written as images: convert to npy or hdf5",
         ));
     };
@@ -125,7 +125,7 @@ fn png(o: &Owned) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(px, *w as u32, *h as u32, color)
-        .map_err(|e| Error::config(format!("png encode: {e}")))?;
+        .map_err(|e| Error::usage(format!("png encode: {e}")))?;
     Ok(out)
 }
 
@@ -142,7 +142,7 @@ fn atomic(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
 /// Runs `stoker convert`; returns the output path pattern to re-open it.
 pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
-        return Err(Error::config("--shard-size must be > 0"));
+        return Err(Error::usage("--shard-size must be > 0"));
     }
     let src = match open_with_key(&a.src, a.labels.as_deref(), &a.images_key)? {
         Some(s) => s,

@@ -719,7 +719,8 @@ pub enum Gpu {}
 impl Gpu {
     /// Always the "rebuild with --features cuda" error.
     pub fn open() -> stoker::Result<Gpu> {
-        Err(stoker::Error::config(
+        Err(stoker::Error::new(
+            stoker::ErrorKind::NoDevice,
             "--gpu: built without the cuda feature: rebuild with --features cuda \
              (cargo build --release -p stoker-tools --features cuda)",
         ))

@@ -172,7 +172,7 @@ fn open_source(path: &str, labels: Option<&str>) -> stoker::Result<Box<dyn Sourc
         return Ok(src);
     }
     if labels.is_some() {
-        return Err(stoker::Error::config("--labels is only for .npy sources"));
+        return Err(stoker::Error::usage("--labels is only for .npy sources"));
     }
     if lower.ends_with(".csv") {
         return Ok(Box::new(ImageFolder::from_manifest(p)?));
@@ -229,7 +229,7 @@ fn parse_normalize(s: &str) -> stoker::Result<Option<Normalize>> {
     match s {
         "none" => Ok(None),
         "imagenet" => Ok(Some(Normalize::imagenet())),
-        other => Err(stoker::Error::config(format!(
+        other => Err(stoker::Error::usage(format!(
             "unknown normalisation {other:?} (none, imagenet)"
         ))),
     }
@@ -313,7 +313,7 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
     if a.gpu {
         let g = gpu::Gpu::open()?;
         if a.sweep_workers {
-            return Err(stoker::Error::config(
+            return Err(stoker::Error::usage(
                 "--sweep-workers runs with a simulated step: drop --gpu and pass --gpu-step-ms \
                  (the step time `stoker bench --gpu` measured)",
             ));
@@ -321,13 +321,13 @@ fn bench(a: BenchArgs) -> stoker::Result<()> {
         return device::bench(&a, g);
     }
     if a.gpu_step.is_some() || a.gpu_convert.is_some() || a.gpu_noise != 0.0 {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--gpu-step, --gpu-convert and --gpu-noise need --gpu",
         ));
     }
     let step = a.gpu_step_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
     if a.plot.is_some() && !a.sweep_workers {
-        return Err(stoker::Error::config("--plot needs --sweep-workers"));
+        return Err(stoker::Error::usage("--plot needs --sweep-workers"));
     }
     if a.sweep_workers {
         return sweep(&a, step);
@@ -496,7 +496,7 @@ fn print_loader(loader: &BenchLoader, description: &str, layout: &str) {
 /// `--sweep-workers`: the loader (and the step, when given) at 0..=cores workers.
 fn sweep(a: &BenchArgs, step: Option<Duration>) -> stoker::Result<()> {
     if a.workers.is_some() {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--sweep-workers runs every worker count: leave out --workers",
         ));
     }
