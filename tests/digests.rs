@@ -102,8 +102,11 @@ fn digest<S: Source + 'static>(src: S, c: &Config) -> String {
     d.hex()
 }
 
+/// A named way to open one member of a family.
+type Member<'a> = (&'a str, &'a dyn Fn() -> Box<dyn Source>);
+
 /// Every member of a family against the pinned digest; all mismatches reported at once.
-fn check(family: &str, members: &[(&str, &dyn Fn() -> Box<dyn Source>)]) {
+fn check(family: &str, members: &[Member<'_>]) {
     let mut wrong = Vec::new();
     for c in &CONFIGS {
         let want = PINNED.iter().find(|(n, _)| *n == c.name).unwrap().1;
