@@ -15,7 +15,7 @@ use half::{bf16, f16};
 use ndarray::{ArrayView4, ShapeBuilder};
 
 use crate::output::{DType, Layout, OutputSpec};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Memory a batch buffer lives in: `len()` bytes at a stable address, aligned to 64 bytes,
 /// valid until dropped.
@@ -88,7 +88,7 @@ impl Drop for AlignedMem {
 impl Allocator for AlignedAlloc {
     fn allocate(&self, bytes: usize) -> Result<Box<dyn HostMemory>> {
         if bytes > isize::MAX as usize / 2 {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "batch buffer of {bytes} bytes is too large"
             )));
         }
@@ -96,7 +96,7 @@ impl Allocator for AlignedAlloc {
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).ok_or_else(|| {
-            Error::config(format!(
+            Error::usage(format!(
                 "out of memory allocating a {bytes}-byte batch buffer"
             ))
         })?;
@@ -153,7 +153,7 @@ impl Pool {
         for _ in 0..count {
             let mem = allocator.allocate(bytes)?;
             if mem.len() < bytes || !(mem.as_mut_ptr() as usize).is_multiple_of(64) {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "allocator {:?} returned {} bytes at {:p}; need {bytes} bytes aligned to 64",
                     allocator.name(),
                     mem.len(),
@@ -335,11 +335,14 @@ impl Batch {
     /// ```
     pub fn images<T: Element>(&self) -> Result<ArrayView4<'_, T>> {
         if T::DTYPE != self.spec.dtype {
-            return Err(Error::config(format!(
-                "batch holds {} images, asked for {}",
-                self.spec.dtype.as_str(),
-                T::DTYPE.as_str()
-            )));
+            return Err(Error::new(
+                ErrorKind::DTypeMismatch,
+                format!(
+                    "batch holds {} images, asked for {}",
+                    self.spec.dtype.as_str(),
+                    T::DTYPE.as_str()
+                ),
+            ));
         }
         let bytes = self.as_bytes();
         let n = bytes.len() / std::mem::size_of::<T>();
@@ -356,7 +359,7 @@ impl Batch {
             )),
             data,
         )
-        .map_err(|e| Error::config(format!("batch view: {e}")))
+        .map_err(|e| Error::usage(format!("batch view: {e}")).with_source(e))
     }
 
     /// Class labels, one per sample, when the source has labels.

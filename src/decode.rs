@@ -181,10 +181,10 @@ impl Decoder {
         check_channels(channels)?;
         if let Some((w, h)) = size {
             if w == 0 || h == 0 {
-                return Err(Error::config(format!("output size {w}x{h} is empty")));
+                return Err(Error::usage(format!("output size {w}x{h} is empty")));
             }
             check_pixels(w, h, channels).map_err(|_| {
-                Error::config(format!("output size {w}x{h} exceeds {MAX_PIXELS} pixels"))
+                Error::usage(format!("output size {w}x{h} exceeds {MAX_PIXELS} pixels"))
             })?;
         }
         let (w, h) = match sniff(bytes)? {
@@ -236,7 +236,7 @@ impl Decoder {
     ) -> Result<ImageView<'_>> {
         check_channels(channels)?;
         if min_size.0 == 0 || min_size.1 == 0 {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "output size {}x{} is empty",
                 min_size.0, min_size.1
             )));
@@ -280,11 +280,11 @@ impl Decoder {
         } = src;
         check_channels(channels)?;
         if sw == 0 || sh == 0 || width == 0 || height == 0 {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "cannot resize {sw}x{sh} to {width}x{height}: empty image"
             )));
         }
-        let too_large = |_| Error::config(format!("image size exceeds {MAX_PIXELS} pixels"));
+        let too_large = |_| Error::usage(format!("image size exceeds {MAX_PIXELS} pixels"));
         let n = check_pixels(sw, sh, channels).map_err(too_large)?;
         let out_n = check_pixels(width, height, channels).map_err(too_large)?;
         let len = match pixels {
@@ -292,7 +292,7 @@ impl Decoder {
             Pixels::F32(p) => p.len(),
         };
         if len != n {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "{len} values do not make a {sw}x{sh}x{channels} image"
             )));
         }
@@ -493,7 +493,7 @@ fn sniff(bytes: &[u8]) -> Result<ImageFormat> {
 fn check_channels(channels: usize) -> Result<()> {
     match channels {
         1 | 3 => Ok(()),
-        _ => Err(Error::config(format!(
+        _ => Err(Error::usage(format!(
             "channels must be 1 or 3, not {channels}"
         ))),
     }
@@ -588,14 +588,15 @@ fn convert<const BYTES: usize>(raw: &[u8], stored: usize, out: &mut [u8], channe
 }
 
 fn jpeg_error(e: turbojpeg::Error) -> Error {
-    let message = match e {
-        turbojpeg::Error::TurboJpegError(m) => m,
+    let message = match &e {
+        turbojpeg::Error::TurboJpegError(m) => m.clone(),
         other => other.to_string(),
     };
     Error::new(
         ErrorKind::Decode,
         format!("jpeg: {}", message.trim().to_lowercase()),
     )
+    .with_source(e)
 }
 
 fn png_error(e: image::ImageError) -> Error {
@@ -603,6 +604,7 @@ fn png_error(e: image::ImageError) -> Error {
         ErrorKind::Decode,
         format!("png: {}", e.to_string().to_lowercase()),
     )
+    .with_source(e)
 }
 
 #[cfg(test)]
@@ -944,17 +946,17 @@ mod tests {
     }
 
     #[test]
-    fn bad_arguments_are_config_errors() {
+    fn bad_arguments_are_usage_errors() {
         let mut d = Decoder::new().unwrap();
         let jpeg = photo(0);
         for channels in [0, 2, 4] {
             let e = d.decode(&jpeg, channels, None).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config);
+            assert_eq!(e.kind(), ErrorKind::Usage);
         }
         let e = d.decode(&jpeg, 3, Some((0, 10))).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         let e = d.decode(&jpeg, 3, Some((1 << 20, 1 << 20))).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         // A view whose fields do not agree with its pixels (fields are public).
         let px = [0u8; 10];
         let bad = ImageView {
@@ -963,9 +965,9 @@ mod tests {
             channels: 3,
             pixels: Pixels::U8(&px),
         };
-        assert_eq!(d.resize(bad, 2, 2).unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(d.resize(bad, 2, 2).unwrap_err().kind(), ErrorKind::Usage);
         let ok = ImageView::new(2, 5, 1, Pixels::U8(&px)).unwrap();
-        assert_eq!(d.resize(ok, 0, 2).unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(d.resize(ok, 0, 2).unwrap_err().kind(), ErrorKind::Usage);
     }
 
     #[test]

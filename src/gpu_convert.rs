@@ -39,7 +39,7 @@ use half::{bf16, f16};
 use crate::augment::photometric::{gaussian_table, hash32, noise_key, TABLE};
 use crate::output::{scale_bias, SrcType};
 use crate::rng::seed_of;
-use crate::{Batch, DType, Error, Layout, OutputSpec, Result};
+use crate::{Batch, DType, Error, ErrorKind, Layout, OutputSpec, Result};
 
 /// The kernel's CUDA C source (also valid C with a host prelude: see the file's header).
 pub const KERNEL_SOURCE: &str = include_str!("kernels/convert.cu");
@@ -80,7 +80,7 @@ impl GpuConvert {
     pub fn new(out: &OutputSpec) -> Result<GpuConvert> {
         out.validate()?;
         if out.dtype == DType::U8 {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "gpu convert: the output dtype must be f32, f16 or bf16 (u8 needs no conversion)",
             ));
         }
@@ -110,7 +110,7 @@ impl GpuConvert {
     /// ```
     pub fn with_noise(mut self, sigma: f32, seed: u64) -> Result<GpuConvert> {
         if !(sigma.is_finite() && sigma >= 0.0) {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "gpu convert: noise std must be finite and >= 0, got {sigma}"
             )));
         }
@@ -236,7 +236,7 @@ impl GpuConvert {
     pub fn convert_sample(&self, src: &[u8], key: u32, dst: &mut [u8]) -> Result<()> {
         let (inb, outb) = (self.input_spec().sample_bytes(), self.out.sample_bytes());
         if src.len() != inb || dst.len() != outb {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "gpu convert: a sample is {inb} bytes in and {outb} out, got {} and {}",
                 src.len(),
                 dst.len()
@@ -286,16 +286,24 @@ impl GpuConvert {
     /// ```
     pub fn convert_batch(&self, batch: &Batch, dst: &mut [u8]) -> Result<()> {
         if batch.spec() != &self.input_spec() {
-            return Err(Error::config(format!(
-                "gpu convert: the batch is {} {:?}, expected u8 NHWC {:?}",
-                batch.dtype().as_str(),
-                batch.spec().sample_shape(),
-                self.input_spec().sample_shape()
-            )));
+            let kind = if batch.dtype() != DType::U8 {
+                ErrorKind::DTypeMismatch
+            } else {
+                ErrorKind::Usage
+            };
+            return Err(Error::new(
+                kind,
+                format!(
+                    "gpu convert: the batch is {} {:?}, expected u8 NHWC {:?}",
+                    batch.dtype().as_str(),
+                    batch.spec().sample_shape(),
+                    self.input_spec().sample_shape()
+                ),
+            ));
         }
         let (inb, outb) = (self.input_spec().sample_bytes(), self.out.sample_bytes());
         if dst.len() != batch.len() * outb {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "gpu convert: {} samples need {} bytes, got {}",
                 batch.len(),
                 batch.len() * outb,

@@ -60,7 +60,7 @@ use std::str::FromStr;
 
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
-use crate::{Error, ImageView, Pixels, Result};
+use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
 /// Element type of the batch tensor.
 ///
@@ -183,7 +183,7 @@ impl FromStr for DType {
             "f16" | "float16" | "half" => Ok(DType::F16),
             "bf16" | "bfloat16" => Ok(DType::BF16),
             "f32" | "float32" | "float" => Ok(DType::F32),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown dtype {s:?} (u8, f16, bf16, f32)"
             ))),
         }
@@ -202,7 +202,7 @@ impl FromStr for Layout {
         match s.to_ascii_lowercase().as_str() {
             "nchw" => Ok(Layout::Nchw),
             "nhwc" => Ok(Layout::Nhwc),
-            _ => Err(Error::config(format!("unknown layout {s:?} (nchw, nhwc)"))),
+            _ => Err(Error::usage(format!("unknown layout {s:?} (nchw, nhwc)"))),
         }
     }
 }
@@ -239,17 +239,17 @@ impl Normalize {
 
     fn check(&self) -> Result<()> {
         if self.mean.is_empty() || self.mean.len() != self.std.len() {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "normalize needs as many means as stds, at least one (got {} and {})",
                 self.mean.len(),
                 self.std.len()
             )));
         }
         if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
-            return Err(Error::config(format!("normalize mean {m} is not finite")));
+            return Err(Error::usage(format!("normalize mean {m} is not finite")));
         }
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "normalize std {s} must be finite and > 0"
             )));
         }
@@ -331,26 +331,26 @@ impl OutputSpec {
     /// ```
     pub fn validate(&self) -> Result<()> {
         if self.width == 0 || self.height == 0 {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "output size {}x{} must be > 0",
                 self.width, self.height
             )));
         }
         if self.channels != 1 && self.channels != 3 {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "output channels must be 1 or 3, got {}",
                 self.channels
             )));
         }
         if let Some(n) = &self.normalize {
             if self.dtype == DType::U8 {
-                return Err(Error::config(
+                return Err(Error::usage(
                     "u8 output cannot be normalised (use f32, f16 or bf16)",
                 ));
             }
             n.check()?;
             if n.mean.len() != 1 && n.mean.len() != self.channels {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "normalize has {} values for {} channels (use 1 or {})",
                     n.mean.len(),
                     self.channels,
@@ -362,7 +362,7 @@ impl OutputSpec {
             .checked_mul(self.height)
             .and_then(|v| v.checked_mul(self.channels))
             .and_then(|v| v.checked_mul(self.dtype.size()))
-            .ok_or_else(|| Error::config("output sample size overflows"))?;
+            .ok_or_else(|| Error::usage("output sample size overflows"))?;
         Ok(())
     }
 
@@ -618,7 +618,7 @@ impl Store {
         Store::with_level(spec, src, SimdLevel::detect())
     }
 
-    /// A store that uses the kernels of `level`; a config error when the CPU lacks it.
+    /// A store that uses the kernels of `level`; a usage error when the CPU lacks it.
     ///
     /// ```
     /// use stoker::OutputSpec;
@@ -634,7 +634,7 @@ impl Store {
     pub fn with_level(spec: &OutputSpec, src: SrcType, level: SimdLevel) -> Result<Store> {
         spec.validate()?;
         if !level.is_available() {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "simd level {} is not available on this cpu or build",
                 level.as_str()
             )));
@@ -720,7 +720,7 @@ impl Store {
     }
 
     /// Writes output row `y` from `src_row` (`width * channels` interleaved `u8` values) into
-    /// `slot` (`spec.sample_bytes()` bytes); a config error on any size mismatch.
+    /// `slot` (`spec.sample_bytes()` bytes); a usage error on any size mismatch.
     ///
     /// ```
     /// use stoker::{DType, Layout, OutputSpec, output::{SrcType, Store}};
@@ -743,7 +743,7 @@ impl Store {
     }
 
     /// Writes output row `y` from `src_row` (`width * channels` interleaved `f32` values) into
-    /// `slot` (`spec.sample_bytes()` bytes); a config error on any size mismatch.
+    /// `slot` (`spec.sample_bytes()` bytes); a usage error on any size mismatch.
     ///
     /// ```
     /// use stoker::{Layout, OutputSpec, output::{SrcType, Store}};
@@ -795,7 +795,8 @@ impl Store {
     }
 
     /// Writes a whole image (same width, height and channels as the spec, same pixel type as the
-    /// store) into `slot`; a config error on any mismatch.
+    /// store) into `slot`; a usage error on any mismatch (a dtype mismatch when the pixels are
+    /// not of the type the store was prepared for).
     ///
     /// ```
     /// use stoker::{ImageView, Layout, OutputSpec, Pixels, output::{SrcType, Store}};
@@ -811,7 +812,7 @@ impl Store {
     pub fn store_image(&mut self, img: &ImageView, slot: &mut [u8]) -> Result<()> {
         let p = &self.plan;
         if (img.width, img.height, img.channels) != (p.w, p.h, p.c) {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "image is {}x{}x{}, output expects {}x{}x{} (resize first)",
                 img.width, img.height, img.channels, p.w, p.h, p.c
             )));
@@ -822,7 +823,7 @@ impl Store {
             Pixels::F32(v) => v.len(),
         };
         if len != n * p.h {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "image has {len} values, expected {}",
                 n * p.h
             )));
@@ -852,17 +853,20 @@ impl Store {
     }
 
     fn src_mismatch(&self, got: SrcType) -> Error {
-        Error::config(format!(
-            "store was prepared for {} pixels, got {}",
-            self.src.as_str(),
-            got.as_str()
-        ))
+        Error::new(
+            ErrorKind::DTypeMismatch,
+            format!(
+                "store was prepared for {} pixels, got {}",
+                self.src.as_str(),
+                got.as_str()
+            ),
+        )
     }
 
     fn check_slot(&self, len: usize) -> Result<()> {
         let want = self.spec.sample_bytes();
         if len != want {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "slot has {len} bytes, expected {want}"
             )));
         }
@@ -872,13 +876,13 @@ impl Store {
     fn check_row(&self, y: usize, src_len: usize, slot_len: usize) -> Result<()> {
         let p = &self.plan;
         if y >= p.h {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "row {y} is out of range (height {})",
                 p.h
             )));
         }
         if src_len != p.w * p.c {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "row has {src_len} values, expected {}",
                 p.w * p.c
             )));
@@ -1704,7 +1708,7 @@ mod tests {
         ];
         for s in &bad {
             let e = s.validate().unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Config, "{s:?}");
+            assert_eq!(e.kind(), crate::ErrorKind::Usage, "{s:?}");
             assert!(Store::new(s, SrcType::U8).is_err(), "{s:?}");
         }
         assert!(spec(2, 2, 3, DType::BF16, Layout::Nhwc, true)
@@ -1741,27 +1745,28 @@ mod tests {
         let px = vec![7u8; 4 * 3 * 3];
         let fx = vec![0.5f32; 4 * 3 * 3];
         let mut slot = vec![0u8; nb];
-        let is_config = |r: Result<()>| r.unwrap_err().kind() == crate::ErrorKind::Config;
+        let is_usage = |r: Result<()>| r.unwrap_err().kind() == crate::ErrorKind::Usage;
+        let is_dtype = |r: Result<()>| r.unwrap_err().kind() == crate::ErrorKind::DTypeMismatch;
 
-        assert!(is_config(st.row_u8(3, &px[..12], &mut slot)));
-        assert!(is_config(st.row_u8(0, &px[..11], &mut slot)));
-        assert!(is_config(st.row_u8(0, &px[..12], &mut slot[..nb - 1])));
-        assert!(is_config(st.row_u8(0, &px[..12], &mut vec![0u8; nb + 2])));
-        assert!(is_config(st.row_f32(0, &fx[..12], &mut slot)));
+        assert!(is_usage(st.row_u8(3, &px[..12], &mut slot)));
+        assert!(is_usage(st.row_u8(0, &px[..11], &mut slot)));
+        assert!(is_usage(st.row_u8(0, &px[..12], &mut slot[..nb - 1])));
+        assert!(is_usage(st.row_u8(0, &px[..12], &mut vec![0u8; nb + 2])));
+        assert!(is_dtype(st.row_f32(0, &fx[..12], &mut slot)));
 
         let wrong_w = ImageView::new(3, 3, 4, Pixels::U8(&px)).unwrap();
-        assert!(is_config(st.store_image(&wrong_w, &mut slot)));
+        assert!(is_usage(st.store_image(&wrong_w, &mut slot)));
         let wrong_type = ImageView::new(4, 3, 3, Pixels::F32(&fx)).unwrap();
-        assert!(is_config(st.store_image(&wrong_type, &mut slot)));
+        assert!(is_dtype(st.store_image(&wrong_type, &mut slot)));
         let inconsistent = ImageView {
             width: 4,
             height: 3,
             channels: 3,
             pixels: Pixels::U8(&px[..30]),
         };
-        assert!(is_config(st.store_image(&inconsistent, &mut slot)));
-        assert!(is_config(store(&s, &wrong_w, &mut slot)));
-        assert!(is_config(store(&s, &wrong_type.clone(), &mut slot[1..])));
+        assert!(is_usage(st.store_image(&inconsistent, &mut slot)));
+        assert!(is_usage(store(&s, &wrong_w, &mut slot)));
+        assert!(is_usage(store(&s, &wrong_type.clone(), &mut slot[1..])));
         assert!(
             slot.iter().all(|&b| b == 0),
             "a failed call wrote into the slot"

@@ -266,10 +266,10 @@ impl Sampler {
     /// ```
     pub fn distributed(mut self, rank: usize, world_size: usize) -> Result<Self> {
         if world_size == 0 {
-            return Err(Error::config("world_size must be > 0"));
+            return Err(Error::usage("world_size must be > 0"));
         }
         if rank >= world_size {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "rank {rank} must be < world_size {world_size}"
             )));
         }
@@ -293,10 +293,10 @@ impl Sampler {
             match std::env::var(name) {
                 Ok(v) => Ok(Some(v)),
                 Err(std::env::VarError::NotPresent) => Ok(None),
-                Err(std::env::VarError::NotUnicode(v)) => Err(Error::config(format!(
-                    "invalid {name} {:?}: not unicode",
-                    v.to_string_lossy()
-                ))),
+                Err(std::env::VarError::NotUnicode(v)) => {
+                    let message = format!("invalid {name} {:?}: not unicode", v.to_string_lossy());
+                    Err(Error::usage(message).with_source(std::env::VarError::NotUnicode(v)))
+                }
             }
         }
         let rank = read("RANK")?;
@@ -306,27 +306,28 @@ impl Sampler {
 
     /// Like [`distributed_from_env`](Self::distributed_from_env), from the values of `RANK`
     /// and `WORLD_SIZE`. Both absent: unchanged; only one set, or a value that is not a
-    /// non-negative integer: a config error naming the variable.
+    /// non-negative integer: a usage error naming the variable.
     ///
     /// ```
     /// use stoker::Sampler;
     /// let s = Sampler::new(8).distributed_from_values(Some("2"), Some("4")).unwrap();
     /// assert_eq!((s.rank(), s.world_size()), (2, 4));
     /// let e = Sampler::new(8).distributed_from_values(Some("x"), Some("4")).unwrap_err();
-    /// assert_eq!(e.to_string(), "config: invalid RANK \"x\": expected a non-negative integer");
+    /// assert_eq!(e.to_string(), "usage: invalid RANK \"x\": expected a non-negative integer");
     /// ```
     pub fn distributed_from_values(self, rank: Option<&str>, world: Option<&str>) -> Result<Self> {
         fn parse(name: &str, value: &str) -> Result<usize> {
-            value.trim().parse().map_err(|_| {
-                Error::config(format!(
+            value.trim().parse().map_err(|e| {
+                Error::usage(format!(
                     "invalid {name} {value:?}: expected a non-negative integer"
                 ))
+                .with_source(e)
             })
         }
         match (rank, world) {
             (None, None) => Ok(self),
-            (Some(_), None) => Err(Error::config("RANK is set but WORLD_SIZE is not")),
-            (None, Some(_)) => Err(Error::config("WORLD_SIZE is set but RANK is not")),
+            (Some(_), None) => Err(Error::usage("RANK is set but WORLD_SIZE is not")),
+            (None, Some(_)) => Err(Error::usage("WORLD_SIZE is set but RANK is not")),
             (Some(r), Some(w)) => {
                 let rank = parse("RANK", r)?;
                 let world = parse("WORLD_SIZE", w)?;
@@ -886,7 +887,7 @@ mod tests {
     fn distributed_validates() {
         assert!(Sampler::new(4).distributed(3, 4).is_ok());
         let e = Sampler::new(4).distributed(4, 4).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         assert_eq!(e.message(), "rank 4 must be < world_size 4");
         let e = Sampler::new(4).distributed(0, 0).unwrap_err();
         assert_eq!(e.message(), "world_size must be > 0");
@@ -911,7 +912,7 @@ mod tests {
             .clone()
             .distributed_from_values(Some("abc"), Some("4"))
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         assert!(e.message().contains("RANK") && e.message().contains("abc"));
         let e = s
             .clone()
@@ -923,7 +924,7 @@ mod tests {
                 .clone()
                 .distributed_from_values(Some(r), Some(w))
                 .unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config, "{r}/{w}");
+            assert_eq!(e.kind(), ErrorKind::Usage, "{r}/{w}");
         }
         assert!(s.clone().distributed_from_values(Some("0"), None).is_err());
         assert!(s.distributed_from_values(None, Some("2")).is_err());

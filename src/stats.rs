@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub(crate) transform_ns: AtomicU64,
     pub(crate) write_ns: AtomicU64,
     pub(crate) wait_ns: AtomicU64,
+    /// Skips per kind, indexed like [`ErrorKind::ALL`] (only data kinds are ever skipped).
     pub(crate) skipped: [AtomicU64; ErrorKind::ALL.len()],
     pub(crate) skip_log: Mutex<Vec<SkippedSample>>,
 }
@@ -32,11 +33,7 @@ impl Counters {
     }
 
     pub(crate) fn skip(&self, err: &Error) {
-        let k = ErrorKind::ALL
-            .iter()
-            .position(|&k| k == err.kind())
-            .unwrap_or(0);
-        self.skipped[k].fetch_add(1, Ordering::Relaxed);
+        self.skipped[err.kind().index()].fetch_add(1, Ordering::Relaxed);
         let mut log = self.skip_log.lock().unwrap_or_else(|p| p.into_inner());
         if log.len() < SKIP_LOG_LEN {
             log.push(SkippedSample {

@@ -556,7 +556,7 @@ fn bad_settings_and_mismatches_are_errors() {
     ];
     for b in bad {
         let e = b.clone().build().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config, "{b:?}");
+        assert_eq!(e.kind(), ErrorKind::Usage, "{b:?}");
         assert_eq!(e.message(), e.message().to_lowercase());
     }
     for spec in [

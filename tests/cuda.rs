@@ -14,10 +14,11 @@ fn open_without_driver_is_a_clear_error() {
         return;
     }
     let e = Device::open(0).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::NoDevice);
     assert!(e.message().starts_with(NO_DRIVER), "{e}");
     assert!(
-        e.to_string().starts_with("config: no NVIDIA driver found:"),
+        e.to_string()
+            .starts_with("no device: no NVIDIA driver found:"),
         "{e}"
     );
     let e = Device::count().unwrap_err();
@@ -31,7 +32,7 @@ fn pinned_alloc_without_driver_is_a_clear_error() {
         return;
     }
     let e = PinnedAlloc::new(0).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::NoDevice);
     assert!(e.message().starts_with(NO_DRIVER), "{e}");
 }
 

@@ -102,10 +102,10 @@ fn digest<S: Source + 'static>(src: S, c: &Config) -> String {
     d.hex()
 }
 
-/// Every member of a family against the pinned digest; all mismatches reported at once.
 /// Opens one container of the fixtures.
 type Open<'a> = &'a dyn Fn() -> Box<dyn Source>;
 
+/// Every member of a family against the pinned digest; all mismatches reported at once.
 fn check(family: &str, members: &[(&str, Open)]) {
     let mut wrong = Vec::new();
     for c in &CONFIGS {

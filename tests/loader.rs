@@ -526,6 +526,68 @@ fn a_worker_panic_reaches_the_consumer_as_an_error() {
     }
 }
 
+#[test]
+fn the_skip_policy_skips_data_errors_only() {
+    for workers in [0, 2] {
+        // A panic is never skipped: the epoch stops at it.
+        let mut src = Synthetic::new(12);
+        src.panic_at = Some(5);
+        src.fail_at = [2].into_iter().collect();
+        let mut l = Loader::builder(src)
+            .batch_size(4)
+            .num_workers(workers)
+            .on_error(OnError::Skip)
+            .build()
+            .unwrap();
+        let results: Vec<Result<Vec<usize>>> = l
+            .epoch(0)
+            .map(|b| b.map(|b| b.indices().to_vec()))
+            .collect();
+        assert_eq!(results[0].as_ref().unwrap(), &[0, 1, 3, 4]);
+        let err = results[1].as_ref().unwrap_err();
+        assert_eq!((err.kind(), err.index()), (ErrorKind::Panic, Some(5)));
+        assert_eq!(results.len(), 2, "nothing after the panic");
+        // The data error before it was skipped and counted; the panic was not.
+        assert_eq!(l.stats().skipped_by_kind, vec![(ErrorKind::Decode, 1)]);
+
+        // A usage error from a transform is not skipped either.
+        let mut l = Loader::builder(Synthetic::new(8))
+            .batch_size(4)
+            .num_workers(workers)
+            .on_error(OnError::Skip)
+            .transform(Arc::new(FailAt(6)))
+            .build()
+            .unwrap();
+        let results: Vec<Result<usize>> = l.epoch(0).map(|b| b.map(|b| b.len())).collect();
+        assert_eq!(*results[0].as_ref().unwrap(), 4);
+        let err = results[1].as_ref().unwrap_err();
+        assert_eq!((err.kind(), err.index()), (ErrorKind::Usage, Some(6)));
+        assert_eq!(l.stats().skipped, 0);
+    }
+}
+
+/// A transform that rejects sample `self.0` with a usage error (as a buggy transform would).
+struct FailAt(usize);
+
+impl stoker::transform::Transform for FailAt {
+    fn apply(
+        &self,
+        info: stoker::transform::SampleInfo,
+        img: &ImageView<'_>,
+        _rng: &mut stoker::rng::SampleRng,
+        out: &mut stoker::transform::SlotWriter<'_>,
+    ) -> Result<()> {
+        if info.index == self.0 {
+            return Err(stoker::Error::usage("synthetic transform bug"));
+        }
+        out.store(img)
+    }
+
+    fn name(&self) -> &str {
+        "fail-at"
+    }
+}
+
 /// Runs `f` on a thread and fails the test if it does not finish in time (never hang CI).
 fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -571,6 +633,8 @@ fn holding_every_buffer_is_an_error_not_a_hang() {
         let mut it = l.epoch(0);
         let held: Vec<_> = (0..3).map(|_| it.next().unwrap().unwrap()).collect();
         let err = it.next().unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PoolExhausted);
+        assert!(err.kind().is_usage());
         assert!(err.to_string().contains("held by the consumer"), "{err}");
         drop(held);
     });
@@ -614,11 +678,11 @@ fn output_formats_have_the_right_shapes_and_values() {
 }
 
 #[test]
-fn bad_settings_are_config_errors() {
+fn bad_settings_are_usage_errors() {
     let e = Loader::builder(npy()).batch_size(0).build().err().unwrap();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::Usage);
     let e = Loader::builder(npy()).prefetch(0).build().err().unwrap();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::Usage);
     let e = Loader::builder(npy()).channels(1).build().err().unwrap();
     assert!(e.to_string().contains("channel"), "{e}");
     let e = Loader::builder(npy())
@@ -626,14 +690,14 @@ fn bad_settings_are_config_errors() {
         .build()
         .err()
         .unwrap();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::Usage);
     let e = Loader::builder(npy())
         .dtype(DType::U8)
         .normalize(Normalize::imagenet())
         .build()
         .err()
         .unwrap();
-    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.kind(), ErrorKind::Usage);
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub use preview::png_grid;
 use crate::output::{DType, SimdLevel, SrcType, Store};
 use crate::rng::SampleRng;
 use crate::transform::{SampleInfo, SlotWriter, Transform};
-use crate::{Error, ImageView, Pixels, Result};
+use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
 /// What the warp reads outside the source image (Keras's `fill_mode`).
 ///
@@ -96,7 +96,7 @@ impl FromStr for FillMode {
             "nearest" => Ok(FillMode::Nearest),
             "reflect" => Ok(FillMode::Reflect),
             "wrap" => Ok(FillMode::Wrap),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown fill mode {s:?} (constant, nearest, reflect, wrap)"
             ))),
         }
@@ -347,17 +347,17 @@ impl AugmentBuilder {
         self
     }
 
-    /// Checks every setting: a config error names the first bad one.
+    /// Checks every setting: a usage error names the first bad one.
     pub fn build(self) -> Result<Augment> {
         let c = &self.cfg;
-        let bad = |what: &str| Err(Error::config(format!("augment: {what}")));
+        let bad = |what: &str| Err(Error::usage(format!("augment: {what}")));
         let fin = |v: f64| v.is_finite();
         if !(fin(c.rotation) && c.rotation >= 0.0) {
             return bad("rotation_range must be finite and >= 0");
         }
         for (name, r) in [("width", c.width_shift), ("height", c.height_shift)] {
             if !(fin(r) && r >= 0.0 && (r < 1.0 || r.fract() == 0.0) && r < 1e6) {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "augment: {name}_shift_range must be a fraction in [0, 1) or whole pixels"
                 )));
             }
@@ -459,17 +459,17 @@ impl Augment {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (item, None),
             };
-            let need = || val.ok_or_else(|| Error::config(format!("augment: {key} needs a value")));
+            let need = || val.ok_or_else(|| Error::usage(format!("augment: {key} needs a value")));
             let num = |v: &str| {
                 v.parse::<f64>()
                     .ok()
                     .filter(|x| x.is_finite())
-                    .ok_or_else(|| Error::config(format!("augment: {key}: {v:?} is not a number")))
+                    .ok_or_else(|| Error::usage(format!("augment: {key}: {v:?} is not a number")))
             };
             let range = |v: &str| -> Result<(f64, f64)> {
                 match v.split_once(':') {
                     Some((lo, hi)) => Ok((num(lo)?, num(hi)?)),
-                    None => Err(Error::config(format!("augment: {key}: {v:?} is not LO:HI"))),
+                    None => Err(Error::usage(format!("augment: {key}: {v:?} is not LO:HI"))),
                 }
             };
             b = match key {
@@ -515,7 +515,7 @@ impl Augment {
                     b.random_resized_crop(s, r)
                 }
                 _ => {
-                    return Err(Error::config(format!(
+                    return Err(Error::usage(format!(
                         "augment: unknown setting {key:?} (rotation, shift, wshift, hshift, \
                          zoom, isozoom, hflip, vflip, fill, cval, nearest, noise, brightness, \
                          contrast, saltpepper, crop)"
@@ -598,7 +598,8 @@ impl Augment {
 
     /// Warps, adjusts and stores `src` into `slot` with the parameters `p`, through `store`
     /// (prepared for [`SrcType::F32`] and the output spec): the fused pass the loader runs.
-    /// A config error when sizes, channels or the store's source type do not match.
+    /// A usage error when sizes or channels do not match; a dtype mismatch when the store does
+    /// not take f32 rows.
     ///
     /// ```
     /// use stoker::{DType, ImageView, Layout, OutputSpec, Pixels};
@@ -625,10 +626,13 @@ impl Augment {
         let spec = store.spec();
         let (w, h, c) = (spec.width, spec.height, spec.channels);
         if store.src() != SrcType::F32 {
-            return Err(Error::config("augment: the store must take f32 rows"));
+            return Err(Error::new(
+                ErrorKind::DTypeMismatch,
+                "augment: the store must take f32 rows",
+            ));
         }
         if src.channels != c {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "augment: image has {} channel(s), output has {c}",
                 src.channels
             )));
@@ -638,13 +642,13 @@ impl Augment {
             Pixels::F32(v) => (v.len(), 1.0f32),
         };
         if src.width == 0 || src.height == 0 || len != src.width * src.height * c {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "augment: {len} values do not make a {}x{}x{c} image",
                 src.width, src.height
             )));
         }
         if p.src_size != (src.width, src.height) || p.out_size != (w, h) {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "augment: parameters are for {:?} -> {:?}, not {:?} -> {:?}",
                 p.src_size,
                 p.out_size,
@@ -729,12 +733,12 @@ impl Augment {
     }
 }
 
-/// A config error unless the slot holds exactly one sample.
+/// A usage error unless the slot holds exactly one sample.
 fn check_slot(len: usize, want: usize) -> Result<()> {
     if len == want {
         Ok(())
     } else {
-        Err(Error::config(format!(
+        Err(Error::usage(format!(
             "augment: slot of {len} bytes, the sample takes {want}"
         )))
     }

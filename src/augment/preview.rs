@@ -24,13 +24,13 @@ pub fn png_grid(
     cols: usize,
 ) -> Result<Vec<u8>> {
     if n == 0 || w == 0 || h == 0 || cols == 0 || !(c == 1 || c == 3) {
-        return Err(Error::config(format!(
+        return Err(Error::usage(format!(
             "preview: cannot lay out {n} images of {w}x{h}x{c} in {cols} columns"
         )));
     }
     let each = w * h * c;
     if images.len() != n * each {
-        return Err(Error::config(format!(
+        return Err(Error::usage(format!(
             "preview: {} values are not {n} images of {w}x{h}x{c}",
             images.len()
         )));
@@ -40,7 +40,7 @@ pub fn png_grid(
     let rows = n.div_ceil(cols);
     let (gw, gh) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
     if gw > u32::MAX as usize / 4 || gh > u32::MAX as usize / 4 {
-        return Err(Error::config("preview: grid too large"));
+        return Err(Error::usage("preview: grid too large"));
     }
     let mut grid = vec![96u8; gw * gh * c];
     for (k, img) in images.chunks_exact(each).enumerate() {
@@ -63,6 +63,7 @@ pub fn png_grid(
                 ErrorKind::Io,
                 format!("png: {}", e.to_string().to_lowercase()),
             )
+            .with_source(e)
         })?;
     Ok(out)
 }

@@ -35,7 +35,7 @@ use crate::batch::{Allocator, Batch, HostMemory};
 use crate::gpu_convert::{GpuConvert, KERNEL_NAME, KERNEL_SOURCE};
 use crate::loader::Epoch;
 use crate::source::Source;
-use crate::{Error, OutputSpec, Result};
+use crate::{Error, ErrorKind, OutputSpec, Result};
 
 /// One device slot: the batch's bytes and labels, and the two events that order its reuse.
 struct Slot {
@@ -209,10 +209,10 @@ impl DeviceFeeder {
     ) -> Result<DeviceFeeder> {
         spec.validate()?;
         if batch_size == 0 {
-            return Err(Error::config("batch_size must be > 0"));
+            return Err(Error::usage("batch_size must be > 0"));
         }
         if slots < 2 {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "a device feeder needs at least 2 slots (one filled while one is in use)",
             ));
         }
@@ -388,24 +388,35 @@ impl DeviceFeeder {
     /// ```
     pub fn upload(&mut self, batch: Batch) -> Result<DeviceBatch> {
         if batch.spec() != &self.in_spec || batch.capacity() > self.batch_size {
-            return Err(Error::config(format!(
-                "batch of {} x {} {:?} does not match the feeder's {} x {} {:?}",
-                batch.capacity(),
-                batch.dtype().as_str(),
-                batch.spec().sample_shape(),
-                self.batch_size,
-                self.in_spec.dtype.as_str(),
-                self.in_spec.sample_shape()
-            )));
+            let kind = if batch.dtype() != self.in_spec.dtype {
+                ErrorKind::DTypeMismatch
+            } else {
+                ErrorKind::Usage
+            };
+            return Err(Error::new(
+                kind,
+                format!(
+                    "batch of {} x {} {:?} does not match the feeder's {} x {} {:?}",
+                    batch.capacity(),
+                    batch.dtype().as_str(),
+                    batch.spec().sample_shape(),
+                    self.batch_size,
+                    self.in_spec.dtype.as_str(),
+                    self.in_spec.sample_shape()
+                ),
+            ));
         }
         let s = self.next;
         let slot = Arc::clone(&self.slots[s]);
         if slot.held.load(Ordering::Acquire) {
-            return Err(Error::config(format!(
-                "all {} device slots are held by the consumer: drop a DeviceBatch before asking \
-                 for the next (or use more slots)",
-                self.slots.len()
-            )));
+            return Err(Error::new(
+                ErrorKind::PoolExhausted,
+                format!(
+                    "all {} device slots are held by the consumer: drop a DeviceBatch before \
+                     asking for the next (or use more slots)",
+                    self.slots.len()
+                ),
+            ));
         }
         // The host batch last copied into this slot must be done before its events and its
         // staging buffer are used again; and keep at most `slots` host batches waiting.

@@ -3,8 +3,11 @@
 //! The NVIDIA driver library (`libcuda.so`) is loaded at run time through `cudarc`, so a
 //! binary built with this feature runs, and reports a clear error, on a machine without a GPU.
 //! Every entry point checks for the driver before touching `cudarc` (whose context constructor
-//! panics when the library is missing) and returns a [`ErrorKind::Config`](crate::ErrorKind)
-//! error whose message starts with `"no NVIDIA driver found:"` instead.
+//! panics when the library is missing) and returns an [`ErrorKind::NoDevice`] error whose
+//! message starts with `"no NVIDIA driver found:"` instead. A library that cannot be loaded,
+//! or a machine without a GPU, is [`ErrorKind::NoDevice`]; a CUDA or NVRTC call that fails is
+//! [`ErrorKind::Device`], with the `cudarc` error as its
+//! [`source`](std::error::Error::source).
 //!
 //! [`Device`]; [`PinnedAlloc`], which makes a loader's batch ring page-locked so that uploads
 //! can be asynchronous; [`DeviceFeeder`], which uploads batches on its own stream into a ring
@@ -44,7 +47,7 @@ pub use feeder::{DeviceBatch, DeviceFeeder, Feed};
 pub use cudarc;
 
 use crate::batch::{Allocator, HostMemory};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Start of the message of the error every entry point returns when there is no driver library.
 pub const NO_DRIVER: &str = "no NVIDIA driver found:";
@@ -67,14 +70,24 @@ pub fn driver_present() -> bool {
 
 /// The error every entry point returns when [`driver_present`] is false.
 fn no_driver() -> Error {
-    Error::config(format!(
-        "{NO_DRIVER} could not load libcuda.so (or libcuda.so.1): install the NVIDIA driver, \
-         or check that its library directory is on the loader path (LD_LIBRARY_PATH)"
-    ))
+    Error::new(
+        ErrorKind::NoDevice,
+        format!(
+            "{NO_DRIVER} could not load libcuda.so (or libcuda.so.1): install the NVIDIA driver, \
+             or check that its library directory is on the loader path (LD_LIBRARY_PATH)"
+        ),
+    )
 }
 
+/// A failed driver call: [`ErrorKind::Device`], or [`ErrorKind::NoDevice`] when the driver
+/// says there is no GPU (or none of that ordinal).
 fn driver_error(what: &str, e: DriverError) -> Error {
-    Error::config(format!("cuda: {what}: {e}"))
+    use sys::CUresult as R;
+    let kind = match e.0 {
+        R::CUDA_ERROR_NO_DEVICE | R::CUDA_ERROR_INVALID_DEVICE => ErrorKind::NoDevice,
+        _ => ErrorKind::Device,
+    };
+    Error::new(kind, format!("cuda: {what}: {e}")).with_source(e)
 }
 
 /// Fails with the no-driver error unless the driver library loads.
@@ -120,11 +133,14 @@ pub fn compile_ptx(source: &str, name: &str) -> Result<String> {
 
 pub(crate) fn compile(source: &str, name: &str) -> Result<cudarc::nvrtc::Ptx> {
     if !nvrtc_present() {
-        return Err(Error::config(format!(
-            "{NO_NVRTC} could not load libnvrtc.so (or libnvrtc.so.12): install the CUDA \
-             toolkit's NVRTC (e.g. the cuda-nvrtc package, or pip's nvidia-cuda-nvrtc-cu12) and \
-             put its library directory on LD_LIBRARY_PATH"
-        )));
+        return Err(Error::new(
+            ErrorKind::NoDevice,
+            format!(
+                "{NO_NVRTC} could not load libnvrtc.so (or libnvrtc.so.12): install the CUDA \
+                 toolkit's NVRTC (e.g. the cuda-nvrtc package, or pip's \
+                 nvidia-cuda-nvrtc-cu12) and put its library directory on LD_LIBRARY_PATH"
+            ),
+        ));
     }
     let opts = cudarc::nvrtc::CompileOptions {
         fmad: Some(false),
@@ -132,8 +148,15 @@ pub(crate) fn compile(source: &str, name: &str) -> Result<cudarc::nvrtc::Ptx> {
         ..Default::default()
     };
     std::panic::catch_unwind(|| cudarc::nvrtc::compile_ptx_with_opts(source, opts))
-        .map_err(|_| Error::config(format!("{NO_NVRTC} a symbol is missing from libnvrtc")))?
-        .map_err(|e| Error::config(format!("nvrtc: compiling {name}: {e}")))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::NoDevice,
+                format!("{NO_NVRTC} a symbol is missing from libnvrtc"),
+            )
+        })?
+        .map_err(|e| {
+            Error::new(ErrorKind::Device, format!("nvrtc: compiling {name}: {e}")).with_source(e)
+        })
 }
 
 /// One GPU, with its primary context retained.
@@ -158,8 +181,9 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// Opens GPU `ordinal` (0 is the first). Without a driver the error's message starts with
-    /// [`NO_DRIVER`]; an ordinal past the last GPU, or a driver that fails to start, is a
-    /// config error naming the driver's reason.
+    /// [`NO_DRIVER`]. No GPU, an ordinal past the last GPU or a driver older than the
+    /// bindings is a [`ErrorKind::NoDevice`] error naming the reason; another failure to
+    /// start is [`ErrorKind::Device`].
     ///
     /// ```
     /// match stoker::cuda::Device::open(0) {
@@ -176,10 +200,13 @@ impl Device {
         // driver older than the CUDA version cudarc was built for): report that as an error.
         let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
             .map_err(|_| {
-                Error::config(format!(
-                    "cuda: opening GPU {ordinal} panicked inside the driver bindings \
-                     (is the NVIDIA driver older than CUDA 12.8?)"
-                ))
+                Error::new(
+                    ErrorKind::NoDevice,
+                    format!(
+                        "cuda: opening GPU {ordinal} panicked inside the driver bindings \
+                         (is the NVIDIA driver older than CUDA 12.8?)"
+                    ),
+                )
             })?
             .map_err(|e| driver_error(&format!("opening GPU {ordinal}"), e))?;
         Ok(Device { ctx })
@@ -194,7 +221,12 @@ impl Device {
     pub fn count() -> Result<usize> {
         require_driver()?;
         let n = std::panic::catch_unwind(CudaContext::device_count)
-            .map_err(|_| Error::config("cuda: counting GPUs panicked inside the driver bindings"))?
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::NoDevice,
+                    "cuda: counting GPUs panicked inside the driver bindings",
+                )
+            })?
             .map_err(|e| driver_error("counting GPUs", e))?;
         Ok(n.max(0) as usize)
     }
@@ -243,9 +275,7 @@ impl Device {
     /// ```
     pub fn h2d_bandwidth(&self, bytes: usize, repeats: usize) -> Result<H2dBandwidth> {
         if bytes == 0 || repeats == 0 {
-            return Err(Error::config(
-                "h2d_bandwidth: bytes and repeats must be > 0",
-            ));
+            return Err(Error::usage("h2d_bandwidth: bytes and repeats must be > 0"));
         }
         let err = |what: &str| {
             let what = what.to_string();
@@ -412,9 +442,10 @@ impl Allocator for PinnedAlloc {
             .as_mut_ptr()
             .map_err(|e| driver_error("pinned buffer pointer", e))?;
         if !(ptr as usize).is_multiple_of(64) {
-            return Err(Error::config(format!(
-                "cuda: pinned buffer at {ptr:p} is not aligned to 64 bytes"
-            )));
+            return Err(Error::new(
+                ErrorKind::Device,
+                format!("cuda: pinned buffer at {ptr:p} is not aligned to 64 bytes"),
+            ));
         }
         // SAFETY: `ptr` is valid for `n` bytes, just allocated and not shared.
         unsafe { std::ptr::write_bytes(ptr, 0, n) };

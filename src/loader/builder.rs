@@ -16,7 +16,7 @@ use crate::sampler::{Partition, Sampler};
 use crate::source::{Raw, Source};
 use crate::stats::Counters;
 use crate::transform::{Identity, Transform};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Settings of a [`Loader`], with the names PyTorch's `DataLoader` uses.
 ///
@@ -170,13 +170,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
     /// Checks the settings, allocates the batch pool and starts the workers.
     pub fn build(self) -> Result<Loader<S>> {
         if self.batch_size == 0 {
-            return Err(Error::config("batch_size must be at least 1"));
+            return Err(Error::usage("batch_size must be at least 1"));
         }
         if self.prefetch == 0 {
-            return Err(Error::config("prefetch must be at least 1"));
+            return Err(Error::usage("prefetch must be at least 1"));
         }
         if self.source.is_empty() {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "the source has no samples ({})",
                 self.source.describe()
             )));
@@ -195,7 +195,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             .unwrap_or(3);
         if let Some(c) = self.source.channels() {
             if c != channels {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "the source has {c} channel(s) per pixel; the loader cannot output {channels}"
                 )));
             }
@@ -251,7 +251,10 @@ impl<S: Source + 'static> LoaderBuilder<S> {
                 .name(format!("stoker-worker-{w}"))
                 .spawn(move || worker_main(sh, rx, tx, ctx, ready))
                 // Workers already started exit when the task channel closes on return.
-                .map_err(|e| Error::config(format!("cannot start worker thread: {e}")))?;
+                .map_err(|e| {
+                    Error::new(ErrorKind::Panic, format!("cannot start worker thread: {e}"))
+                        .with_source(e)
+                })?;
             workers.push(handle);
         }
         drop(result_tx); // only workers hold senders: if all exit, the consumer sees it

@@ -30,7 +30,7 @@ use crate::output::OutputSpec;
 use crate::sampler::{EpochOrder, Sampler};
 use crate::source::Source;
 use crate::stats::{Counters, Stats};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 mod builder;
 mod schedule;
@@ -46,8 +46,10 @@ pub enum OnError {
     /// Stop the epoch: `next()` returns the error (naming the file and sample), then `None`.
     #[default]
     Raise,
-    /// Skip the sample, count it in [`Stats`], and complete the batch from the following
-    /// samples so batch shapes stay fixed.
+    /// Skip a sample that fails with a data error ([`ErrorKind::is_data`]: `Io`, `Format`,
+    /// `Decode`), count it in [`Stats`], log it as a `tracing` warning, and complete the batch
+    /// from the following samples so batch shapes stay fixed. Any other error (a panic, a
+    /// usage error from a transform, ...) is raised as under [`OnError::Raise`].
     Skip,
 }
 
@@ -57,7 +59,7 @@ impl std::str::FromStr for OnError {
         match s {
             "raise" | "error" | "fail" => Ok(OnError::Raise),
             "skip" => Ok(OnError::Skip),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown error policy {s:?} (raise, skip)"
             ))),
         }
@@ -153,7 +155,7 @@ impl<S: Source + 'static> Loader<S> {
         self.schedule.begin(len, position);
         self.order = Some(order);
         let error = (position > len).then(|| {
-            Error::config(format!(
+            Error::usage(format!(
                 "resume position {position} is past the end of epoch {epoch} ({len} samples)"
             ))
         });
@@ -312,8 +314,17 @@ impl<S: Source + 'static> Loader<S> {
             debug_assert!(buf.len <= b);
             Counters::add(&counters.samples, 1);
         };
-        self.schedule
-            .advance(self.on_error, place, |e| counters.skip(e))
+        let skip = |e: &Error| {
+            tracing::warn!(
+                index = ?e.index(),
+                path = ?e.path(),
+                kind = e.kind().as_str(),
+                message = e.message(),
+                "stoker: skipping a sample that failed"
+            );
+            counters.skip(e);
+        };
+        self.schedule.advance(self.on_error, place, skip)
     }
 
     /// Records one worker result.
@@ -398,11 +409,14 @@ impl<S: Source + 'static> Loader<S> {
             }
             self.dispatch();
             if self.schedule.ring_is_empty() {
-                let e = Error::config(format!(
-                    "all {} batch buffers are held by the consumer: drop batches before asking \
-                     for more, or raise prefetch",
-                    self.pool.total()
-                ));
+                let e = Error::new(
+                    ErrorKind::PoolExhausted,
+                    format!(
+                        "all {} batch buffers are held by the consumer: drop batches before \
+                         asking for more, or raise prefetch",
+                        self.pool.total()
+                    ),
+                );
                 self.drain();
                 return Some(Err(e));
             }

@@ -223,12 +223,14 @@ impl Schedule {
                     });
                     self.placed += 1;
                 }
+                // Only data errors (one bad sample) are skipped: a usage, device or panic
+                // error is raised whatever the policy.
                 Outcome::Failed(e) => match policy {
-                    OnError::Raise => return Err(e),
-                    OnError::Skip => {
+                    OnError::Skip if e.kind().is_data() => {
                         skip(&e);
                         self.resync = true;
                     }
+                    OnError::Raise | OnError::Skip => return Err(e),
                 },
                 Outcome::Pending => unreachable!("loop condition"),
             }

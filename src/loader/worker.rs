@@ -93,7 +93,7 @@ pub(super) fn workers_gone() -> Error {
 }
 
 pub(super) fn cancelled() -> Error {
-    Error::new(ErrorKind::Config, "cancelled")
+    Error::new(ErrorKind::Cancelled, "cancelled")
 }
 
 /// crossbeam allocates a thread's context, and a channel's list of waiting threads, the first

@@ -207,20 +207,20 @@ fn shape_str(s: Shape) -> String {
 /// ```
 pub fn plan(model: &Model, req: &Request) -> Result<Plan> {
     if req.batch_size == Some(0) {
-        return Err(Error::config("batch size must be > 0"));
+        return Err(Error::usage("batch size must be > 0"));
     }
     if req.gpu_memory == 0 {
-        return Err(Error::config("gpu memory must be > 0"));
+        return Err(Error::usage("gpu memory must be > 0"));
     }
     if req.effective_batch == Some(0) {
-        return Err(Error::config("effective batch must be > 0"));
+        return Err(Error::usage("effective batch must be > 0"));
     }
     if req.samples == Some(0) {
-        return Err(Error::config("samples must be > 0"));
+        return Err(Error::usage("samples must be > 0"));
     }
     if let Some(ms) = req.step_ms {
         if !(ms.is_finite() && ms > 0.0) {
-            return Err(Error::config("step time must be a positive number of ms"));
+            return Err(Error::usage("step time must be a positive number of ms"));
         }
     }
     let analysis = model.analyze(req.input)?;

@@ -118,7 +118,7 @@ impl std::str::FromStr for Precision {
             "fp32" => Ok(Precision::Fp32),
             "amp-fp16" => Ok(Precision::AmpFp16),
             "amp-bf16" => Ok(Precision::AmpBf16),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown precision {s:?} (fp32, amp-fp16, amp-bf16)"
             ))),
         }
@@ -199,7 +199,7 @@ impl std::str::FromStr for Optimizer {
             "momentum" => Ok(Optimizer::Momentum),
             "adam" => Ok(Optimizer::Adam),
             "adamw" => Ok(Optimizer::AdamW),
-            _ => Err(Error::config(format!(
+            _ => Err(Error::usage(format!(
                 "unknown optimizer {s:?} (sgd, momentum, adam, adamw)"
             ))),
         }
@@ -232,16 +232,16 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
         u => {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "size {s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
             )))
         }
     };
-    let v: f64 = n
-        .parse()
-        .map_err(|_| Error::config(format!("size {s:?} is not a number with a unit")))?;
+    let v: f64 = n.parse().map_err(|e| {
+        Error::usage(format!("size {s:?} is not a number with a unit")).with_source(e)
+    })?;
     if !v.is_finite() || v < 0.0 || v * mult as f64 > u64::MAX as f64 / 2.0 {
-        return Err(Error::config(format!("size {s:?} is out of range")));
+        return Err(Error::usage(format!("size {s:?} is out of range")));
     }
     Ok((v * mult as f64).round() as u64)
 }

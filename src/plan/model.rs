@@ -208,7 +208,7 @@ impl Shape {
     pub fn parse(s: &str) -> Result<Shape> {
         let parts: Vec<&str> = s.split(['x', 'X']).collect();
         if parts.len() != 2 && parts.len() != 3 {
-            return Err(Error::config(format!("input {s:?} is not WxHxC")));
+            return Err(Error::usage(format!("input {s:?} is not WxHxC")));
         }
         let mut v = [0usize; 3];
         v[2] = 3;
@@ -219,7 +219,7 @@ impl Shape {
                 .ok()
                 .filter(|&n| n > 0)
                 .ok_or_else(|| {
-                    Error::config(format!("input {s:?}: {p:?} is not a positive integer"))
+                    Error::usage(format!("input {s:?}: {p:?} is not a positive integer"))
                 })?;
         }
         Ok(Shape {
@@ -319,7 +319,7 @@ impl Model {
         let mut outs: Vec<NodeId> = vec![0];
         for (i, raw) in text.split(',').enumerate() {
             let tok = raw.trim();
-            let err = |msg: String| Error::config(format!("token {} {tok:?}: {msg}", i + 1));
+            let err = |msg: String| Error::usage(format!("token {} {tok:?}: {msg}", i + 1));
             if tok.is_empty() {
                 return Err(err("empty layer".into()));
             }
@@ -345,7 +345,7 @@ impl Model {
         let mut layers: Vec<LayerInfo> = Vec::with_capacity(self.nodes.len());
         for (id, node) in self.nodes.iter().enumerate() {
             let err =
-                |msg: String| Error::config(format!("layer {id} {:?}: {msg}", node.name.as_str()));
+                |msg: String| Error::usage(format!("layer {id} {:?}: {msg}", node.name.as_str()));
             if node.inputs.iter().any(|&j| j >= id) {
                 return Err(err("reads a later layer".into()));
             }

@@ -50,7 +50,7 @@ fn cnn4(head: &str, classes: usize) -> String {
 /// ```
 pub fn preset(name: &str, classes: usize) -> Result<Model> {
     if classes == 0 {
-        return Err(Error::config("classes must be > 0"));
+        return Err(Error::usage("classes must be > 0"));
     }
     match name.to_ascii_lowercase().as_str() {
         "cnn4-dense512" => Model::parse(&cnn4("flatten", classes)),
@@ -58,7 +58,7 @@ pub fn preset(name: &str, classes: usize) -> Result<Model> {
         "mobilenetv2" | "mobilenet_v2" => Ok(mobilenet_v2(classes)),
         "resnet18" => Ok(resnet(&[2, 2, 2, 2], false, classes)),
         "resnet50" => Ok(resnet(&[3, 4, 6, 3], true, classes)),
-        _ => Err(Error::config(format!(
+        _ => Err(Error::usage(format!(
             "unknown preset {name:?} ({})",
             PRESETS.join(", ")
         ))),

@@ -41,11 +41,11 @@ impl<S: Source> Concat<S> {
     /// Joins `shards` in order. All must agree on having labels.
     pub fn new(shards: Vec<S>) -> Result<Self> {
         if shards.is_empty() {
-            return Err(Error::config("no shards given"));
+            return Err(Error::usage("no shards given"));
         }
         let labelled = shards[0].has_labels();
         if shards.iter().any(|s| s.has_labels() != labelled) {
-            return Err(Error::config("some shards have labels and others do not"));
+            return Err(Error::usage("some shards have labels and others do not"));
         }
         let mut starts = Vec::with_capacity(shards.len() + 1);
         let mut total = 0usize;
@@ -80,7 +80,7 @@ impl<S: Source> Source for Concat<S> {
 
     fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         let (k, local) = self.locate(index).ok_or_else(|| {
-            Error::config(format!("index out of range (len {})", self.len())).at(index)
+            Error::usage(format!("index out of range (len {})", self.len())).at(index)
         })?;
         self.shards[k].get(local, buf).map_err(|e| e.at(index))
     }

@@ -246,11 +246,11 @@ impl ImageFolder {
     /// ```
     pub fn from_files(files: Vec<(PathBuf, Option<i64>)>) -> Result<ImageFolder> {
         if files.is_empty() {
-            return Err(Error::config("no image files given"));
+            return Err(Error::usage("no image files given"));
         }
         let labelled = files[0].1.is_some();
         if files.iter().any(|(_, l)| l.is_some() != labelled) {
-            return Err(Error::config("some files have labels and others do not"));
+            return Err(Error::usage("some files have labels and others do not"));
         }
         let labels = labelled.then(|| files.iter().filter_map(|(_, l)| *l).collect());
         Ok(ImageFolder {
@@ -299,7 +299,7 @@ impl Source for ImageFolder {
 
     fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         let path = self.files.get(index).ok_or_else(|| {
-            Error::config(format!("index out of range (len {})", self.files.len())).at(index)
+            Error::usage(format!("index out of range (len {})", self.files.len())).at(index)
         })?;
         let io = |e| Error::io(path, e).at(index);
         let mut f = fs::File::open(path).map_err(io)?;
@@ -375,7 +375,7 @@ impl super::Format for FolderFormat {
     fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
         opts.no_labels("an image folder", "its labels are the class folders")?;
         let [dir] = files else {
-            return Err(Error::config("an image folder is one directory"));
+            return Err(Error::usage("an image folder is one directory"));
         };
         Ok(Box::new(ImageFolder::open(dir)?))
     }
@@ -403,9 +403,7 @@ impl super::Format for ManifestFormat {
     fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {
         opts.no_labels("a manifest", "its labels are its second column")?;
         let [csv] = files else {
-            return Err(Error::config(
-                "give one manifest csv, not a glob of several",
-            ));
+            return Err(Error::usage("give one manifest csv, not a glob of several"));
         };
         Ok(Box::new(ImageFolder::from_manifest(csv)?))
     }

@@ -95,7 +95,7 @@ pub enum Hdf5Layout {
 fn h5err(path: &Path, what: &str, e: h5::Error) -> Error {
     let m = e.to_string().to_lowercase();
     let m = m.lines().next().unwrap_or("").trim().to_string();
-    Error::format(path, format!("{what}: {m}"))
+    Error::format(path, format!("{what}: {m}")).with_source(e)
 }
 
 impl Hdf5Source {
@@ -221,6 +221,14 @@ impl Hdf5Source {
             }
             _ => {
                 let rows = ds.chunk().and_then(|c| c.first().copied()).unwrap_or(1);
+                tracing::debug!(
+                    path = %path.display(),
+                    dataset = images,
+                    contiguous,
+                    rows,
+                    "stoker: hdf5 dataset is not mapped (chunked, filtered or unaligned): \
+                     reading through the hdf5 library"
+                );
                 Store::Library {
                     ds,
                     rows: rows.clamp(1, shape[0].max(1)),
@@ -258,7 +266,7 @@ impl Hdf5Source {
         labels: Option<&str>,
     ) -> Result<Concat<Hdf5Source>> {
         if paths.is_empty() {
-            return Err(Error::config("no hdf5 files given"));
+            return Err(Error::usage("no hdf5 files given"));
         }
         let mut out: Vec<Hdf5Source> = Vec::with_capacity(paths.len());
         for p in paths {
@@ -291,8 +299,9 @@ impl Hdf5Source {
         let paths = if !pattern.contains(['*', '?', '[']) || Path::new(pattern).is_file() {
             vec![PathBuf::from(pattern)]
         } else {
-            let it = glob::glob(pattern)
-                .map_err(|e| Error::config(format!("bad glob pattern {pattern}: {}", e.msg)))?;
+            let it = glob::glob(pattern).map_err(|e| {
+                Error::usage(format!("bad glob pattern {pattern}: {}", e.msg)).with_source(e)
+            })?;
             let mut v: Vec<PathBuf> = it.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
             v.sort();
             v
@@ -383,6 +392,7 @@ impl Hdf5Source {
                         Error::new(ErrorKind::Io, format!("hdf5 read: {m}"))
                             .file(&self.path)
                             .at(index)
+                            .with_source(e)
                     };
                     let sel = ndarray::s![first..first + n, .., .., ..];
                     buf.clear();
@@ -441,7 +451,7 @@ impl Source for Hdf5Source {
     fn get<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         if index >= self.shape[0] {
             return Err(
-                Error::config(format!("index out of range (len {})", self.shape[0]))
+                Error::usage(format!("index out of range (len {})", self.shape[0]))
                     .at(index)
                     .file(&self.path),
             );
@@ -602,11 +612,11 @@ pub fn save_hdf5(
     };
     if len != n {
         return Err(
-            Error::config(format!("shape {shape:?} needs {n} values, found {len}")).file(path),
+            Error::usage(format!("shape {shape:?} needs {n} values, found {len}")).file(path),
         );
     }
     if labels.is_some_and(|l| l.len() != shape[0]) {
-        return Err(Error::config(format!(
+        return Err(Error::usage(format!(
             "{} images but a different number of labels",
             shape[0]
         ))
@@ -618,6 +628,7 @@ pub fn save_hdf5(
             format!("hdf5 write: {}", e.to_string().to_lowercase()),
         )
         .file(path)
+        .with_source(e)
     };
     let file = h5::File::create(path).map_err(err)?;
     let mut b = file.new_dataset_builder();

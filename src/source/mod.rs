@@ -209,8 +209,9 @@ pub(crate) fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     if !pattern.contains(['*', '?', '[']) || Path::new(pattern).is_file() {
         return Ok(vec![PathBuf::from(pattern)]);
     }
-    let paths = glob::glob(pattern)
-        .map_err(|e| Error::config(format!("bad glob pattern {pattern}: {}", e.msg)))?;
+    let paths = glob::glob(pattern).map_err(|e| {
+        Error::usage(format!("bad glob pattern {pattern}: {}", e.msg)).with_source(e)
+    })?;
     let mut out = Vec::new();
     for entry in paths {
         let p = entry.map_err(|e| {

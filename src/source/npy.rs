@@ -553,11 +553,11 @@ impl NpySource {
     /// ```
     pub fn shards(images: &[PathBuf], labels: Option<&[PathBuf]>) -> Result<Concat<NpySource>> {
         if images.is_empty() {
-            return Err(Error::config("no npy files given"));
+            return Err(Error::usage("no npy files given"));
         }
         if let Some(l) = labels {
             if l.len() != images.len() {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "{} image files but {} label files",
                     images.len(),
                     l.len()
@@ -604,7 +604,7 @@ impl NpySource {
         let labels = labels_pattern.map(expand).transpose()?;
         if let (Some(l), Some(lp)) = (&labels, labels_pattern) {
             if l.len() != images.len() {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "{images_pattern} matches {} files but {lp} matches {}",
                     images.len(),
                     l.len()
@@ -670,7 +670,7 @@ impl Source for NpySource {
 
     fn get<'a>(&'a self, index: usize, _buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         let oob = || {
-            Error::config(format!("index out of range (len {})", self.shape[0]))
+            Error::usage(format!("index out of range (len {})", self.shape[0]))
                 .at(index)
                 .file(&self.path)
         };
@@ -798,7 +798,7 @@ impl super::Format for NpyFormat {
             Some(pattern) => {
                 let l = expand(pattern)?;
                 if l.len() != files.len() {
-                    return Err(Error::config(format!(
+                    return Err(Error::usage(format!(
                         "{} image files but the labels {pattern} are {} files",
                         files.len(),
                         l.len()
@@ -898,7 +898,7 @@ pub fn save_npy(path: impl AsRef<Path>, descr: &str, shape: &[usize], data: &[u8
     let path = path.as_ref();
     let err = |e: io::Error| {
         if e.kind() == io::ErrorKind::InvalidInput {
-            Error::config(e.to_string()).file(path)
+            Error::usage(e.to_string()).file(path).with_source(e)
         } else {
             Error::io(path, e)
         }
@@ -1457,7 +1457,7 @@ mod tests {
         ));
         assert!(e.to_string().contains("matches 2 files"), "{e}");
         let e = err(NpySource::shards(&imgs, Some(&labs[..1])));
-        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         assert!(NpySource::shards(&[], None).is_err());
         // A shard with another shape or dtype is named.
         let odd = dir.path().join("img-odd.npy");

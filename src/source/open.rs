@@ -59,7 +59,7 @@ impl OpenOptions {
     pub(crate) fn no_labels(&self, format: &str, why: &str) -> Result<()> {
         match &self.labels {
             None => Ok(()),
-            Some(_) => Err(Error::config(format!(
+            Some(_) => Err(Error::usage(format!(
                 "labels cannot be given for {format} ({why})"
             ))),
         }
@@ -265,7 +265,7 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<AnySource> {
         for f in &files[1..] {
             let other = recognise(f)?;
             if other.name() != format.name() {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "{text} matches files of two formats: {} ({}) and {} ({})",
                     format.name(),
                     files[0].display(),

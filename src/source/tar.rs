@@ -383,7 +383,7 @@ impl TarSource {
     /// ```
     pub fn shards(paths: &[PathBuf]) -> Result<Concat<TarSource>> {
         if paths.is_empty() {
-            return Err(Error::config("no tar files given"));
+            return Err(Error::usage("no tar files given"));
         }
         let mut shards = paths
             .iter()
@@ -480,7 +480,7 @@ impl Source for TarSource {
 
     fn get<'a>(&'a self, index: usize, _buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
         let oob = || {
-            Error::config(format!("index out of range (len {})", self.entries.len()))
+            Error::usage(format!("index out of range (len {})", self.entries.len()))
                 .at(index)
                 .file(&self.path)
         };

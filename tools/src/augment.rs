@@ -82,7 +82,7 @@ fn batch(a: &PreviewArgs, path: &Path, t: Arc<dyn Transform>) -> stoker::Result<
     let batch = loader
         .epoch(a.epoch)
         .next()
-        .ok_or_else(|| stoker::Error::config("the epoch is empty"))??;
+        .ok_or_else(|| stoker::Error::usage("the epoch is empty"))??;
     Ok((
         batch.as_bytes().to_vec(),
         batch.indices().to_vec(),
@@ -93,7 +93,7 @@ fn batch(a: &PreviewArgs, path: &Path, t: Arc<dyn Transform>) -> stoker::Result<
 /// Runs `stoker augment-preview`.
 pub fn preview(a: PreviewArgs) -> stoker::Result<()> {
     if a.count == 0 || a.cols == 0 {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--count and --cols must be at least 1",
         ));
     }

@@ -98,7 +98,7 @@ fn sniff_ext(b: &[u8]) -> &'static str {
 fn png(o: &Owned) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     let Owned::U8(w, h, c, px) = o else {
-        return Err(Error::config(
+        return Err(Error::usage(
             "f32 pixels cannot be written as images: convert to npy or hdf5",
         ));
     };
@@ -110,7 +110,7 @@ fn png(o: &Owned) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(px, *w as u32, *h as u32, color)
-        .map_err(|e| Error::config(format!("png encode: {e}")))?;
+        .map_err(|e| Error::usage(format!("png encode: {e}")))?;
     Ok(out)
 }
 
@@ -135,7 +135,7 @@ struct ConvertReport {
 /// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json`.
 pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
-        return Err(Error::config("--shard-size must be > 0"));
+        return Err(Error::usage("--shard-size must be > 0"));
     }
     let src = crate::open::open(&a.src, a.labels.as_deref(), &a.images_key)?;
     let n = src.len();

@@ -15,7 +15,7 @@ pub fn open(path: &Path, labels: Option<&Path>, images_key: &str) -> Result<AnyS
     if let Some(l) = labels {
         let text = l
             .to_str()
-            .ok_or_else(|| Error::config(format!("{}: not a UTF-8 path", l.display())))?;
+            .ok_or_else(|| Error::usage(format!("{}: not a UTF-8 path", l.display())))?;
         opts = opts.labels(text);
     }
     stoker::source::open(path, &opts)

@@ -62,7 +62,7 @@ pub fn run(a: PlanArgs) -> stoker::Result<()> {
         (Some(p), _) => (p.clone(), preset(p, a.classes)?),
         (None, Some(m)) => ("custom".to_string(), Model::parse(m)?),
         (None, None) => {
-            return Err(stoker::Error::config(format!(
+            return Err(stoker::Error::usage(format!(
                 "give --preset ({}) or --model",
                 PRESETS.join(", ")
             )))

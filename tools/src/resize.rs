@@ -216,7 +216,7 @@ impl Worker {
             FilterArg::Lanczos3 => Filter::Lanczos3,
             FilterArg::Bilinear => Filter::Bilinear,
         });
-        let jerr = |e: turbojpeg::Error| Error::config(format!("jpeg encoder: {e}"));
+        let jerr = |e: turbojpeg::Error| Error::usage(format!("jpeg encoder: {e}"));
         let mut jpeg = turbojpeg::Compressor::new().map_err(jerr)?;
         jpeg.set_quality(i32::from(quality)).map_err(jerr)?;
         jpeg.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(jerr)?;
@@ -412,27 +412,27 @@ pub fn run(a: ResizeArgs) -> Result<()> {
         (Some((w, h)), None, None) => Target::Size(w, h, a.fit),
         (None, Some(f), None) if f > 0.0 && f.is_finite() => Target::Scale(f),
         (None, Some(f), None) => {
-            return Err(Error::config(format!(
+            return Err(Error::usage(format!(
                 "--scale {f} must be a positive number"
             )))
         }
         (None, None, Some(n)) if n > 0 => Target::ShortSide(n),
         (None, None, None) => {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "give one of --size WxH, --scale F or --short-side N",
             ))
         }
         _ => {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "give only one of --size, --scale and --short-side",
             ))
         }
     };
     if a.shard_size == 0 {
-        return Err(Error::config("--shard-size must be > 0"));
+        return Err(Error::usage("--shard-size must be > 0"));
     }
     if a.src.is_file() {
-        return Err(Error::config(format!(
+        return Err(Error::usage(format!(
             "{} is a file: resize takes a folder of images",
             a.src.display()
         )));
@@ -523,7 +523,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                 let (tw, th) =
                     match target {
                         Target::Size(w, h, _) => (w, h),
-                        _ if format.is_none() => return Err(Error::config(
+                        _ if format.is_none() => return Err(Error::usage(
                             "--to npy and --to hdf5 need --size WxH (one shape for all samples)",
                         )),
                         _ => (0, 0),

@@ -68,7 +68,7 @@ extern "C" __global__ void stoker_spin(unsigned long long ns) {
 "#;
 
 fn cuda(what: &str) -> impl Fn(stoker::cuda::cudarc::driver::DriverError) -> Error + '_ {
-    move |e| Error::config(format!("cuda: {what}: {e}"))
+    move |e| Error::new(stoker::ErrorKind::Device, format!("cuda: {what}: {e}"))
 }
 
 enum Work {
@@ -113,13 +113,18 @@ impl Step {
             GpuStep::Gemm { n, repeats } => {
                 // SAFETY: only looks for the library, as cudarc would on first use.
                 if !unsafe { stoker::cuda::cudarc::cublas::sys::is_culib_present() } {
-                    return Err(Error::config(
+                    return Err(Error::new(
+                        stoker::ErrorKind::NoDevice,
                         "no cuBLAS library found: install the CUDA toolkit's cuBLAS (libcublas.so) \
                          or use --gpu-step spin:MS",
                     ));
                 }
-                let blas = CudaBlas::new(Arc::clone(&stream))
-                    .map_err(|e| Error::config(format!("cublas: creating a handle: {e}")))?;
+                let blas = CudaBlas::new(Arc::clone(&stream)).map_err(|e| {
+                    Error::new(
+                        stoker::ErrorKind::Device,
+                        format!("cublas: creating a handle: {e}"),
+                    )
+                })?;
                 let fill = vec![0.5f32; n * n];
                 let a = stream.clone_htod(&fill).map_err(cuda("GEMM operands"))?;
                 let b = stream.clone_htod(&fill).map_err(cuda("GEMM operands"))?;
@@ -177,8 +182,9 @@ impl Step {
                 };
                 for _ in 0..*repeats {
                     // SAFETY: a, b and c hold n * n floats each.
-                    unsafe { blas.gemm(cfg, a, b, c) }
-                        .map_err(|e| Error::config(format!("cublas: sgemm: {e}")))?;
+                    unsafe { blas.gemm(cfg, a, b, c) }.map_err(|e| {
+                        Error::new(stoker::ErrorKind::Device, format!("cublas: sgemm: {e}"))
+                    })?;
                 }
                 Ok(())
             }
@@ -259,7 +265,7 @@ pub fn run<S: Source + 'static>(
             host_wait += w.elapsed().as_secs_f64();
             let batch = batch?;
             if k == marks.len() {
-                return Err(Error::config(format!(
+                return Err(Error::usage(format!(
                     "bench: epoch {e} has more batches than the {} expected",
                     marks.len()
                 )));
@@ -343,19 +349,19 @@ pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
         (Some(k), None) => k,
         (None, Some(ms)) => GpuStep::Spin(ms),
         (Some(_), Some(_)) => {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "give the GPU step once: --gpu-step or --gpu-step-ms",
             ))
         }
         (None, None) => {
-            return Err(Error::config(
+            return Err(Error::usage(
                 "--gpu needs a step: --gpu-step gemm:N, --gpu-step spin:MS or --gpu-step-ms X",
             ))
         }
     };
     let convert_to: Option<DType> = a.gpu_convert;
     if convert_to.is_none() && a.gpu_noise != 0.0 {
-        return Err(Error::config("--gpu-noise needs --gpu-convert"));
+        return Err(Error::usage("--gpu-noise needs --gpu-convert"));
     }
     // With a conversion the workers write u8 NHWC, unnormalised; the GPU does the rest.
     let mut la = a.clone();

@@ -35,7 +35,8 @@ mod device {
     impl Gpu {
         /// Always the "rebuild with --features cuda" error.
         pub fn open() -> stoker::Result<Gpu> {
-            Err(stoker::Error::config(
+            Err(stoker::Error::new(
+                stoker::ErrorKind::NoDevice,
                 "--gpu: built without the cuda feature: rebuild with --features cuda \
                  (cargo build --release -p stoker-tools --features cuda)",
             ))
@@ -215,7 +216,7 @@ pub type BenchLoader = Loader<AnySource>;
 /// Prints `report` as one JSON document on stdout.
 pub fn print_json(report: &impl Serialize) -> stoker::Result<()> {
     let text = serde_json::to_string(report)
-        .map_err(|e| stoker::Error::config(format!("json report: {e}")))?;
+        .map_err(|e| stoker::Error::usage(format!("json report: {e}")))?;
     println!("{text}");
     Ok(())
 }
@@ -326,7 +327,7 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
     if a.gpu {
         let g = device::Gpu::open()?;
         if a.sweep_workers {
-            return Err(stoker::Error::config(
+            return Err(stoker::Error::usage(
                 "--sweep-workers runs with a simulated step: drop --gpu and pass --gpu-step-ms \
                  (the step time `stoker bench --gpu` measured)",
             ));
@@ -334,13 +335,13 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
         return device::bench(&a, g);
     }
     if a.gpu_step.is_some() || a.gpu_convert.is_some() || a.gpu_noise != 0.0 {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--gpu-step, --gpu-convert and --gpu-noise need --gpu",
         ));
     }
     let step = a.gpu_step_ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
     if a.plot.is_some() && !a.sweep_workers {
-        return Err(stoker::Error::config("--plot needs --sweep-workers"));
+        return Err(stoker::Error::usage("--plot needs --sweep-workers"));
     }
     if a.sweep_workers {
         return sweep::run(&a, step);

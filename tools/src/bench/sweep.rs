@@ -82,7 +82,7 @@ struct SweepReport {
 /// Runs the sweep and prints its table (or JSON) and writes its `--plot`.
 pub fn run(a: &BenchArgs, step: Option<Duration>) -> stoker::Result<()> {
     if a.workers.is_some() {
-        return Err(stoker::Error::config(
+        return Err(stoker::Error::usage(
             "--sweep-workers runs every worker count: leave out --workers",
         ));
     }
