@@ -392,6 +392,25 @@ mod tests {
     }
 
     #[test]
+    fn skip_skips_data_errors_only() {
+        for (kind, skipped) in [
+            (ErrorKind::Decode, true),
+            (ErrorKind::Io, true),
+            (ErrorKind::Format, true),
+            (ErrorKind::Panic, false),
+            (ErrorKind::Usage, false),
+        ] {
+            let mut s = Schedule::new(2, 1, false);
+            s.begin(4, 0);
+            s.peek().unwrap();
+            s.push(Outcome::Failed(Error::new(kind, "x").at(0)));
+            let mut n = 0;
+            let r = s.advance(OnError::Skip, |_| {}, |_| n += 1);
+            assert_eq!((r.is_ok(), n == 1), (skipped, skipped), "{kind:?}");
+        }
+    }
+
+    #[test]
     fn resume_yields_the_tail_of_the_pass() {
         let whole = run(13, 0, 4, 2, false, OnError::Raise, |_| false).0;
         let tail = run(13, 8, 4, 2, false, OnError::Raise, |_| false).0;
