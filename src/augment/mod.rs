@@ -52,6 +52,7 @@ mod fused;
 mod params;
 pub(crate) mod photometric;
 mod preview;
+mod settings;
 mod warp;
 
 use std::any::Any;
@@ -88,15 +89,36 @@ pub enum FillMode {
     Wrap,
 }
 
+impl FillMode {
+    /// Every mode, as [`as_str`](Self::as_str) spells them.
+    pub const ALL: [FillMode; 4] = [
+        FillMode::Constant,
+        FillMode::Nearest,
+        FillMode::Reflect,
+        FillMode::Wrap,
+    ];
+
+    /// The name Keras and specs use, e.g. `"reflect"`.
+    ///
+    /// ```
+    /// assert_eq!(stoker::augment::FillMode::Wrap.as_str(), "wrap");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillMode::Constant => "constant",
+            FillMode::Nearest => "nearest",
+            FillMode::Reflect => "reflect",
+            FillMode::Wrap => "wrap",
+        }
+    }
+}
+
 impl FromStr for FillMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "constant" => Ok(FillMode::Constant),
-            "nearest" => Ok(FillMode::Nearest),
-            "reflect" => Ok(FillMode::Reflect),
-            "wrap" => Ok(FillMode::Wrap),
-            _ => Err(Error::usage(format!(
+        match FillMode::ALL.into_iter().find(|m| m.as_str() == s) {
+            Some(m) => Ok(m),
+            None => Err(Error::usage(format!(
                 "unknown fill mode {s:?} (constant, nearest, reflect, wrap)"
             ))),
         }
@@ -349,46 +371,8 @@ impl AugmentBuilder {
 
     /// Checks every setting: a usage error names the first bad one.
     pub fn build(self) -> Result<Augment> {
-        let c = &self.cfg;
-        let bad = |what: &str| Err(Error::usage(format!("augment: {what}")));
-        let fin = |v: f64| v.is_finite();
-        if !(fin(c.rotation) && c.rotation >= 0.0) {
-            return bad("rotation_range must be finite and >= 0");
-        }
-        for (name, r) in [("width", c.width_shift), ("height", c.height_shift)] {
-            if !(fin(r) && r >= 0.0 && (r < 1.0 || r.fract() == 0.0) && r < 1e6) {
-                return Err(Error::usage(format!(
-                    "augment: {name}_shift_range must be a fraction in [0, 1) or whole pixels"
-                )));
-            }
-        }
-        let range_ok = |(lo, hi): (f64, f64), min: f64| fin(lo) && fin(hi) && lo > min && lo <= hi;
-        if !range_ok(c.zoom, 0.0) || c.zoom.1 > 1e3 {
-            return bad("zoom_range must be 0 < lo <= hi <= 1000");
-        }
-        let frange = |(lo, hi): (f32, f32)| range_ok((lo as f64, hi as f64), 0.0) && hi <= 1e3;
-        if !frange(c.brightness) {
-            return bad("brightness_range must be 0 < lo <= hi <= 1000");
-        }
-        if !frange(c.contrast) {
-            return bad("contrast_range must be 0 < lo <= hi <= 1000");
-        }
-        if !(c.noise_std.is_finite() && c.noise_std >= 0.0) {
-            return bad("noise_std must be finite and >= 0");
-        }
-        if !(0.0..=1.0).contains(&c.salt_pepper) {
-            return bad("salt_pepper must be in [0, 1]");
-        }
-        if !c.cval.is_finite() {
-            return bad("cval must be finite");
-        }
-        if let Some((scale, ratio)) = c.crop {
-            if !range_ok(scale, 0.0) || scale.1 > 1.0 {
-                return bad("random_resized_crop scale must be 0 < lo <= hi <= 1");
-            }
-            if !range_ok(ratio, 0.0) || ratio.1 > 1e3 || ratio.0 < 1e-3 {
-                return bad("random_resized_crop ratio must be 0.001 <= lo <= hi <= 1000");
-            }
+        if let Some(what) = settings::SETTINGS.iter().find_map(|s| (s.check)(&self.cfg)) {
+            return Err(Error::usage(format!("augment: {what}")));
         }
         let mut cfg = self.cfg;
         cfg.cval += 0.0; // -0.0 becomes +0.0: every loop then gives the same bits
@@ -472,15 +456,20 @@ impl Augment {
                     None => Err(Error::usage(format!("augment: {key}: {v:?} is not LO:HI"))),
                 }
             };
-            b = match key {
-                "rotation" | "rot" => b.rotation_range(num(need()?)?),
-                "shift" => {
-                    let r = num(need()?)?;
-                    b.width_shift_range(r).height_shift_range(r)
+            let setting = settings::find(key).ok_or_else(|| {
+                Error::usage(format!(
+                    "augment: unknown setting {key:?} ({})",
+                    settings::known_keys()
+                ))
+            })?;
+            let value = match setting.arg {
+                settings::Arg::Flag => settings::Value::Flag,
+                settings::Arg::Num => settings::Value::Num(num(need()?)?),
+                settings::Arg::Range => {
+                    let (lo, hi) = range(need()?)?;
+                    settings::Value::Range(lo, hi)
                 }
-                "wshift" => b.width_shift_range(num(need()?)?),
-                "hshift" => b.height_shift_range(num(need()?)?),
-                "zoom" => {
+                settings::Arg::Spread => {
                     let v = need()?;
                     let (lo, hi) = if v.contains(':') {
                         range(v)?
@@ -488,40 +477,19 @@ impl Augment {
                         let r = num(v)?;
                         (1.0 - r, 1.0 + r)
                     };
-                    b.zoom_range(lo, hi)
+                    settings::Value::Range(lo, hi)
                 }
-                "isozoom" => b.isotropic_zoom(true),
-                "hflip" => b.horizontal_flip(true),
-                "vflip" => b.vertical_flip(true),
-                "fill" => b.fill_mode(need()?.parse()?),
-                "cval" => b.cval(num(need()?)? as f32),
-                "nearest" => b.interpolation(Interpolation::Nearest),
-                "noise" => b.noise_std(num(need()?)? as f32),
-                "brightness" => {
-                    let (lo, hi) = range(need()?)?;
-                    b.brightness_range(lo as f32, hi as f32)
-                }
-                "contrast" => {
-                    let (lo, hi) = range(need()?)?;
-                    b.contrast_range(lo as f32, hi as f32)
-                }
-                "saltpepper" | "sp" => b.salt_pepper(num(need()?)? as f32),
-                "crop" => {
+                settings::Arg::Fill => settings::Value::Fill(need()?.parse()?),
+                settings::Arg::Crop => {
                     let v = need()?;
                     let (s, r) = match v.split_once('/') {
                         Some((s, r)) => (range(s)?, range(r)?),
                         None => (range(v)?, (3.0 / 4.0, 4.0 / 3.0)),
                     };
-                    b.random_resized_crop(s, r)
-                }
-                _ => {
-                    return Err(Error::usage(format!(
-                        "augment: unknown setting {key:?} (rotation, shift, wshift, hshift, \
-                         zoom, isozoom, hflip, vflip, fill, cval, nearest, noise, brightness, \
-                         contrast, saltpepper, crop)"
-                    )))
+                    settings::Value::Crop(s, r)
                 }
             };
+            (setting.set)(&mut b.cfg, value);
         }
         b.build()
     }
@@ -747,60 +715,10 @@ fn check_slot(len: usize, want: usize) -> Result<()> {
 impl fmt::Display for Augment {
     /// The spec that [`Augment::from_spec`] parses back (`none` when nothing is on).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.cfg;
-        let d = Config::default();
-        let mut parts: Vec<String> = Vec::new();
-        if c.rotation != 0.0 {
-            parts.push(format!("rotation={}", c.rotation));
-        }
-        if c.width_shift != 0.0 {
-            parts.push(format!("wshift={}", c.width_shift));
-        }
-        if c.height_shift != 0.0 {
-            parts.push(format!("hshift={}", c.height_shift));
-        }
-        if c.zoom != d.zoom {
-            parts.push(format!("zoom={}:{}", c.zoom.0, c.zoom.1));
-        }
-        if c.isotropic {
-            parts.push("isozoom".into());
-        }
-        if let Some((s, r)) = c.crop {
-            parts.push(format!("crop={}:{}/{}:{}", s.0, s.1, r.0, r.1));
-        }
-        if c.hflip {
-            parts.push("hflip".into());
-        }
-        if c.vflip {
-            parts.push("vflip".into());
-        }
-        if c.fill != d.fill {
-            let name = match c.fill {
-                FillMode::Constant => "constant",
-                FillMode::Nearest => "nearest",
-                FillMode::Reflect => "reflect",
-                FillMode::Wrap => "wrap",
-            };
-            parts.push(format!("fill={name}"));
-        }
-        if c.cval != 0.0 {
-            parts.push(format!("cval={}", c.cval));
-        }
-        if c.interpolation == Interpolation::Nearest {
-            parts.push("nearest".into());
-        }
-        if c.brightness != d.brightness {
-            parts.push(format!("brightness={}:{}", c.brightness.0, c.brightness.1));
-        }
-        if c.contrast != d.contrast {
-            parts.push(format!("contrast={}:{}", c.contrast.0, c.contrast.1));
-        }
-        if c.noise_std != 0.0 {
-            parts.push(format!("noise={}", c.noise_std));
-        }
-        if c.salt_pepper != 0.0 {
-            parts.push(format!("saltpepper={}", c.salt_pepper));
-        }
+        let parts: Vec<String> = settings::SETTINGS
+            .iter()
+            .filter_map(|s| (s.show)(&self.cfg))
+            .collect();
         if parts.is_empty() {
             f.write_str("none")
         } else {
