@@ -262,16 +262,20 @@ impl GpuModel {
         );
         let (hdi, ki) = (hd as i32, k as i32);
         // feat[n×f] = pool(x)
-        s.launch_builder(&self.k.pool)
-            .arg(&x)
-            .arg(&mut self.feat)
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&hi)
-            .arg(&wi)
-            .arg(&pi)
-            .launch(grid(n * f))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.pool)
+                .arg(&x)
+                .arg(&mut self.feat)
+                .arg(&ni)
+                .arg(&ci)
+                .arg(&hi)
+                .arg(&wi)
+                .arg(&pi)
+                .launch(grid(n * f))
+        }
+        .map_err(&err)?;
         // Z1[n×hd] = feat[n×f] · W1[f×hd]
         gemm(
             &self.blas,
@@ -281,13 +285,17 @@ impl GpuModel {
             &mut self.a1,
         )?;
         // A1 = relu(Z1 + b1)
-        s.launch_builder(&self.k.bias_relu)
-            .arg(&mut self.a1)
-            .arg(&self.params.b1)
-            .arg(&ni)
-            .arg(&hdi)
-            .launch(grid(n * hd))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.bias_relu)
+                .arg(&mut self.a1)
+                .arg(&self.params.b1)
+                .arg(&ni)
+                .arg(&hdi)
+                .launch(grid(n * hd))
+        }
+        .map_err(&err)?;
         // logits[n×k] = A1[n×hd] · W2[hd×k]  (b2 is added inside softmax_xent)
         gemm(
             &self.blas,
@@ -296,24 +304,32 @@ impl GpuModel {
             &self.params.w2,
             &mut self.logits,
         )?;
-        s.launch_builder(&self.k.softmax_xent)
-            .arg(&self.logits)
-            .arg(&self.params.b2)
-            .arg(&labels)
-            .arg(&ni)
-            .arg(&ki)
-            .arg(&mut self.dlogits)
-            .arg(&mut self.loss)
-            .arg(&mut self.correct)
-            .launch(grid(n))
-            .map_err(&err)?;
-        s.launch_builder(&self.k.batch_stats)
-            .arg(&self.loss)
-            .arg(&self.correct)
-            .arg(&ni)
-            .arg(&mut self.stats)
-            .launch(grid(1))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.softmax_xent)
+                .arg(&self.logits)
+                .arg(&self.params.b2)
+                .arg(&labels)
+                .arg(&ni)
+                .arg(&ki)
+                .arg(&mut self.dlogits)
+                .arg(&mut self.loss)
+                .arg(&mut self.correct)
+                .launch(grid(n))
+        }
+        .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.batch_stats)
+                .arg(&self.loss)
+                .arg(&self.correct)
+                .arg(&ni)
+                .arg(&mut self.stats)
+                .launch(grid(1))
+        }
+        .map_err(&err)?;
         // dW2[hd×k] += A1ᵀ[hd×n] · dlogits[n×k]
         gemm(
             &self.blas,
@@ -323,13 +339,17 @@ impl GpuModel {
             &mut self.grads.w2,
         )?;
         // db2[k] += Σ_rows dlogits
-        s.launch_builder(&self.k.bias_grad)
-            .arg(&self.dlogits)
-            .arg(&mut self.grads.b2)
-            .arg(&ni)
-            .arg(&ki)
-            .launch(grid(k))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.bias_grad)
+                .arg(&self.dlogits)
+                .arg(&mut self.grads.b2)
+                .arg(&ni)
+                .arg(&ki)
+                .launch(grid(k))
+        }
+        .map_err(&err)?;
         // dA1[n×hd] = dlogits[n×k] · W2ᵀ[k×hd]
         gemm(
             &self.blas,
@@ -340,12 +360,16 @@ impl GpuModel {
         )?;
         // dZ1 = dA1 where A1 > 0
         let len = (n * hd) as i32;
-        s.launch_builder(&self.k.relu_backward)
-            .arg(&mut self.da1)
-            .arg(&self.a1)
-            .arg(&len)
-            .launch(grid(n * hd))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.relu_backward)
+                .arg(&mut self.da1)
+                .arg(&self.a1)
+                .arg(&len)
+                .launch(grid(n * hd))
+        }
+        .map_err(&err)?;
         // dW1[f×hd] += featᵀ[f×n] · dZ1[n×hd]
         gemm(
             &self.blas,
@@ -355,13 +379,17 @@ impl GpuModel {
             &mut self.grads.w1,
         )?;
         // db1[hd] += Σ_rows dZ1
-        s.launch_builder(&self.k.bias_grad)
-            .arg(&self.da1)
-            .arg(&mut self.grads.b1)
-            .arg(&ni)
-            .arg(&hdi)
-            .launch(grid(hd))
-            .map_err(&err)?;
+        // SAFETY: the kernel's arguments match its signature; every buffer is the model's,
+        // sized for a full batch, or `x`/`labels` as the caller guarantees, on this stream.
+        unsafe {
+            s.launch_builder(&self.k.bias_grad)
+                .arg(&self.da1)
+                .arg(&mut self.grads.b1)
+                .arg(&ni)
+                .arg(&hdi)
+                .launch(grid(hd))
+        }
+        .map_err(&err)?;
         Ok(())
     }
 

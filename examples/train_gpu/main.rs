@@ -68,6 +68,12 @@
 //! - `train.rs`: what both training loops share (the loader, batch checks, accumulation);
 //! - `report.rs`: the log lines.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 mod args;
 mod cpu;
 #[cfg(feature = "cuda")]

@@ -1,6 +1,12 @@
 //! `stoker`: tools around the stoker data loader. This file only defines the command line
 //! and dispatches to the subcommands.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
