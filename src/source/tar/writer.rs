@@ -6,8 +6,8 @@ use super::ustar::{header, BLOCK};
 
 /// Writes a tar file member by member: ustar headers, GNU `L` entries for names longer than
 /// 100 bytes, then the end-of-archive marker on [`finish`](Self::finish). Readable by `tar`,
-/// Python's `tarfile` and `webdataset`, and [`TarSource`]. Modes are 0644, owners 0, times 0,
-/// so the same members give the same bytes.
+/// Python's `tarfile` and `webdataset`, and [`TarSource`](super::TarSource). Modes are 0644,
+/// owners 0, times 0, so the same members give the same bytes.
 ///
 /// ```
 /// use stoker::source::TarWriter;
