@@ -304,10 +304,10 @@ impl<S: Source + 'static> Loader<S> {
                 // A skip earlier in the stream: move the sample down to its slot.
                 let src = batches[p.from.0].slot_ptr(p.from.1, sample_bytes);
                 let dst = batches[p.to.0].slot_ptr(p.to.1, sample_bytes);
-                // SAFETY: two distinct slots of live pool buffers, each `sample_bytes` long
-                // and in bounds (asserted by `slot_ptr`), so they do not overlap; no task writes either
-                // (the schedule dispatches nothing after a skip until the ring is empty, and
-                // destinations before `from` are final).
+                // SAFETY: two distinct slots of live pool buffers, each `sample_bytes` long and
+                // in bounds (asserted by `slot_ptr`), so they do not overlap; no task writes
+                // either (the schedule dispatches nothing after a skip until the ring is empty,
+                // and destinations before `from` are final).
                 unsafe { std::ptr::copy_nonoverlapping(src, dst, sample_bytes) };
             }
             let buf = &mut batches[p.to.0];
