@@ -5,8 +5,8 @@
 //! Our own rather than the `tar` crate's: the walk is over a memory map and records byte
 //! ranges only (the `tar` crate reads through `io::Read`, and gives positions entry by entry
 //! from a stateful `Archive`); its errors name what is wrong and where in words our tests and
-//! users rely on; the writer's bytes are pinned (mode, owners, time 0) and are the digest
-//! fixtures'; and it is 200 lines, fuzzed, without another dependency.
+//! users rely on; the writer's bytes are deterministic (mode 0644, owners and times 0), so the
+//! same members give the same shard; and it is about 200 lines, fuzzed, with no dependency.
 
 pub(super) const BLOCK: usize = 512;
 
