@@ -5,6 +5,12 @@
 //! Workers write each sample straight into its slot; a [`Batch`] hands its buffer back to the
 //! pool when it is dropped.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use std::alloc::{self, Layout as MemLayout};
 use std::fmt;
 use std::ptr::NonNull;
@@ -22,7 +28,9 @@ use crate::{Error, ErrorKind, Result};
 ///
 /// # Safety
 /// `as_mut_ptr()` must return the same pointer for the value's whole life, valid for reads
-/// and writes of `len()` bytes, aligned to 64, and not aliased by anything else.
+/// and writes of `len()` bytes, aligned to 64, and not aliased by anything else. The memory
+/// must not lie inside the value itself (no inline arrays): the value is moved (boxed, handed
+/// between threads) after the pointer is first taken, and the pointer must stay valid.
 pub unsafe trait HostMemory: Send + Sync {
     /// Start of the memory.
     fn as_mut_ptr(&self) -> *mut u8;
@@ -35,6 +43,8 @@ pub unsafe trait HostMemory: Send + Sync {
 }
 
 /// Allocates the memory of batch buffers (the hook through which the cuda feature page-locks them).
+///
+/// The memory returned keeps the [`HostMemory`] contract (a stable pointer outside the value).
 ///
 /// ```
 /// use stoker::batch::{Allocator, AlignedAlloc};
@@ -58,8 +68,11 @@ struct AlignedMem {
     len: usize,
 }
 
-// SAFETY: the memory is owned exclusively by this value; access is coordinated by the pool.
+// SAFETY: the memory is owned exclusively by this value (a heap allocation, not inside it);
+// access is coordinated by the pool.
 unsafe impl Send for AlignedMem {}
+// SAFETY: `&AlignedMem` only hands out the pointer; who writes through it and when is
+// coordinated by the pool (one writer per slot, no reader until the batch is complete).
 unsafe impl Sync for AlignedMem {}
 
 impl AlignedMem {
@@ -68,7 +81,8 @@ impl AlignedMem {
     }
 }
 
-// SAFETY: pointer is stable, 64-aligned, `len` bytes, freed only in Drop.
+// SAFETY: the pointer is a heap allocation (not inside the value, so moves keep it valid),
+// stable, 64-aligned, `len` bytes, owned by this value alone and freed only in Drop.
 unsafe impl HostMemory for AlignedMem {
     fn as_mut_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
@@ -93,7 +107,7 @@ impl Allocator for AlignedAlloc {
             )));
         }
         let layout = AlignedMem::layout(bytes);
-        // SAFETY: layout has non-zero size.
+        // SAFETY: the layout has non-zero size (`layout` allocates at least one byte).
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).ok_or_else(|| {
             Error::usage(format!(
@@ -121,10 +135,19 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Pointer to slot `i` (caller guarantees `i < capacity` and exclusive use).
+    /// Pointer to slot `i`, `sample_bytes` long. Panics when the slot does not lie within the
+    /// buffer (checked in release builds too: once per sample, it costs nothing measurable).
+    /// Writing through it is the caller's business: one writer per slot, none while a batch
+    /// of this buffer is out.
     pub(crate) fn slot_ptr(&self, i: usize, sample_bytes: usize) -> *mut u8 {
-        debug_assert!((i + 1) * sample_bytes <= self.mem.len());
-        // SAFETY: in bounds per the debug assertion above (checked by the pool's geometry).
+        let end = i.checked_add(1).and_then(|n| n.checked_mul(sample_bytes));
+        assert!(
+            end.is_some_and(|end| end <= self.mem.len()),
+            "slot {i} of {sample_bytes} bytes is outside a {}-byte buffer",
+            self.mem.len()
+        );
+        // SAFETY: `i * sample_bytes + sample_bytes <= len` (asserted above, without overflow),
+        // so the offset stays within the allocation of `len` bytes that `mem` points to.
         unsafe { self.mem.as_mut_ptr().add(i * sample_bytes) }
     }
 }
@@ -418,5 +441,42 @@ impl Drop for Batch {
             // The pool may be gone (loader dropped first): then the buffer is simply freed.
             let _ = self.home.send(buf);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(bytes: usize) -> Buffer {
+        Buffer {
+            mem: AlignedAlloc.allocate(bytes).unwrap(),
+            labels: Vec::new(),
+            indices: Vec::new(),
+            len: 0,
+            epoch: 0,
+            first_position: 0,
+            next_position: 0,
+        }
+    }
+
+    #[test]
+    fn slot_ptr_in_range_offsets_by_slot() {
+        let b = buffer(3 * 10);
+        let base = b.mem.as_mut_ptr() as usize;
+        assert_eq!(b.slot_ptr(0, 10) as usize, base);
+        assert_eq!(b.slot_ptr(2, 10) as usize, base + 20);
+    }
+
+    #[test]
+    #[should_panic(expected = "slot 3 of 10 bytes is outside a 30-byte buffer")]
+    fn slot_ptr_past_the_end_panics() {
+        buffer(3 * 10).slot_ptr(3, 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn slot_ptr_overflowing_offset_panics() {
+        buffer(64).slot_ptr(usize::MAX / 2, 4);
     }
 }

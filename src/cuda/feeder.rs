@@ -74,6 +74,8 @@ struct Convert {
 // SAFETY: `host_labels` is written by the feeder only while `held` is false, and read only
 // through the one `DeviceBatch` that holds the slot; the CUDA handles are thread-safe.
 unsafe impl Send for Slot {}
+// SAFETY: as for `Send`: shared references read `host_labels` only while the slot is held,
+// when the feeder does not write it.
 unsafe impl Sync for Slot {}
 
 /// Uploads host batches into a ring of device slots on a dedicated stream.
@@ -563,7 +565,8 @@ fn load_convert(device: &Device, upload: &Arc<CudaStream>, conv: &GpuConvert) ->
 /// Queues the conversion of `n` samples from `raw` into `out` on `stream`.
 ///
 /// # Safety
-/// The buffers must hold `n` samples (and `n` keys) and stay alive until the kernel ran.
+/// `raw`, `out` and `keys` must be device buffers holding `n` samples (and `n` keys) of the
+/// conversion's geometry, and stay alive until the kernel ran on `stream`.
 unsafe fn launch_convert(
     cv: &Convert,
     raw: sys::CUdeviceptr,
@@ -591,14 +594,19 @@ unsafe fn launch_convert(
         (&mut dtype as *mut i32).cast(),
         (&mut noise as *mut i32).cast(),
     ];
-    result::launch_kernel(
-        cv.func.cu_function(),
-        (grid.max(1), 1, 1),
-        (BLOCK as u32, 1, 1),
-        0,
-        stream,
-        &mut args,
-    )
+    // SAFETY: `args` are the kernel's ten parameters in order, each pointing to a local of
+    // its type that outlives the call (the driver copies them at launch); the buffers are as
+    // the caller guarantees, and the grid covers exactly `total` pixels.
+    unsafe {
+        result::launch_kernel(
+            cv.func.cu_function(),
+            (grid.max(1), 1, 1),
+            (BLOCK as u32, 1, 1),
+            0,
+            stream,
+            &mut args,
+        )
+    }
 }
 
 /// Device batches of one epoch: see [`DeviceFeeder::feed`].

@@ -29,6 +29,12 @@
 //! # Ok::<(), stoker::Error>(())
 //! ```
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
@@ -414,12 +420,16 @@ struct PinnedMem {
     _slice: PinnedHostSlice<u8>,
 }
 
-// SAFETY: the memory is owned exclusively by this value; access is coordinated by the pool.
+// SAFETY: the memory is owned exclusively by this value (a driver allocation, not inside it);
+// access is coordinated by the pool.
 unsafe impl Send for PinnedMem {}
+// SAFETY: `&PinnedMem` only hands out the pointer; who writes through it and when is
+// coordinated by the pool (one writer per slot, no reader until the batch is complete).
 unsafe impl Sync for PinnedMem {}
 
 // SAFETY: `ptr` was taken once from the slice, which lives (and keeps the memory allocated) as
-// long as this value; cuMemHostAlloc returns page-aligned memory, checked at allocation.
+// long as this value; the memory is the driver's, not inside the value, so moving the value
+// keeps it valid; cuMemHostAlloc returns page-aligned memory, checked at allocation.
 unsafe impl HostMemory for PinnedMem {
     fn as_mut_ptr(&self) -> *mut u8 {
         self.ptr

@@ -17,6 +17,12 @@
 //! assembled in stream order: the same seed gives bit-identical batches with 0, 1 or 16
 //! workers, and `epoch_from(e, p)` yields exactly the tail of an uninterrupted epoch.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -298,9 +304,10 @@ impl<S: Source + 'static> Loader<S> {
                 // A skip earlier in the stream: move the sample down to its slot.
                 let src = batches[p.from.0].slot_ptr(p.from.1, sample_bytes);
                 let dst = batches[p.to.0].slot_ptr(p.to.1, sample_bytes);
-                // SAFETY: two distinct slots of live pool buffers; no task writes either
-                // (the schedule dispatches nothing after a skip until the ring is empty, and
-                // destinations before `from` are final).
+                // SAFETY: two distinct slots of live pool buffers, each `sample_bytes` long and
+                // in bounds (asserted by `slot_ptr`), so they do not overlap; no task writes
+                // either (the schedule dispatches nothing after a skip until the ring is empty,
+                // and destinations before `from` are final).
                 unsafe { std::ptr::copy_nonoverlapping(src, dst, sample_bytes) };
             }
             let buf = &mut batches[p.to.0];

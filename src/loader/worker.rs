@@ -218,7 +218,8 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         }
     };
     let t2 = Instant::now();
-    // SAFETY: see `Task`: the slot is `sample_bytes` long, alive, and ours alone.
+    // SAFETY: see `Task`: the slot is `sample_bytes` long (within its buffer, asserted by
+    // `Buffer::slot_ptr`), alive, and ours alone.
     let slot = unsafe { std::slice::from_raw_parts_mut(task.slot, spec.sample_bytes()) };
     let mut out = SlotWriter {
         slot,

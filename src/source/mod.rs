@@ -5,6 +5,12 @@
 //! ([`Raw::Pixels`], borrowed straight from a memory map where it can) to the worker, which
 //! decodes, transforms and writes the sample into its batch slot.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use std::path::{Path, PathBuf};
 
 use crate::{Error, ErrorKind, ImageView, Result};
