@@ -117,6 +117,7 @@ impl SimdLevel {
 
 /// Whether the CPU has FMA: the portable loops that use `mul_add` get a copy compiled with it
 /// (without it, `mul_add` is a call).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 pub(crate) fn has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
