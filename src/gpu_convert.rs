@@ -36,7 +36,7 @@
 
 use half::{bf16, f16};
 
-use crate::augment::photometric::{gaussian_table, hash32, noise_key, TABLE};
+use crate::noise::{gaussian_table, hash32, noise_key, TABLE};
 use crate::output::{scale_bias, SrcType};
 use crate::rng::seed_of;
 use crate::{Batch, DType, Error, ErrorKind, Layout, OutputSpec, Result};

@@ -17,165 +17,20 @@
 //! 1024 sums from memory, the same bits. Salt and pepper use a second hash per value,
 //! independent of the gaussian draw.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use super::AugmentParams;
-
-/// Entries of the gaussian table: 10 bits of the pixel's hash per channel.
-pub(crate) const TABLE: usize = 1024;
-
-/// Entries of each of the two tables whose sums make the gaussian table.
-pub(crate) const PART: usize = 32;
-
-/// The positive halves of the two tables (each is symmetric about 0), before scaling: atoms
-/// chosen so that the distribution of their sums is as close as can be found to the normal
-/// in the largest difference of the CDFs (0.0029, from 0.0064 for plain quantiles), by
-/// `tools/noise_tables.py`.
-const HALVES: [[f64; PART / 2]; 2] = [
-    [
-        0.06953367837998344,
-        0.11111036863202362,
-        0.16411969343423666,
-        0.22937563588840582,
-        0.31506361276010963,
-        0.37498298910412553,
-        0.4403774471204824,
-        0.5179666576827439,
-        0.6090372077128582,
-        0.6344990327553314,
-        0.7026189240039337,
-        0.8891392136536244,
-        0.9529101688945655,
-        1.1485404294703236,
-        1.3747481462489133,
-        1.8111544855452357,
-    ],
-    [
-        0.027955817785735422,
-        0.07559537471662077,
-        0.13310684512005555,
-        0.16070279046955663,
-        0.21174962255555457,
-        0.2644235061508135,
-        0.33991409369783654,
-        0.37606159018188423,
-        0.43700456224869816,
-        0.49204911117722533,
-        0.5358666364951068,
-        0.650410371202796,
-        0.764204872596517,
-        0.8597984413464204,
-        1.0171051639624773,
-        1.4346741186133127,
-    ],
-];
-
-/// The gaussian draw, as two tables and as their 1024 sums.
-#[derive(Clone, Debug)]
-pub(crate) struct Gauss {
-    /// `sum[i] = parts[0][i % 32] + parts[1][i / 32]`, in `f32`.
-    pub(crate) sum: [f32; TABLE],
-    pub(crate) parts: [[f32; PART]; 2],
-}
-
-impl Gauss {
-    pub(crate) fn new() -> Box<Gauss> {
-        let full = |h: &[f64; PART / 2]| {
-            let mut t = [0f64; PART];
-            for (k, &x) in h.iter().enumerate() {
-                t[PART / 2 + k] = x;
-                t[PART / 2 - 1 - k] = -x;
-            }
-            t
-        };
-        let (a, b) = (full(&HALVES[0]), full(&HALVES[1]));
-        // One factor for both, so that the sums have variance 1 (and mean exactly 0: the
-        // tables are symmetric, and negation is exact).
-        let var = (0..TABLE)
-            .map(|i| (a[i % PART] + b[i / PART]).powi(2))
-            .sum::<f64>()
-            / TABLE as f64;
-        let f = var.sqrt().recip();
-        let parts = [a.map(|x| (x * f) as f32), b.map(|x| (x * f) as f32)];
-        let mut sum = [0f32; TABLE];
-        for (i, o) in sum.iter_mut().enumerate() {
-            *o = parts[0][i % PART] + parts[1][i / PART];
-        }
-        Box::new(Gauss { sum, parts })
-    }
-}
-
-/// The 1024 gaussian values, indexed by 10 bits of a pixel's hash: see the [module docs](self).
-pub(crate) fn gaussian_table() -> Box<[f32; TABLE]> {
-    Box::new(Gauss::new().sum)
-}
-
-/// `Φ⁻¹(p)` for `0 < p < 1`: Acklam's rational approximation (relative error below 1.2e-9),
-/// odd-symmetric so the table's mean is exactly 0.
-#[cfg(test)]
-fn normal_quantile(p: f64) -> f64 {
-    if p > 0.5 {
-        return -normal_quantile(1.0 - p);
-    }
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    if p < 0.02425 {
-        let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    }
-}
+pub(crate) use crate::noise::Gauss;
+use crate::noise::{hash32, noise_key};
 
 /// The second hash's key for channel `c` (salt and pepper).
 #[inline(always)]
 fn sp_key(c: usize) -> u32 {
     0x9e37_79b9u32.wrapping_mul(c as u32 + 1)
-}
-
-/// The key that pixel indices are XORed with before [`hash32`], from a sample's noise seed.
-#[inline(always)]
-pub(crate) fn noise_key(seed: u32) -> u32 {
-    seed.wrapping_mul(0x9e37_79b9) ^ 0x85eb_ca6b
-}
-
-/// lowbias32 (Chris Wellons): a bijective 32-bit hash with good avalanche.
-#[inline(always)]
-pub(crate) fn hash32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^ (x >> 16)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -246,7 +101,7 @@ impl<'a> Photo<'a> {
             seed: p.noise_seed,
             kind,
             gauss,
-            simd: simd && avx2::available(),
+            simd: simd && crate::simd::has_avx2_fma(),
         }
     }
 
@@ -254,7 +109,7 @@ impl<'a> Photo<'a> {
     /// is pixel `first` of the sample.
     pub(super) fn apply(&self, row: &mut [f32], channels: usize, first: usize) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("fma") {
+        if crate::simd::has_fma() {
             // SAFETY: the CPU has FMA.
             return unsafe { self.apply_fma(row, channels, first) };
         }
@@ -264,7 +119,7 @@ impl<'a> Photo<'a> {
     /// [`Photo::apply`] with hardware fused multiply-adds (without them, `mul_add` is a call).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "fma")]
-    unsafe fn apply_fma(&self, row: &mut [f32], channels: usize, first: usize) {
+    fn apply_fma(&self, row: &mut [f32], channels: usize, first: usize) {
         self.apply_any(row, channels, first)
     }
 
@@ -349,7 +204,7 @@ pub(super) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn hash16(mut h: __m512i) -> __m512i {
+    fn hash16(mut h: __m512i) -> __m512i {
         h = _mm512_xor_si512(h, _mm512_srli_epi32::<16>(h));
         h = _mm512_mullo_epi32(h, _mm512_set1_epi32(0x7feb_352d_u32 as i32));
         h = _mm512_xor_si512(h, _mm512_srli_epi32::<15>(h));
@@ -360,7 +215,7 @@ pub(super) mod avx512 {
     /// The hashes of pixels `j..j + 16`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(in super::super) unsafe fn pixel_hash16(p: &Photo<'_>, j: u32) -> __m512i {
+    pub(in super::super) fn pixel_hash16(p: &Photo<'_>, j: u32) -> __m512i {
         let idx = _mm512_add_epi32(
             _mm512_set1_epi32(j as i32),
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -374,21 +229,24 @@ pub(super) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(in super::super) unsafe fn tables(p: &Photo<'_>) -> Tables {
+    pub(in super::super) fn tables(p: &Photo<'_>) -> Tables {
         let [a, b] = &p.gauss.parts;
-        Tables([
-            _mm512_loadu_ps(a.as_ptr()),
-            _mm512_loadu_ps(a.as_ptr().add(16)),
-            _mm512_loadu_ps(b.as_ptr()),
-            _mm512_loadu_ps(b.as_ptr().add(16)),
-        ])
+        // SAFETY: each part has 32 values: two unaligned loads of 16 from 0 and from 16.
+        unsafe {
+            Tables([
+                _mm512_loadu_ps(a.as_ptr()),
+                _mm512_loadu_ps(a.as_ptr().add(16)),
+                _mm512_loadu_ps(b.as_ptr()),
+                _mm512_loadu_ps(b.as_ptr().add(16)),
+            ])
+        }
     }
 
     /// Channel `C / 10` of sixteen pixels whose warped values are `v` and hashes `h`, through
     /// the pass.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(in super::super) unsafe fn value16<const C: i32, const GAUSS: bool, const SP: bool>(
+    pub(in super::super) fn value16<const C: i32, const GAUSS: bool, const SP: bool>(
         p: &Photo<'_>,
         t: Tables,
         v: __m512,
@@ -433,14 +291,10 @@ pub(super) mod avx2 {
     use super::Photo;
     use std::arch::x86_64::*;
 
-    pub(super) fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-
     /// [`super::hash32`] of eight lanes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub(in super::super) unsafe fn hash8(mut h: __m256i) -> __m256i {
+    pub(in super::super) fn hash8(mut h: __m256i) -> __m256i {
         h = _mm256_xor_si256(h, _mm256_srli_epi32::<16>(h));
         h = _mm256_mullo_epi32(h, _mm256_set1_epi32(0x7feb_352d_u32 as i32));
         h = _mm256_xor_si256(h, _mm256_srli_epi32::<15>(h));
@@ -451,7 +305,7 @@ pub(super) mod avx2 {
     /// The hashes of pixels `j..j + 8`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub(in super::super) unsafe fn pixel_hash8(p: &Photo<'_>, j: u32) -> __m256i {
+    pub(in super::super) fn pixel_hash8(p: &Photo<'_>, j: u32) -> __m256i {
         let idx = _mm256_add_epi32(
             _mm256_set1_epi32(j as i32),
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -462,16 +316,17 @@ pub(super) mod avx2 {
     /// The gaussian draws of channel `C / 10` of eight pixels whose hashes are `h`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn gauss8<const C: i32>(p: &Photo<'_>, h: __m256i) -> __m256 {
+    fn gauss8<const C: i32>(p: &Photo<'_>, h: __m256i) -> __m256 {
         let i = _mm256_and_si256(_mm256_srli_epi32::<C>(h), _mm256_set1_epi32(1023));
-        _mm256_i32gather_ps::<4>(p.gauss.sum.as_ptr(), i)
+        // SAFETY: every index is masked to 0..1024, the table's length.
+        unsafe { _mm256_i32gather_ps::<4>(p.gauss.sum.as_ptr(), i) }
     }
 
     /// Channel `C / 10` of eight pixels whose warped values are `v` and hashes `h`, through
     /// the pass.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) unsafe fn value8<const C: i32, const GAUSS: bool, const SP: bool>(
+    pub(in super::super) fn value8<const C: i32, const GAUSS: bool, const SP: bool>(
         p: &Photo<'_>,
         v: __m256,
         h: __m256i,
@@ -510,8 +365,9 @@ pub(super) mod avx2 {
         unsafe { gauss_rgb_avx2(p, row, first) }
     }
 
+    /// [`gauss_rgb`] compiled for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn gauss_rgb_avx2(p: &Photo<'_>, row: &mut [f32], first: usize) -> usize {
+    fn gauss_rgb_avx2(p: &Photo<'_>, row: &mut [f32], first: usize) -> usize {
         let n = row.len() / 24 * 8;
         let (g, s, b) = (splat3(p.g), splat3(p.s), splat3(p.b));
         let mut j = 0;
@@ -519,11 +375,14 @@ pub(super) mod avx2 {
             let h = pixel_hash8(p, (first + j) as u32);
             // Planar draws of the three channels, then interleaved as the row is.
             let inter = interleave3(gauss8::<0>(p, h), gauss8::<10>(p, h), gauss8::<20>(p, h));
-            let ptr = row.as_mut_ptr().add(3 * j);
             for (k, t) in inter.into_iter().enumerate() {
-                let q = ptr.add(8 * k);
                 let add = _mm256_fmadd_ps(t, s[k], b[k]);
-                _mm256_storeu_ps(q, _mm256_fmadd_ps(_mm256_loadu_ps(q), g[k], add));
+                // SAFETY: `j + 8 <= n` and `3 * n <= row.len()`: the 8 values from
+                // `3 * j + 8 * k` (`k < 3`) are in the row; the accesses are unaligned.
+                unsafe {
+                    let q = row.as_mut_ptr().add(3 * j + 8 * k);
+                    _mm256_storeu_ps(q, _mm256_fmadd_ps(_mm256_loadu_ps(q), g[k], add));
+                }
             }
             j += 8;
         }
@@ -533,7 +392,7 @@ pub(super) mod avx2 {
     /// Per-channel constants in the order of 24 interleaved values.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn splat3(v: [f32; 3]) -> [__m256; 3] {
+    fn splat3(v: [f32; 3]) -> [__m256; 3] {
         interleave3(
             _mm256_set1_ps(v[0]),
             _mm256_set1_ps(v[1]),
@@ -544,7 +403,7 @@ pub(super) mod avx2 {
     /// Three planar vectors (channel 0, 1, 2 of eight pixels) as 24 interleaved values.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn interleave3(r: __m256, g: __m256, b: __m256) -> [__m256; 3] {
+    fn interleave3(r: __m256, g: __m256, b: __m256) -> [__m256; 3] {
         // Output vector k, lane l holds value 8k + l: pixel (8k + l) / 3, channel (8k + l) % 3.
         let r0 = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 0, 0, 1, 0, 0, 2, 0));
         let g0 = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 2));
@@ -566,42 +425,7 @@ pub(super) mod avx2 {
 mod avx2 {
     use super::Photo;
 
-    pub(super) fn available() -> bool {
-        false
-    }
-
     pub(super) fn gauss_rgb(_: &Photo<'_>, _: &mut [f32], _: usize) -> usize {
         0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sums_follow_the_normal() {
-        let g = Gauss::new();
-        let mut v: Vec<f64> = g.sum.iter().map(|&x| x as f64).collect();
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| x * x).sum::<f64>() / n;
-        assert_eq!(mean, 0.0);
-        assert!((var - 1.0).abs() < 1e-6, "{var}");
-        // The i-th smallest sum lies between the normal's quantiles at (i + 1/2) / n ± 0.003:
-        // the CDFs differ by less than 0.003 + 1/(2n) anywhere.
-        v.sort_by(f64::total_cmp);
-        for (i, x) in v.iter().enumerate() {
-            let p = (i as f64 + 0.5) / n;
-            let (lo, hi) = ((p - 0.003).max(1e-9), (p + 0.003).min(1.0 - 1e-9));
-            assert!(
-                (normal_quantile(lo)..=normal_quantile(hi)).contains(x),
-                "sum {i} of {n} is {x}"
-            );
-        }
-        // The AVX-512 kernel adds the two parts in registers: the same f32 sums.
-        for (i, s) in g.sum.iter().enumerate() {
-            assert_eq!(*s, g.parts[0][i % PART] + g.parts[1][i / PART]);
-        }
     }
 }

@@ -2,6 +2,12 @@
 //! mode, interpolation, channel count and pixel type fixed at compile time (the loop is
 //! chosen once per sample, so nothing in it branches on configuration).
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
 use super::photometric::fmadd;
 use super::{FillMode, Interpolation};
 
@@ -67,6 +73,9 @@ impl Fill for Wrap {
 }
 
 /// The source and the map of one sample.
+///
+/// `src` holds `sw * sh * channels` values: the augmentation checks the image before it makes
+/// a warp, and the SIMD blocks (whose gathers are unchecked) rely on it.
 pub(super) struct Warp<'a, T> {
     pub(super) src: &'a [T],
     pub(super) sw: usize,
@@ -190,7 +199,7 @@ fn row<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
+    if crate::simd::has_fma() {
         // SAFETY: the CPU has FMA.
         return unsafe { row_fma::<T, F, C, BILINEAR>(w, y, out) };
     }
@@ -200,7 +209,7 @@ fn row<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
 /// [`row`] with hardware fused multiply-adds (without them, `mul_add` is a call).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-unsafe fn row_fma<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
+fn row_fma<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
     w: &Warp<'_, T>,
     y: usize,
     out: &mut [f32],
@@ -229,11 +238,20 @@ pub(super) mod avx2 {
     use super::{pixel, row_map, Fill, Warp};
     use std::arch::x86_64::*;
 
+    /// Output row `y` into `out` (`width * 3` values).
     pub(super) fn row_rgb8<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
-        // SAFETY: `pick` returns this function only when the CPU has AVX2 and FMA.
+        // Once per row: what the unchecked gathers rely on.
+        assert!(w.src.len() >= w.sw * w.sh * 3, "warp source is too short");
+        // SAFETY: `pick` returns this function only when the CPU has AVX2 and FMA; the source
+        // length is checked above.
         unsafe { row_rgb8_avx2::<F>(w, y, out) }
     }
 
+    /// [`row_rgb8`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    ///
+    /// `w.src` holds `w.sw * w.sh * 3` bytes, and the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn row_rgb8_avx2<F: Fill>(w: &Warp<'_, u8>, y: usize, out: &mut [f32]) {
         let m = row_map(w, y);
@@ -241,10 +259,14 @@ pub(super) mod avx2 {
         let mut v = [[0f32; 8]; 3];
         let mut x = 0;
         while x + 8 <= width {
-            let [r, g, b] = block_rgb8::<F>(w, m, x);
-            _mm256_storeu_ps(v[0].as_mut_ptr(), r);
-            _mm256_storeu_ps(v[1].as_mut_ptr(), g);
-            _mm256_storeu_ps(v[2].as_mut_ptr(), b);
+            // SAFETY: the caller's precondition on `w.src`.
+            let [r, g, b] = unsafe { block_rgb8::<F>(w, m, x) };
+            // SAFETY: each `v[c]` holds 8 values; the stores are unaligned.
+            unsafe {
+                _mm256_storeu_ps(v[0].as_mut_ptr(), r);
+                _mm256_storeu_ps(v[1].as_mut_ptr(), g);
+                _mm256_storeu_ps(v[2].as_mut_ptr(), b);
+            }
             for (i, o) in out[x * 3..(x + 8) * 3].chunks_exact_mut(3).enumerate() {
                 o[0] = v[0][i];
                 o[1] = v[1][i];
@@ -260,7 +282,7 @@ pub(super) mod avx2 {
     /// One channel of the three in a gathered tap: byte `b` of every 32-bit lane, as floats.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn byte(g: __m256i, b: i32) -> __m256 {
+    fn byte(g: __m256i, b: i32) -> __m256 {
         // pshufb indexes within each 16-byte half: dword j's byte b sits at 4j + b.
         let k = 0x8080_8000_u32 as i32 + b;
         let m = _mm256_setr_epi32(k, k + 4, k + 8, k + 12, k, k + 4, k + 8, k + 12);
@@ -269,14 +291,7 @@ pub(super) mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lerp(
-        t00: __m256,
-        t01: __m256,
-        t10: __m256,
-        t11: __m256,
-        fx: __m256,
-        fy: __m256,
-    ) -> __m256 {
+    fn lerp(t00: __m256, t01: __m256, t10: __m256, t11: __m256, fx: __m256, fy: __m256) -> __m256 {
         let top = _mm256_fmadd_ps(fx, _mm256_sub_ps(t01, t00), t00);
         let bot = _mm256_fmadd_ps(fx, _mm256_sub_ps(t11, t10), t10);
         _mm256_fmadd_ps(fy, _mm256_sub_ps(bot, top), top)
@@ -287,6 +302,11 @@ pub(super) mod avx2 {
     /// Left taps: the 4 bytes at the pixel (R, G, B, next R). Right taps: the 4 bytes ending
     /// with the next pixel (B, R, G, B), never past the image. (Gathering 8 bytes per row
     /// instead, half the loads, measured slower with eight lanes.)
+    ///
+    /// # Safety
+    ///
+    /// `pa` and `pb` are offsets from `base` of pixels that are not the last of their row of an
+    /// RGB image at `base` (so the 6 bytes from each are in it), and the CPU has AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn taps(
@@ -297,7 +317,9 @@ pub(super) mod avx2 {
         fy: __m256,
     ) -> [__m256; 3] {
         let two = _mm256_set1_epi32(2);
-        let g = |p: __m256i| _mm256_i32gather_epi32::<1>(base, p);
+        // SAFETY: the 4 bytes at `p` and at `p + 2` for each offset in `pa` and `pb` are in
+        // the image (the caller's precondition); the gathers are unaligned.
+        let g = |p: __m256i| unsafe { _mm256_i32gather_epi32::<1>(base, p) };
         let (g00, g01) = (g(pa), g(_mm256_add_epi32(pa, two)));
         let (g10, g11) = (g(pb), g(_mm256_add_epi32(pb, two)));
         let channel = |c: i32| {
@@ -315,6 +337,10 @@ pub(super) mod avx2 {
 
     /// Channels 0, 1, 2 of output pixels `x..x + 8` of the row whose map is `m`, bilinear
     /// from the 8-bit RGB source: what [`pixel`] gives, eight at a time.
+    ///
+    /// # Safety
+    ///
+    /// `w.src` holds `w.sw * w.sh * 3` bytes, and the CPU has AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(in super::super) unsafe fn block_rgb8<F: Fill>(
@@ -352,7 +378,9 @@ pub(super) mod avx2 {
         let x3 = |x: __m256i| _mm256_add_epi32(x, _mm256_add_epi32(x, x));
         if all_in {
             let pa = _mm256_add_epi32(_mm256_mullo_epi32(y0, vstride), x3(x0));
-            taps(base, pa, _mm256_add_epi32(pa, vstride), fx, fy)
+            // SAFETY: `0 <= x0 < sw - 1` and `0 <= y0 < sh - 1` in every lane: the left taps of
+            // rows `y0` and `y0 + 1`, none the last of its row, in the caller's image.
+            unsafe { taps(base, pa, _mm256_add_epi32(pa, vstride), fx, fy) }
         } else if F::CLAMP && sw >= 2 {
             // `nearest`: each row index is clamped into the image (what `Nearest::index`
             // does). Across, the pair (x0, x0 + 1) becomes (xq, xq + 1) with xq in
@@ -377,13 +405,17 @@ pub(super) mod avx2 {
             };
             let (ya, yb) = (row(y0), row(_mm256_add_epi32(y0, _mm256_set1_epi32(1))));
             let xq3 = x3(xq);
-            taps(
-                base,
-                _mm256_add_epi32(ya, xq3),
-                _mm256_add_epi32(yb, xq3),
-                fx,
-                fy,
-            )
+            // SAFETY: rows clamped into `0..sh` and `0 <= xq <= sw - 2`: left taps in the
+            // image, none the last of its row.
+            unsafe {
+                taps(
+                    base,
+                    _mm256_add_epi32(ya, xq3),
+                    _mm256_add_epi32(yb, xq3),
+                    fx,
+                    fy,
+                )
+            }
         } else {
             let mut t = [[0f32; 8]; 3];
             for i in 0..8 {
@@ -393,11 +425,14 @@ pub(super) mod avx2 {
                     tc[i] = oc;
                 }
             }
-            [
-                _mm256_loadu_ps(t[0].as_ptr()),
-                _mm256_loadu_ps(t[1].as_ptr()),
-                _mm256_loadu_ps(t[2].as_ptr()),
-            ]
+            // SAFETY: each `t[c]` holds 8 values; the loads are unaligned.
+            unsafe {
+                [
+                    _mm256_loadu_ps(t[0].as_ptr()),
+                    _mm256_loadu_ps(t[1].as_ptr()),
+                    _mm256_loadu_ps(t[2].as_ptr()),
+                ]
+            }
         }
     }
 }
@@ -412,7 +447,7 @@ pub(super) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
-    unsafe fn byte(g: __m512i, b: i32) -> __m512 {
+    fn byte(g: __m512i, b: i32) -> __m512 {
         // vpshufb indexes within each 16-byte lane: dword j's byte b sits at 4j + b.
         let k = 0x8080_8000_u32 as i32 + b;
         let m = _mm512_setr_epi32(
@@ -438,14 +473,7 @@ pub(super) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn lerp(
-        t00: __m512,
-        t01: __m512,
-        t10: __m512,
-        t11: __m512,
-        fx: __m512,
-        fy: __m512,
-    ) -> __m512 {
+    fn lerp(t00: __m512, t01: __m512, t10: __m512, t11: __m512, fx: __m512, fy: __m512) -> __m512 {
         let top = _mm512_fmadd_ps(fx, _mm512_sub_ps(t01, t00), t00);
         let bot = _mm512_fmadd_ps(fx, _mm512_sub_ps(t11, t10), t10);
         _mm512_fmadd_ps(fy, _mm512_sub_ps(bot, top), top)
@@ -478,7 +506,7 @@ pub(super) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(in super::super) unsafe fn row16(w: &Warp<'_, u8>, y: usize) -> Row16 {
+    pub(in super::super) fn row16(w: &Warp<'_, u8>, y: usize) -> Row16 {
         let (a, bx, d, by) = row_map(w, y);
         Row16 {
             a: _mm512_set1_ps(a),
@@ -490,6 +518,11 @@ pub(super) mod avx512 {
 
     /// The three channels of sixteen pixels, bilinear, from the byte offsets of their left
     /// taps in the top row (`pa`) and the bottom row (`pb`); every right tap is the next pixel.
+    ///
+    /// # Safety
+    ///
+    /// `pa` and `pb` are byte offsets in `w.src` of pixels that are not the last of their row
+    /// (so the 6 bytes from each are in it), and the CPU has AVX-512 F and BW and AVX2.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     unsafe fn taps(
@@ -509,8 +542,14 @@ pub(super) mod avx512 {
             // registers are pixel j's low and high halves.
             let b = base as *const i64;
             let gather = |p: __m512i| {
-                let lo = _mm512_i32gather_epi64::<1>(_mm512_castsi512_si256(p), b);
-                let hi = _mm512_i32gather_epi64::<1>(_mm512_extracti64x4_epi64::<1>(p), b);
+                // SAFETY: every offset is at most `len - 8` (checked above): the 8 bytes from
+                // each are in the source; the gathers are unaligned.
+                let (lo, hi) = unsafe {
+                    (
+                        _mm512_i32gather_epi64::<1>(_mm512_castsi512_si256(p), b),
+                        _mm512_i32gather_epi64::<1>(_mm512_extracti64x4_epi64::<1>(p), b),
+                    )
+                };
                 let even =
                     _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
                 (
@@ -529,7 +568,9 @@ pub(super) mod avx512 {
         // Near the end of the image: 4 bytes at the left tap (R G B R') and 4 bytes ending
         // with the right one (B R' G' B'), never past the image.
         let two = _mm512_set1_epi32(2);
-        let g = |p: __m512i| _mm512_i32gather_epi32::<1>(p, base as *const _);
+        // SAFETY: the 4 bytes at `p` and at `p + 2` for each offset in `pa` and `pb` are in the
+        // source (the caller's precondition); the gathers are unaligned.
+        let g = |p: __m512i| unsafe { _mm512_i32gather_epi32::<1>(p, base as *const _) };
         let (g00, g01) = (g(pa), g(_mm512_add_epi32(pa, two)));
         let (g10, g11) = (g(pb), g(_mm512_add_epi32(pb, two)));
         let lerp_c = |c: i32| {
@@ -549,6 +590,10 @@ pub(super) mod avx512 {
     /// when every tap of the sixteen is inside the image or the fill mode is `nearest`; `None`
     /// otherwise (the caller takes two AVX2 blocks, which handle the other fill modes).
     /// `CLAMP` clamps the coordinates to ±1e9 (not needed where [`row_in_range`]).
+    ///
+    /// # Safety
+    ///
+    /// `w.src` holds `w.sw * w.sh * 3` bytes, and the CPU has AVX-512 F and BW and AVX2.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2")]
     pub(in super::super) unsafe fn block_rgb8<F: Fill, const CLAMP: bool>(
@@ -584,7 +629,9 @@ pub(super) mod avx512 {
             & _mm512_cmplt_epu32_mask(y0, _mm512_set1_epi32(sh - 1));
         if inside == 0xffff {
             let pa = _mm512_add_epi32(_mm512_mullo_epi32(y0, stride), x3(x0));
-            return Some(taps(w, pa, _mm512_add_epi32(pa, stride), fx, fy));
+            // SAFETY: `0 <= x0 < sw - 1` and `0 <= y0 < sh - 1` in every lane: the left taps of
+            // rows `y0` and `y0 + 1`, none the last of its row, in the caller's image.
+            return Some(unsafe { taps(w, pa, _mm512_add_epi32(pa, stride), fx, fy) });
         }
         if !(F::CLAMP && sw >= 2) {
             return None;
@@ -607,13 +654,17 @@ pub(super) mod avx512 {
         };
         let (ya, yb) = (row(y0), row(_mm512_add_epi32(y0, _mm512_set1_epi32(1))));
         let xq3 = x3(xq);
-        Some(taps(
-            w,
-            _mm512_add_epi32(ya, xq3),
-            _mm512_add_epi32(yb, xq3),
-            fx,
-            fy,
-        ))
+        // SAFETY: rows clamped into `0..sh` and `0 <= xq <= sw - 2`: left taps in the image,
+        // none the last of its row.
+        Some(unsafe {
+            taps(
+                w,
+                _mm512_add_epi32(ya, xq3),
+                _mm512_add_epi32(yb, xq3),
+                fx,
+                fy,
+            )
+        })
     }
 }
 
@@ -629,7 +680,7 @@ fn pick_fill<T: Px, const C: usize, const B: bool>(fill: FillMode) -> RowFn<T> {
 /// The AVX2 loop for 8-bit RGB bilinear, when the CPU has it and `simd` is on.
 pub(super) fn pick_rgb8(fill: FillMode, simd: bool) -> Option<RowFn<u8>> {
     #[cfg(target_arch = "x86_64")]
-    if simd && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if simd && crate::simd::has_avx2_fma() {
         return Some(match fill {
             FillMode::Constant => avx2::row_rgb8::<Constant>,
             FillMode::Nearest => avx2::row_rgb8::<Nearest>,
