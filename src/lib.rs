@@ -18,6 +18,11 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod augment;
