@@ -429,8 +429,7 @@ impl super::Format for ImageFilesFormat {
         if has_subdir(dir)? {
             return Ok(None);
         }
-        let files = super::open::files_in(dir, |n| has_image_ext(Path::new(n)))?;
-        Ok((!files.is_empty()).then_some(files))
+        super::open::files_in(dir, |n| has_image_ext(Path::new(n)))
     }
 
     fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {

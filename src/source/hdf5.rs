@@ -543,11 +543,10 @@ impl super::Format for Hdf5Format {
     }
 
     fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
-        let files = super::open::files_in(dir, |n| {
+        super::open::files_in(dir, |n| {
             let n = n.to_ascii_lowercase();
             n.ends_with(".h5") || n.ends_with(".hdf5")
-        })?;
-        Ok((!files.is_empty()).then_some(files))
+        })
     }
 
     fn open(&self, files: &[PathBuf], opts: &super::OpenOptions) -> Result<Box<dyn Source>> {

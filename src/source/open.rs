@@ -337,8 +337,9 @@ fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(&'static dyn Format, Box<
     .file(dir))
 }
 
-/// The regular, non-hidden files directly in `dir` for which `keep` holds, sorted by name.
-pub(crate) fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+/// The regular, non-hidden files directly in `dir` for which `keep` holds, sorted by name;
+/// `None` when there are none (what [`Format::find`] answers).
+pub(crate) fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Option<Vec<PathBuf>>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -353,7 +354,7 @@ pub(crate) fn files_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Pa
         }
     }
     out.sort();
-    Ok(out)
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// Whether `path`'s extension is one of `exts` (lowercase), in any letter case.

@@ -61,10 +61,9 @@ impl crate::source::Format for NpyFormat {
     }
 
     fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
-        let files = crate::source::open::files_in(dir, |n| {
+        crate::source::open::files_in(dir, |n| {
             n.starts_with("images") && n.to_ascii_lowercase().ends_with(".npy")
-        })?;
-        Ok((!files.is_empty()).then_some(files))
+        })
     }
 
     fn open(

@@ -23,9 +23,7 @@ impl crate::source::Format for TarFormat {
     }
 
     fn find(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
-        let files =
-            crate::source::open::files_in(dir, |n| n.to_ascii_lowercase().ends_with(".tar"))?;
-        Ok((!files.is_empty()).then_some(files))
+        crate::source::open::files_in(dir, |n| n.to_ascii_lowercase().ends_with(".tar"))
     }
 
     fn open(
