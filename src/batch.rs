@@ -57,6 +57,11 @@ pub trait Allocator: Send + Sync {
     fn allocate(&self, bytes: usize) -> Result<Box<dyn HostMemory>>;
     /// Short name for reports, e.g. `"aligned"` or `"pinned"`.
     fn name(&self) -> &str;
+    /// Whether the memory is page-locked (pinned), so a device can copy from it directly
+    /// (default `false`).
+    fn page_locked(&self) -> bool {
+        false
+    }
 }
 
 /// The default allocator: ordinary heap memory aligned to 64 bytes.
@@ -161,6 +166,7 @@ pub(crate) struct Pool {
     batch_size: usize,
     has_labels: bool,
     allocator_name: String,
+    page_locked: bool,
 }
 
 impl Pool {
@@ -202,6 +208,7 @@ impl Pool {
             batch_size,
             has_labels,
             allocator_name: allocator.name().to_string(),
+            page_locked: allocator.page_locked(),
         })
     }
 
@@ -236,6 +243,7 @@ impl Pool {
             spec: Arc::clone(&self.spec),
             capacity: self.batch_size,
             has_labels: self.has_labels,
+            page_locked: self.page_locked,
         }
     }
 }
@@ -288,11 +296,37 @@ pub struct Batch {
     spec: Arc<OutputSpec>,
     capacity: usize,
     has_labels: bool,
+    page_locked: bool,
 }
 
 impl Batch {
     fn buf(&self) -> &Buffer {
         self.buf.as_ref().expect("buffer present until drop")
+    }
+
+    /// Start of the whole buffer (`buffer_len()` bytes; the batch's samples come first), for
+    /// adapters that hand the buffer to a framework which owns the batch from then on.
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf().mem.as_mut_ptr()
+    }
+
+    /// Bytes of the whole buffer (at least `as_bytes().len()`).
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
+    pub(crate) fn buffer_len(&self) -> usize {
+        self.buf().mem.len()
+    }
+
+    /// Whether the batch lives in page-locked memory (the cuda feature's pinned allocator).
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?).build()?;
+    /// assert!(!loader.epoch(0).next().unwrap()?.is_page_locked()); // plain aligned memory
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn is_page_locked(&self) -> bool {
+        self.page_locked
     }
 
     /// Samples in the batch (the batch size, or fewer for a last partial batch).

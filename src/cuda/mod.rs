@@ -468,4 +468,7 @@ impl Allocator for PinnedAlloc {
     fn name(&self) -> &str {
         "pinned"
     }
+    fn page_locked(&self) -> bool {
+        true
+    }
 }

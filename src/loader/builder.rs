@@ -59,6 +59,57 @@ pub struct LoaderBuilder<S> {
     transform: Arc<dyn Transform>,
 }
 
+impl<S: Clone> Clone for LoaderBuilder<S> {
+    fn clone(&self) -> Self {
+        LoaderBuilder {
+            source: self.source.clone(),
+            batch_size: self.batch_size,
+            shuffle: self.shuffle,
+            num_workers: self.num_workers,
+            prefetch: self.prefetch,
+            drop_last: self.drop_last,
+            seed: self.seed,
+            size: self.size,
+            channels: self.channels,
+            dtype: self.dtype,
+            layout: self.layout,
+            normalize: self.normalize.clone(),
+            on_error: self.on_error,
+            distributed: self.distributed,
+            partition: self.partition,
+            allocator: Arc::clone(&self.allocator),
+            transform: Arc::clone(&self.transform),
+        }
+    }
+}
+
+impl<S> LoaderBuilder<S> {
+    /// The same settings over another source (e.g. the source behind an `Arc`, so the settings
+    /// can be cloned to build more loaders over it).
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
+    pub(crate) fn map_source<T>(self, f: impl FnOnce(S) -> T) -> LoaderBuilder<T> {
+        LoaderBuilder {
+            source: f(self.source),
+            batch_size: self.batch_size,
+            shuffle: self.shuffle,
+            num_workers: self.num_workers,
+            prefetch: self.prefetch,
+            drop_last: self.drop_last,
+            seed: self.seed,
+            size: self.size,
+            channels: self.channels,
+            dtype: self.dtype,
+            layout: self.layout,
+            normalize: self.normalize,
+            on_error: self.on_error,
+            distributed: self.distributed,
+            partition: self.partition,
+            allocator: self.allocator,
+            transform: self.transform,
+        }
+    }
+}
+
 impl<S: Source + 'static> LoaderBuilder<S> {
     /// Defaults over `source` ([`Loader::builder`]).
     pub(super) fn new(source: S) -> LoaderBuilder<S> {

@@ -24,6 +24,7 @@
 )]
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -152,23 +153,66 @@ impl<S: Source + 'static> Loader<S> {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn epoch_from(&mut self, epoch: u64, position: usize) -> Epoch<'_, S> {
+        let error = self.begin(epoch, position, None);
+        Epoch {
+            loader: self,
+            error,
+        }
+    }
+
+    /// The batches of positions `positions` of `epoch`'s order: one part of an epoch split
+    /// into contiguous ranges (one per device, say), each shuffled globally as the whole
+    /// epoch is. The ranges of a split cover the epoch exactly once; batches start at
+    /// `positions.start`, and the last one of the range may be partial (or dropped with
+    /// `drop_last`).
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(8).shuffle(true).seed(3).build()?;
+    /// let epoch = |l: &mut Loader<_>, r: std::ops::Range<usize>| -> stoker::Result<Vec<usize>> {
+    ///     let mut seen = Vec::new();
+    ///     for b in l.epoch_range(2, r) { seen.extend_from_slice(b?.indices()); }
+    ///     Ok(seen)
+    /// };
+    /// let whole = epoch(&mut loader, 0..32)?;
+    /// let halves = [epoch(&mut loader, 0..20)?, epoch(&mut loader, 20..32)?].concat();
+    /// assert_eq!(halves, whole);
+    /// assert!(loader.epoch_range(2, 0..33).next().unwrap().is_err()); // past the end
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn epoch_range(&mut self, epoch: u64, positions: Range<usize>) -> Epoch<'_, S> {
+        let error = self.begin(epoch, positions.start, Some(positions.end));
+        Epoch {
+            loader: self,
+            error,
+        }
+    }
+
+    /// Starts a pass over positions `start..end` (`end`: the epoch's end when `None`) of
+    /// `epoch`; an invalid range gives the error to return first (the pass then yields
+    /// nothing).
+    pub(crate) fn begin(&mut self, epoch: u64, start: usize, end: Option<usize>) -> Option<Error> {
         self.drain();
         self.gen += 1;
         self.shared.active_gen.store(self.gen, Ordering::Release);
         let order = self.sampler.epoch(epoch);
         let len = order.len();
         self.epoch = epoch;
-        self.schedule.begin(len, position);
+        let error = match end {
+            None if start > len => Some(format!(
+                "resume position {start} is past the end of epoch {epoch} ({len} samples)"
+            )),
+            Some(end) if end > len => Some(format!(
+                "positions {start}..{end} reach past the end of epoch {epoch} ({len} samples)"
+            )),
+            Some(end) if start > end => Some(format!("positions {start}..{end} are reversed")),
+            _ => None,
+        };
+        let end = end.unwrap_or(len).min(len);
+        self.schedule.begin(end, start);
         self.order = Some(order);
-        let error = (position > len).then(|| {
-            Error::usage(format!(
-                "resume position {position} is past the end of epoch {epoch} ({len} samples)"
-            ))
-        });
-        Epoch {
-            loader: self,
-            error,
-        }
+        error.map(Error::usage)
     }
 
     /// Batches in one epoch when no sample is skipped.
@@ -231,7 +275,7 @@ impl<S: Source + 'static> Loader<S> {
 
     /// Cancels what is in flight, waits for the workers to answer every task, and returns
     /// every buffer of the pass to the pool.
-    fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         self.shared.active_gen.store(0, Ordering::Release);
         while self.outstanding > 0 {
             match self.result_rx.recv() {
@@ -395,7 +439,7 @@ impl<S: Source + 'static> Loader<S> {
         Some(self.pool.hand_out(buf))
     }
 
-    fn next_batch(&mut self) -> Option<Result<Batch>> {
+    pub(crate) fn next_batch(&mut self) -> Option<Result<Batch>> {
         loop {
             if let Some(batch) = self.take_ready() {
                 return Some(Ok(batch));
