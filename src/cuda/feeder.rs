@@ -724,6 +724,12 @@ impl DeviceBatch {
         (&self.slot.data, &self.slot.labels)
     }
 
+    /// The stream the batch is ordered on (the feeder's consumer stream).
+    #[cfg_attr(not(feature = "candle-cuda"), allow(dead_code))]
+    pub(crate) fn consumer_stream(&self) -> &Arc<CudaStream> {
+        &self.slot.consumer
+    }
+
     /// Epoch the batch belongs to.
     ///
     /// ```no_run

@@ -71,7 +71,12 @@ pub fn driver_present() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
     // SAFETY: only tries to dlopen the library by its usual names (running its initialisers,
     // as any use of the driver would) and drops the handle.
-    *PRESENT.get_or_init(|| unsafe { sys::is_culib_present() })
+    #[cfg(not(feature = "candle-cuda"))]
+    let present = || unsafe { sys::is_culib_present() };
+    // candle's CUDA backend links libcuda at build time: this process started, so it is there.
+    #[cfg(feature = "candle-cuda")]
+    let present = || true;
+    *PRESENT.get_or_init(present)
 }
 
 /// The error every entry point returns when [`driver_present`] is false.
@@ -87,7 +92,7 @@ fn no_driver() -> Error {
 
 /// A failed driver call: [`ErrorKind::Device`], or [`ErrorKind::NoDevice`] when the driver
 /// says there is no GPU (or none of that ordinal).
-fn driver_error(what: &str, e: DriverError) -> Error {
+pub(crate) fn driver_error(what: &str, e: DriverError) -> Error {
     use sys::CUresult as R;
     let kind = match e.0 {
         R::CUDA_ERROR_NO_DEVICE | R::CUDA_ERROR_INVALID_DEVICE => ErrorKind::NoDevice,
@@ -118,7 +123,12 @@ pub const NO_NVRTC: &str = "no NVRTC library found:";
 pub fn nvrtc_present() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
     // SAFETY: only tries to dlopen the library by its usual names and drops the handle.
-    *PRESENT.get_or_init(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+    #[cfg(not(feature = "candle-cuda"))]
+    let present = || unsafe { cudarc::nvrtc::sys::is_culib_present() };
+    // Linked at build time with candle's CUDA backend (see `driver_present`).
+    #[cfg(feature = "candle-cuda")]
+    let present = || true;
+    *PRESENT.get_or_init(present)
 }
 
 /// Compiles CUDA C `source` to PTX with NVRTC (loaded at run time), with `--fmad=false` so

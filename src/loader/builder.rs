@@ -336,7 +336,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             received: 0,
             workers,
             inline,
-            gen: 0,
+            generation: 0,
             schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
             batches: VecDeque::with_capacity(self.prefetch + 1),
             order: None,

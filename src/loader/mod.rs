@@ -105,7 +105,7 @@ pub struct Loader<S: Source + 'static> {
     received: u64,
     workers: Vec<JoinHandle<()>>,
     inline: Option<WorkerCtx>,
-    gen: u64,
+    generation: u64,
     /// Which position goes into which slot, and when a batch is complete.
     schedule: Schedule,
     /// Batch buffers being filled; the front one is the schedule's front batch.
@@ -194,8 +194,10 @@ impl<S: Source + 'static> Loader<S> {
     /// nothing).
     pub(crate) fn begin(&mut self, epoch: u64, start: usize, end: Option<usize>) -> Option<Error> {
         self.drain();
-        self.gen += 1;
-        self.shared.active_gen.store(self.gen, Ordering::Release);
+        self.generation += 1;
+        self.shared
+            .active_gen
+            .store(self.generation, Ordering::Release);
         let order = self.sampler.epoch(epoch);
         let len = order.len();
         self.epoch = epoch;
@@ -311,7 +313,7 @@ impl<S: Source + 'static> Loader<S> {
             }
             let slot = self.batches[d.buffer].slot_ptr(d.slot, self.shared.spec.sample_bytes());
             let task = Task {
-                gen: self.gen,
+                generation: self.generation,
                 epoch: self.epoch,
                 pos: d.pos,
                 index: order.index(d.pos),
@@ -382,7 +384,10 @@ impl<S: Source + 'static> Loader<S> {
     fn record(&mut self, done: Done) {
         self.outstanding -= 1;
         self.received += 1;
-        debug_assert_eq!(done.gen, self.gen, "stale results are drained");
+        debug_assert_eq!(
+            done.generation, self.generation,
+            "stale results are drained"
+        );
         let outcome = match done.result {
             Ok(label) => Outcome::Ready(label),
             Err(e) => Outcome::Failed(e),

@@ -69,7 +69,7 @@ impl WorkerCtx {
 
 /// One sample to make: read, decode, transform, write into `slot`.
 pub(super) struct Task {
-    pub gen: u64,
+    pub generation: u64,
     pub epoch: u64,
     pub pos: usize,
     pub index: usize,
@@ -83,7 +83,7 @@ unsafe impl Send for Task {}
 
 /// A task's outcome: the label, or why the sample failed.
 pub(super) struct Done {
-    pub gen: u64,
+    pub generation: u64,
     pub pos: usize,
     pub result: Result<Option<i64>>,
 }
@@ -114,13 +114,13 @@ pub(super) fn worker_main<S: Source>(
     let _ = ready.send(());
     drop(ready);
     for task in tasks.iter() {
-        let result = if sh.active_gen.load(Ordering::Acquire) != task.gen {
+        let result = if sh.active_gen.load(Ordering::Acquire) != task.generation {
             Err(cancelled())
         } else {
             run_task(&sh, &mut ctx, &task)
         };
         let done = Done {
-            gen: task.gen,
+            generation: task.generation,
             pos: task.pos,
             result,
         };
