@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use divan::counter::ItemsCount;
 use divan::Bencher;
+use divan::counter::ItemsCount;
 use stoker::augment::{Augment, AugmentBuilder, AugmentParams, AugmentScratch};
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;

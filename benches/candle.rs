@@ -7,8 +7,8 @@
 //! (a fresh `Vec` each time, as candle does). Run: `cargo bench --features candle --bench candle`.
 
 use candle_core::Device;
-use divan::counter::BytesCount;
 use divan::Bencher;
+use divan::counter::BytesCount;
 use stoker::source::NpySource;
 use stoker::{Batch, Loader, Normalize};
 

@@ -19,8 +19,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use divan::counter::ItemsCount;
 use divan::Bencher;
+use divan::counter::ItemsCount;
 use stoker::source::{ImageFolder, NpySource};
 use stoker::{Loader, Normalize};
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};

@@ -490,10 +490,10 @@ struct BurnIter<'a> {
 
 impl BurnIter<'_> {
     fn end(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            if let Some(loader) = guard.as_mut() {
-                loader.drain();
-            }
+        if let Some(mut guard) = self.guard.take()
+            && let Some(loader) = guard.as_mut()
+        {
+            loader.drain();
         }
     }
 }

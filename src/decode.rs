@@ -422,7 +422,7 @@ impl Decoder {
                 return Err(Error::new(
                     ErrorKind::Decode,
                     format!("png: unsupported colour type {other:?}"),
-                ))
+                ));
             }
         };
         let raw = scratch(&mut self.raw, raw_len);

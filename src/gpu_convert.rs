@@ -36,8 +36,8 @@
 
 use half::{bf16, f16};
 
-use crate::noise::{gaussian_table, hash32, noise_key, TABLE};
-use crate::output::{scale_bias, SrcType};
+use crate::noise::{TABLE, gaussian_table, hash32, noise_key};
+use crate::output::{SrcType, scale_bias};
 use crate::rng::seed_of;
 use crate::{Batch, DType, Error, ErrorKind, Layout, OutputSpec, Result};
 

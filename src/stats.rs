@@ -1,8 +1,8 @@
 //! What a loader did: samples, bytes, time per stage, time the consumer waited, skips and why.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::{Error, ErrorKind};

@@ -3,8 +3,8 @@
 //! no allocation per batch).
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use stoker::augment::{Augment, AugmentParams, AugmentScratch, FillMode, Interpolation};
 use stoker::decode::Decoder;
@@ -17,21 +17,26 @@ use stoker::{DType, ErrorKind, ImageView, Layout, Loader, Normalize, OutputSpec,
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+// SAFETY: every method forwards to the system allocator with the caller's arguments.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(l)
+        // SAFETY: the caller's contract for `alloc` is the system allocator's.
+        unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        System.dealloc(p, l)
+        // SAFETY: `p` came from this allocator, that is from `System`, with layout `l`.
+        unsafe { System.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: AllocLayout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        System.alloc_zeroed(l)
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, n: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(p, l, n)
+        // SAFETY: `p` came from `System` with layout `l`; the caller's contract holds.
+        unsafe { System.realloc(p, l, n) }
     }
 }
 
@@ -577,23 +582,27 @@ fn bad_settings_and_mismatches_are_errors() {
     let mut slot = vec![0u8; spec.sample_bytes()];
     let good = aug.params_for(0, 0, 0, (8, 4), (8, 4));
     let mut st_u8 = Store::new(&spec, SrcType::U8).unwrap();
-    assert!(aug
-        .apply_params(&good, &src, &mut st_u8, &mut scratch, &mut slot)
-        .is_err());
+    assert!(
+        aug.apply_params(&good, &src, &mut st_u8, &mut scratch, &mut slot)
+            .is_err()
+    );
     let mut st = Store::new(&spec, SrcType::F32).unwrap();
     let wrong = aug.params_for(0, 0, 0, (9, 4), (8, 4));
-    assert!(aug
-        .apply_params(&wrong, &src, &mut st, &mut scratch, &mut slot)
-        .is_err());
+    assert!(
+        aug.apply_params(&wrong, &src, &mut st, &mut scratch, &mut slot)
+            .is_err()
+    );
     let gray = ImageView::new(8, 12, 1, Pixels::U8(&px)).unwrap();
     let p = aug.params_for(0, 0, 0, (8, 12), (8, 4));
-    assert!(aug
-        .apply_params(&p, &gray, &mut st, &mut scratch, &mut slot)
-        .is_err());
+    assert!(
+        aug.apply_params(&p, &gray, &mut st, &mut scratch, &mut slot)
+            .is_err()
+    );
     assert!(slot.iter().all(|&v| v == 0));
-    assert!(aug
-        .apply_params(&good, &src, &mut st, &mut scratch, &mut slot)
-        .is_ok());
+    assert!(
+        aug.apply_params(&good, &src, &mut st, &mut scratch, &mut slot)
+            .is_ok()
+    );
 }
 
 #[test]

@@ -52,10 +52,11 @@ fn images_are_the_loaders_bits_and_targets_its_labels() {
         assert_eq!(ours.images.dims(), theirs.shape());
         let got = ours.images.into_data().try_to_vec::<f32>().unwrap();
         let want: Vec<f32> = theirs.images::<f32>().unwrap().iter().copied().collect();
-        assert!(got
-            .iter()
-            .zip(&want)
-            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
         let targets = ours
             .targets
             .into_data()
@@ -110,7 +111,7 @@ fn a_slice_of_a_slice_takes_positions_of_its_parent() {
     let order = indices(&whole);
     let tail = whole.slice(10, 32);
     let inner = tail.slice(5, 9); // positions 15..19
-                                  // Both slices start at the parent's next epoch (1).
+    // Both slices start at the parent's next epoch (1).
     let epoch1 = indices(&whole);
     assert_ne!(epoch1, order);
     assert_eq!(indices(inner.as_ref()), epoch1[15..19]);
@@ -249,10 +250,11 @@ fn buffers_go_back_to_the_pool_when_burn_drops_the_tensors() {
         assert_eq!(n, 7);
     }
     let held: Vec<_> = loader.iter().collect();
-    assert!(held.iter().any(|r| r
-        .as_ref()
-        .err()
-        .and_then(|e| e.source())
-        .and_then(|e| e.downcast_ref::<stoker::Error>())
-        .is_some_and(|e| e.kind() == ErrorKind::PoolExhausted)));
+    assert!(held.iter().any(|r| {
+        r.as_ref()
+            .err()
+            .and_then(|e| e.source())
+            .and_then(|e| e.downcast_ref::<stoker::Error>())
+            .is_some_and(|e| e.kind() == ErrorKind::PoolExhausted)
+    }));
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stoker::cuda::{driver_present, Device, PinnedAlloc, NO_DRIVER};
+use stoker::cuda::{Device, NO_DRIVER, PinnedAlloc, driver_present};
 use stoker::source::NpySource;
 use stoker::{ErrorKind, Loader};
 
@@ -87,7 +87,7 @@ fn h2d_bandwidth_when_a_gpu_is_present() {
 /// a clear error. CI sets `STOKER_REQUIRE_NVRTC=1` (and fetches libnvrtc) so this cannot skip.
 #[test]
 fn nvrtc_compiles_the_convert_kernel_without_fused_multiply_add() {
-    use stoker::cuda::{compile_ptx, nvrtc_present, NO_NVRTC};
+    use stoker::cuda::{NO_NVRTC, compile_ptx, nvrtc_present};
     use stoker::gpu_convert::{KERNEL_NAME, KERNEL_SOURCE};
     if !nvrtc_present() {
         assert!(
@@ -202,6 +202,7 @@ mod cudarc_stream {
     /// # Safety
     /// `src` must hold `dst.len()` bytes.
     pub unsafe fn dtoh(dst: &mut [u8], src: cudarc::driver::sys::CUdeviceptr) {
-        cudarc::driver::result::memcpy_dtoh_sync(dst, src).unwrap();
+        // SAFETY: the caller guarantees `src` holds `dst.len()` bytes.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(dst, src).unwrap() };
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use stoker::digest::Digest;
-use stoker::source::{save_hdf5, Hdf5Layout, Hdf5Source, NpySource, Raw, Source};
+use stoker::source::{Hdf5Layout, Hdf5Source, NpySource, Raw, Source, save_hdf5};
 use stoker::{DType, ErrorKind, Layout, Loader, Pixels};
 
 fn fixtures() -> PathBuf {
@@ -89,9 +89,10 @@ fn both_layouts_give_the_npy_digest() {
         let src = Hdf5Source::open(&p, "images", Some("labels")).unwrap();
         assert_eq!(src.is_mapped(), mapped, "{name}");
         assert_eq!((src.shape(), src.dtype()), ([32, 144, 256, 3], "u8"));
-        assert!(src
-            .describe()
-            .contains(if mapped { "memory-mapped" } else { "chunked" }));
+        assert!(
+            src.describe()
+                .contains(if mapped { "memory-mapped" } else { "chunked" })
+        );
         assert_eq!(digest(src), want, "{name}");
     }
     // Shards of mixed layouts, through a glob.

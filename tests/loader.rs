@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use stoker::digest::Digest;
@@ -109,10 +109,11 @@ fn sequential_epoch_yields_every_sample_in_order_with_labels() {
         for (j, &i) in b.indices().iter().enumerate() {
             assert_eq!(b.labels().unwrap()[j], (i % 10) as i64);
             let expect = (i * 7 % 251) as f32 / 255.0;
-            assert!(x
-                .slice(ndarray::s![j, .., .., ..])
-                .iter()
-                .all(|&v| (v - expect).abs() <= 1e-6));
+            assert!(
+                x.slice(ndarray::s![j, .., .., ..])
+                    .iter()
+                    .all(|&v| (v - expect).abs() <= 1e-6)
+            );
         }
     }
     assert_eq!(lens, [5, 5, 5, 5, 3]);
@@ -616,7 +617,7 @@ fn dropping_mid_epoch_stops_and_joins_every_thread() {
         it.next().unwrap().unwrap();
         drop(it);
         drop(l); // joins the workers
-                 // The batches outlive the loader.
+        // The batches outlive the loader.
         assert_eq!(first.len(), 4);
     });
 }

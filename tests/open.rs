@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use stoker::digest::Digest;
-use stoker::source::{open, save_npy, ImageFolder, Index, OpenOptions, Raw, Source, TarWriter};
+use stoker::source::{ImageFolder, Index, OpenOptions, Raw, Source, TarWriter, open, save_npy};
 use stoker::{DType, ErrorKind, Layout, Loader, Pixels};
 
 fn fixtures() -> PathBuf {
@@ -244,7 +244,7 @@ fn loose_images_open_unlabelled() {
 #[cfg(feature = "hdf5")]
 #[test]
 fn a_converted_hdf5_directory_opens_with_its_labels() {
-    use stoker::source::{save_hdf5, Hdf5Layout};
+    use stoker::source::{Hdf5Layout, save_hdf5};
     let dir = tempfile::tempdir().unwrap();
     let (px, labels, shape) = pixels();
     save_hdf5(

@@ -79,8 +79,8 @@ fn learning_rate(s: &str) -> Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::error::ErrorKind;
     use clap::CommandFactory;
+    use clap::error::ErrorKind;
 
     use super::*;
 

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::model::{
-    batch_stats, bias_grad, bias_relu, gemm, pool, relu_backward, sgd_momentum, softmax_xent, Dims,
-    Params, MOMENTUM,
+    Dims, MOMENTUM, Params, batch_stats, bias_grad, bias_relu, gemm, pool, relu_backward,
+    sgd_momentum, softmax_xent,
 };
-use crate::report::{epoch_line, EpochLog};
+use crate::report::{EpochLog, epoch_line};
 use crate::train::{
-    at_path, checked_labels, dims_of, loader_builder, no_images, timed_next, Accumulation,
+    Accumulation, at_path, checked_labels, dims_of, loader_builder, no_images, timed_next,
 };
 
 /// The MLP on the host, with its gradients, momentum and scratch buffers.

@@ -10,14 +10,14 @@ use stoker::cuda::cudarc::driver::sys::{CUdeviceptr, CUevent_flags};
 use stoker::cuda::cudarc::driver::{
     CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
-use stoker::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use stoker::cuda::cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 use stoker::cuda::{Device, DeviceFeeder, PinnedAlloc};
 
 use crate::args::Args;
-use crate::model::{Dims, Params, RowMajorGemm, MOMENTUM};
-use crate::report::{epoch_line, mib, EpochLog};
+use crate::model::{Dims, MOMENTUM, Params, RowMajorGemm};
+use crate::report::{EpochLog, epoch_line, mib};
 use crate::train::{
-    at_path, checked_labels, dims_of, loader_builder, no_images, timed_next, Accumulation,
+    Accumulation, at_path, checked_labels, dims_of, loader_builder, no_images, timed_next,
 };
 
 /// The CUDA source of the kernels; each mirrors the host function of the same name in

@@ -87,7 +87,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::Args;
-use crate::report::{summary_line, EpochLog};
+use crate::report::{EpochLog, summary_line};
 
 fn main() -> ExitCode {
     // A bad flag exits with code 2, `--help` with 0.

@@ -137,12 +137,16 @@ mod tests {
     fn labels_are_checked() {
         let p = Path::new("d");
         assert_eq!(checked_labels(Some(&[0, 1]), 2, 2, p), Ok(&[0i64, 1][..]));
-        assert!(checked_labels(None, 2, 2, p)
-            .unwrap_err()
-            .contains("no labels"));
-        assert!(checked_labels(Some(&[0]), 2, 2, p)
-            .unwrap_err()
-            .contains("no labels"));
+        assert!(
+            checked_labels(None, 2, 2, p)
+                .unwrap_err()
+                .contains("no labels")
+        );
+        assert!(
+            checked_labels(Some(&[0]), 2, 2, p)
+                .unwrap_err()
+                .contains("no labels")
+        );
         assert_eq!(
             checked_labels(Some(&[0, 2]), 2, 2, p).unwrap_err(),
             "d: label 2 is outside 0..2"

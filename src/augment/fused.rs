@@ -47,17 +47,17 @@ pub(super) struct Fused<'a> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::photometric::avx2::{pixel_hash8, value8};
-    use super::super::photometric::avx512::{pixel_hash16, tables, value16, Tables};
-    use super::super::photometric::Kind;
-    use super::super::warp::avx2::block_rgb8;
-    use super::super::warp::avx512::{block_rgb8 as block16, row16, row_in_range};
-    use super::super::warp::{self, pixel, row_map, Fill};
     use super::super::FillMode;
+    use super::super::photometric::Kind;
+    use super::super::photometric::avx2::{pixel_hash8, value8};
+    use super::super::photometric::avx512::{Tables, pixel_hash16, tables, value16};
+    use super::super::warp::avx2::block_rgb8;
+    use super::super::warp::avx512::{block_rgb8 as block16, row_in_range, row16};
+    use super::super::warp::{self, Fill, pixel, row_map};
     use super::{Fused, RowFn};
     use crate::simd::avx2::store8;
     use crate::simd::avx512::store16;
-    use crate::simd::{out_size, store1, SimdLevel, OUT_BF16, OUT_F16, OUT_F32};
+    use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, SimdLevel, out_size, store1};
 
     /// The kernel for `fill`, dtype code `d` and photometric `kind`, at most at `level`
     /// (AVX-512 or AVX2; `None` below AVX2 or on a CPU without it).

@@ -123,11 +123,7 @@ fn tap<T: Px, F: Fill, const C: usize>(w: &Warp<'_, T>, x: i64, y: i64, out: &mu
 #[inline(always)]
 fn floor(v: f32) -> f32 {
     let t = v as i32 as f32;
-    if t > v {
-        t - 1.0
-    } else {
-        t
-    }
+    if t > v { t - 1.0 } else { t }
 }
 
 /// Output pixel `x` of the row whose map starts at `(bx, by)` with steps `(a, d)`.
@@ -235,7 +231,7 @@ fn row_any<T: Px, F: Fill, const C: usize, const BILINEAR: bool>(
 /// same bits.
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
-    use super::{pixel, row_map, Fill, Warp};
+    use super::{Fill, Warp, pixel, row_map};
     use std::arch::x86_64::*;
 
     /// Output row `y` into `out` (`width * 3` values).
@@ -442,7 +438,7 @@ pub(super) mod avx2 {
 /// clamped into it, for `nearest`).
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
-    use super::{fmadd, row_map, Fill, Warp};
+    use super::{Fill, Warp, fmadd, row_map};
     use std::arch::x86_64::*;
 
     #[inline]

@@ -35,10 +35,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
-use cudarc::driver::{result, CudaStream, DevicePtrMut, DeviceRepr};
+use cudarc::driver::{CudaStream, DevicePtrMut, DeviceRepr, result};
 
 use super::candle_error;
-use crate::cuda::{driver_error, Device as StokerDevice, DeviceBatch, DeviceFeeder};
+use crate::cuda::{Device as StokerDevice, DeviceBatch, DeviceFeeder, driver_error};
 use crate::output::{DType, Layout, OutputSpec};
 use crate::{Error, Result};
 

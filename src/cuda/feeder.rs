@@ -23,14 +23,14 @@
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::ffi::c_void;
 
-use cudarc::driver::{result, sys, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, result, sys};
 
-use super::{driver_error, Device, PinnedAlloc};
+use super::{Device, PinnedAlloc, driver_error};
 use crate::batch::{Allocator, Batch, HostMemory};
 use crate::gpu_convert::{GpuConvert, KERNEL_NAME, KERNEL_SOURCE};
 use crate::loader::Epoch;
@@ -354,13 +354,11 @@ impl DeviceFeeder {
     /// Returns to the loader's pool every host batch whose copy has completed; with `wait`,
     /// waits for the oldest copy first.
     fn retire(&mut self, wait: bool) -> Result<()> {
-        if wait {
-            if let Some((s, _)) = self.inflight.front() {
-                self.slots[*s]
-                    .uploaded
-                    .synchronize()
-                    .map_err(|e| driver_error("waiting for an upload", e))?;
-            }
+        if wait && let Some((s, _)) = self.inflight.front() {
+            self.slots[*s]
+                .uploaded
+                .synchronize()
+                .map_err(|e| driver_error("waiting for an upload", e))?;
         }
         while let Some((s, _)) = self.inflight.front() {
             let done = self.slots[*s]

@@ -38,7 +38,7 @@
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
-    sys, CudaContext, CudaSlice, CudaStream, DriverError, HostSlice, PinnedHostSlice,
+    CudaContext, CudaSlice, CudaStream, DriverError, HostSlice, PinnedHostSlice, sys,
 };
 
 mod feeder;

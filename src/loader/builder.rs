@@ -2,12 +2,12 @@
 //! and starts the workers.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::thread;
 
 use super::schedule::Schedule;
-use super::worker::{block_once, worker_main, Done, Shared, Task, WorkerCtx};
+use super::worker::{Done, Shared, Task, WorkerCtx, block_once, worker_main};
 use super::{Loader, OnError};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
 use crate::decode::Decoder;
@@ -244,12 +244,12 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             .channels
             .or_else(|| self.source.channels())
             .unwrap_or(3);
-        if let Some(c) = self.source.channels() {
-            if c != channels {
-                return Err(Error::usage(format!(
-                    "the source has {c} channel(s) per pixel; the loader cannot output {channels}"
-                )));
-            }
+        if let Some(c) = self.source.channels()
+            && c != channels
+        {
+            return Err(Error::usage(format!(
+                "the source has {c} channel(s) per pixel; the loader cannot output {channels}"
+            )));
         }
         let size = match self.size.or_else(|| self.source.size()) {
             Some(s) => s,

@@ -25,8 +25,8 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ mod worker;
 
 pub use builder::LoaderBuilder;
 use schedule::{Outcome, Placement, Schedule};
-use worker::{run_task, workers_gone, Done, Shared, Task, WorkerCtx};
+use worker::{Done, Shared, Task, WorkerCtx, run_task, workers_gone};
 
 /// What to do with a sample that cannot be read or decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -422,10 +422,9 @@ impl<S: Source + 'static> Loader<S> {
         while self.shared.sent.load(Ordering::SeqCst) < target {
             if let Err(RecvTimeoutError::Timeout) =
                 self.bell_rx.recv_timeout(Duration::from_millis(50))
+                && self.workers.iter().all(|w| w.is_finished())
             {
-                if self.workers.iter().all(|w| w.is_finished()) {
-                    return Err(workers_gone());
-                }
+                return Err(workers_gone());
             }
         }
         self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);

@@ -416,9 +416,11 @@ mod tests {
         let tail = run(13, 8, 4, 2, false, OnError::Raise, |_| false).0;
         assert_eq!(tail, whole[2..]);
         // Past the end: an empty pass.
-        assert!(run(13, 20, 4, 2, false, OnError::Raise, |_| false)
-            .0
-            .is_empty());
+        assert!(
+            run(13, 20, 4, 2, false, OnError::Raise, |_| false)
+                .0
+                .is_empty()
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ mod store;
 
 pub use crate::simd::SimdLevel;
 pub use spec::{DType, Layout, Normalize, OutputSpec, SrcType};
-pub use store::{store, Store};
+pub use store::{Store, store};
 
 pub(crate) use crate::simd::out_size;
 pub(crate) use spec::scale_bias;

@@ -202,11 +202,7 @@ impl Normalize {
 
     /// The value for channel `c` of a vector that is either per-channel or a single value.
     fn at(v: &[f32], c: usize) -> f32 {
-        if v.len() == 1 {
-            v[0]
-        } else {
-            v[c]
-        }
+        if v.len() == 1 { v[0] } else { v[c] }
     }
 }
 

@@ -8,9 +8,9 @@
     clippy::missing_safety_doc
 )]
 
-use super::kernels::{pick_f32, pick_u8, Plan, RowFn, Scratch};
-use super::spec::{scale_bias, DType, Layout, OutputSpec, SrcType};
-use crate::simd::{SimdLevel, OUT_BF16, OUT_F16, OUT_F32};
+use super::kernels::{Plan, RowFn, Scratch, pick_f32, pick_u8};
+use super::spec::{DType, Layout, OutputSpec, SrcType, scale_bias};
+use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, SimdLevel};
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
 /// The row kernel, by source type.
@@ -710,12 +710,16 @@ mod tests {
             assert_eq!(e.kind(), crate::ErrorKind::Usage, "{s:?}");
             assert!(Store::new(s, SrcType::U8).is_err(), "{s:?}");
         }
-        assert!(spec(2, 2, 3, DType::BF16, Layout::Nhwc, true)
-            .validate()
-            .is_ok());
-        assert!(spec(2, 2, 1, DType::F16, Layout::Nhwc, true)
-            .validate()
-            .is_ok());
+        assert!(
+            spec(2, 2, 3, DType::BF16, Layout::Nhwc, true)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            spec(2, 2, 1, DType::F16, Layout::Nhwc, true)
+                .validate()
+                .is_ok()
+        );
 
         assert!(Normalize::new(vec![0.1], vec![0.2, 0.3]).is_err());
         assert!(Normalize::new(vec![], vec![]).is_err());

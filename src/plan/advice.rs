@@ -8,7 +8,7 @@
 //! # Ok::<(), stoker::Error>(())
 //! ```
 
-use super::memory::{format_bytes, largest_batch, Memory, Optimizer, Precision, Settings};
+use super::memory::{Memory, Optimizer, Precision, Settings, format_bytes, largest_batch};
 use super::model::{Analysis, Model, Op, Shape};
 use crate::{Error, Result};
 
@@ -218,10 +218,10 @@ pub fn plan(model: &Model, req: &Request) -> Result<Plan> {
     if req.samples == Some(0) {
         return Err(Error::usage("samples must be > 0"));
     }
-    if let Some(ms) = req.step_ms {
-        if !(ms.is_finite() && ms > 0.0) {
-            return Err(Error::usage("step time must be a positive number of ms"));
-        }
+    if let Some(ms) = req.step_ms
+        && !(ms.is_finite() && ms > 0.0)
+    {
+        return Err(Error::usage("step time must be a positive number of ms"));
     }
     let analysis = model.analyze(req.input)?;
     let base = Settings {
@@ -352,20 +352,20 @@ pub fn plan(model: &Model, req: &Request) -> Result<Plan> {
             }
         }
     }
-    if let Some(d) = top_activations.as_ref().filter(|d| d.share > 0.3) {
-        if memory.activations > memory.persistent() {
-            let mut s = format!(
-                "layer {} {} ({}) keeps {} of the saved activations: half the input width and height (stoker resize) divides them by about 4",
-                d.layer,
-                d.name,
-                shape_str(layers[d.layer].output),
-                pct(d.share)
-            );
-            if req.precision == Precision::Fp32 {
-                s.push_str("; amp-bf16 about halves them");
-            }
-            advice.push(s);
+    if let Some(d) = top_activations.as_ref().filter(|d| d.share > 0.3)
+        && memory.activations > memory.persistent()
+    {
+        let mut s = format!(
+            "layer {} {} ({}) keeps {} of the saved activations: half the input width and height (stoker resize) divides them by about 4",
+            d.layer,
+            d.name,
+            shape_str(layers[d.layer].output),
+            pct(d.share)
+        );
+        if req.precision == Precision::Fp32 {
+            s.push_str("; amp-bf16 about halves them");
         }
+        advice.push(s);
     }
     // Gradient accumulation.
     let accumulation = req.effective_batch.and_then(|e| {

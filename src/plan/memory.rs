@@ -234,7 +234,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         u => {
             return Err(Error::usage(format!(
                 "size {s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-            )))
+            )));
         }
     };
     let v: f64 = n.parse().map_err(|e| {

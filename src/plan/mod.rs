@@ -21,13 +21,13 @@ pub mod memory;
 pub mod model;
 pub mod presets;
 
-pub use advice::{plan, Accumulation, Dominant, EpochTime, Plan, Request};
+pub use advice::{Accumulation, Dominant, EpochTime, Plan, Request, plan};
 pub use memory::{
-    format_bytes, largest_batch, parse_bytes, Memory, Optimizer, Precision, Settings,
-    CUDNN_WORKSPACE, DEFAULT_OVERHEAD,
+    CUDNN_WORKSPACE, DEFAULT_OVERHEAD, Memory, Optimizer, Precision, Settings, format_bytes,
+    largest_batch, parse_bytes,
 };
 pub use model::{Analysis, Builder, LayerInfo, Model, Node, NodeId, Op, Padding, Shape};
-pub use presets::{preset, PRESETS};
+pub use presets::{PRESETS, preset};
 
 #[cfg(test)]
 mod tests;

@@ -149,11 +149,7 @@ pub(crate) const OUT_BF16: u8 = 2;
 
 /// Bytes per element of float output code `d`.
 pub(crate) const fn out_size(d: u8) -> usize {
-    if d == OUT_F32 {
-        4
-    } else {
-        2
-    }
+    if d == OUT_F32 { 4 } else { 2 }
 }
 
 /// One `f32` stored as dtype `D` at `p` (unaligned): the scalar tail of the vector stores,

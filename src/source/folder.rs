@@ -626,15 +626,19 @@ mod tests {
             assert!(e.message().contains(needle), "{e}");
         }
         fs::write(&csv, "path,label\n\n").unwrap();
-        assert!(ImageFolder::from_manifest(&csv)
-            .unwrap_err()
-            .message()
-            .contains("no samples"));
+        assert!(
+            ImageFolder::from_manifest(&csv)
+                .unwrap_err()
+                .message()
+                .contains("no samples")
+        );
         fs::write(&csv, b"a\xff.jpg,1\n").unwrap();
-        assert!(ImageFolder::from_manifest(&csv)
-            .unwrap_err()
-            .message()
-            .contains("utf-8"));
+        assert!(
+            ImageFolder::from_manifest(&csv)
+                .unwrap_err()
+                .message()
+                .contains("utf-8")
+        );
         let e = ImageFolder::from_manifest(dir.path().join("none.csv")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
     }

@@ -134,13 +134,13 @@ impl Hdf5Source {
             [_, _, _, c] => {
                 return Err(fmt(format!(
                     "'{images}' must have 1 or 3 channels, found {c} (shape {dims:?})"
-                )))
+                )));
             }
             _ => {
                 return Err(fmt(format!(
                     "'{images}' must have shape (N, H, W, C) or (N, H, W), found rank {} {dims:?}",
                     dims.len()
-                )))
+                )));
             }
         };
         if shape[1] == 0 || shape[2] == 0 {
@@ -271,18 +271,18 @@ impl Hdf5Source {
         let mut out: Vec<Hdf5Source> = Vec::with_capacity(paths.len());
         for p in paths {
             let s = Hdf5Source::open(p, images, labels)?;
-            if let Some(first) = out.first() {
-                if s.shape[1..] != first.shape[1..] || s.f32 != first.f32 {
-                    return Err(Error::format(
-                        p,
-                        format!(
-                            "images are {}, unlike {} in {}",
-                            s.kind_str(),
-                            first.kind_str(),
-                            first.path.display()
-                        ),
-                    ));
-                }
+            if let Some(first) = out.first()
+                && (s.shape[1..] != first.shape[1..] || s.f32 != first.f32)
+            {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "images are {}, unlike {} in {}",
+                        s.kind_str(),
+                        first.kind_str(),
+                        first.path.display()
+                    ),
+                ));
             }
             out.push(s);
         }
@@ -343,11 +343,7 @@ impl Hdf5Source {
 
     /// Element type of the pixels: `"u8"` or `"f32"`.
     pub fn dtype(&self) -> &'static str {
-        if self.f32 {
-            "f32"
-        } else {
-            "u8"
-        }
+        if self.f32 { "f32" } else { "u8" }
     }
 
     /// The labels, widened to `i64`, when a labels dataset was given.

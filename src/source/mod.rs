@@ -19,13 +19,13 @@ mod concat;
 pub use concat::Concat;
 mod folder;
 mod npy;
-pub use folder::{image_files, ImageFolder};
-pub use npy::{save_npy, write_npy, NpySource};
+pub use folder::{ImageFolder, image_files};
+pub use npy::{NpySource, save_npy, write_npy};
 #[cfg(feature = "hdf5")]
 mod hdf5;
 #[cfg(feature = "hdf5")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
-pub use self::hdf5::{save_hdf5, Hdf5Layout, Hdf5Source};
+pub use self::hdf5::{Hdf5Layout, Hdf5Source, save_hdf5};
 mod tar;
 pub use tar::{TarSource, TarWriter};
 mod atomic;
@@ -33,7 +33,7 @@ pub use atomic::{write_file, write_with};
 mod index;
 mod open;
 pub use index::Index;
-pub use open::{format_named, open, AnySource, Format, OpenOptions, FORMATS};
+pub use open::{AnySource, FORMATS, Format, OpenOptions, format_named, open};
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use stoker::augment::{png_grid, Augment};
+use stoker::augment::{Augment, png_grid};
 use stoker::decode::Decoder;
 use stoker::source::{Raw, Source};
 use stoker::transform::{Identity, Transform};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, ImageFormat};
-use stoker::source::{save_hdf5, save_npy, Hdf5Layout, Index, Raw, Source, TarWriter};
+use stoker::source::{Hdf5Layout, Index, Raw, Source, TarWriter, save_hdf5, save_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::progress::Progress;

@@ -2,11 +2,11 @@
 //! epoch time for a model.
 
 use clap::Args;
-use serde::ser::SerializeMap;
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use stoker::plan::{
-    format_bytes, parse_bytes, plan, preset, Dominant, Model, Optimizer, Plan, Precision, Request,
-    Shape, DEFAULT_OVERHEAD, PRESETS,
+    DEFAULT_OVERHEAD, Dominant, Model, Optimizer, PRESETS, Plan, Precision, Request, Shape,
+    format_bytes, parse_bytes, plan, preset,
 };
 
 /// Arguments of `stoker plan`.
@@ -65,7 +65,7 @@ pub fn run(a: PlanArgs) -> stoker::Result<()> {
             return Err(stoker::Error::usage(format!(
                 "give --preset ({}) or --model",
                 PRESETS.join(", ")
-            )))
+            )));
         }
     };
     let mut req = Request::new(Shape::parse(&a.input)?, parse_bytes(&a.gpu_memory)?);

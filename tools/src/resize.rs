@@ -4,14 +4,14 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, Filter, ImageFormat};
-use stoker::source::{save_hdf5, write_npy, Hdf5Layout, TarWriter};
+use stoker::source::{Hdf5Layout, TarWriter, save_hdf5, write_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::progress::Progress;
@@ -414,18 +414,18 @@ pub fn run(a: ResizeArgs) -> Result<()> {
         (None, Some(f), None) => {
             return Err(Error::usage(format!(
                 "--scale {f} must be a positive number"
-            )))
+            )));
         }
         (None, None, Some(n)) if n > 0 => Target::ShortSide(n),
         (None, None, None) => {
             return Err(Error::usage(
                 "give one of --size WxH, --scale F or --short-side N",
-            ))
+            ));
         }
         _ => {
             return Err(Error::usage(
                 "give only one of --size, --scale and --short-side",
-            ))
+            ));
         }
     };
     if a.shard_size == 0 {
@@ -520,14 +520,15 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     To::Npy => ("images", "npy", None),
                     _ => ("data", "h5", None),
                 };
-                let (tw, th) =
-                    match target {
-                        Target::Size(w, h, _) => (w, h),
-                        _ if format.is_none() => return Err(Error::usage(
+                let (tw, th) = match target {
+                    Target::Size(w, h, _) => (w, h),
+                    _ if format.is_none() => {
+                        return Err(Error::usage(
                             "--to npy and --to hdf5 need --size WxH (one shape for all samples)",
-                        )),
-                        _ => (0, 0),
-                    };
+                        ));
+                    }
+                    _ => (0, 0),
+                };
                 let part = match a.shard {
                     Some((i, n)) if n > 1 => format!("{i:03}-of-{n:03}-"),
                     _ => String::new(),
@@ -711,9 +712,11 @@ mod tests {
     fn stored_size_errors() {
         assert_eq!(stored_size(b"").unwrap_err(), "empty file (0 bytes)");
         assert_eq!(stored_size(b"GIF89a").unwrap_err(), "not a jpeg or png");
-        assert!(stored_size(&[0xff, 0xd8, 0xff])
-            .unwrap_err()
-            .starts_with("jpeg"));
+        assert!(
+            stored_size(&[0xff, 0xd8, 0xff])
+                .unwrap_err()
+                .starts_with("jpeg")
+        );
         assert!(stored_size(b"\x89PNG\r\n\x1a\n").is_err());
     }
 

@@ -105,9 +105,11 @@ fn bad_paths_and_flags_are_clear_errors() {
 
     let out = stoker(&["bench", "--dtype", "f64"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("unknown dtype"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("unknown dtype")
+    );
 
     let out = stoker(&["bench", "--size", "12by3"]);
     assert!(!out.status.success());
@@ -127,9 +129,11 @@ fn skip_policy_from_the_command_line() {
     let d = dir.path().to_str().unwrap();
     let out = stoker(&["bench", d, "--epochs", "1", "--json"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("zz-broken.jpg"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("zz-broken.jpg")
+    );
     let out = stoker(&[
         "bench",
         d,

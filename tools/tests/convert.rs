@@ -4,9 +4,9 @@ mod common;
 
 use common::{root, stoker_ok as stoker};
 
+use stoker::Pixels;
 use stoker::decode::Decoder;
 use stoker::source::{ImageFolder, NpySource, Raw, Source};
-use stoker::Pixels;
 
 fn digest(path: &str, labels: Option<&str>) -> String {
     let mut args = vec![

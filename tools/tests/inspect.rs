@@ -4,8 +4,8 @@ mod common;
 
 use common::{stdout, stoker_ok};
 
-use stoker::source::{save_hdf5, Hdf5Layout};
 use stoker::Pixels;
+use stoker::source::{Hdf5Layout, save_hdf5};
 
 fn inspect(path: &str, extra: &[&str]) -> String {
     stdout(&stoker_ok(&[&["inspect", path], extra].concat()))

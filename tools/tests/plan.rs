@@ -94,11 +94,13 @@ fn cnn4_dense512_at_1080p_batch_1_adam() {
     let layers = json["layers"].as_array().unwrap();
     assert_eq!(num(&layers[14], "params"), 526_909_952);
     assert_eq!(json["top_params"]["layer"], 14);
-    assert!(json["advice"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(Value::is_string));
+    assert!(
+        json["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string)
+    );
     // Adam's step needs sqrt(v) for every parameter (4 bytes each) after the activations are
     // freed; at batch 1 that (1.96 GiB) is more than the backward pass needs, so the peak is
     // 20 bytes per parameter plus the overhead: 10.3 GiB, which fits in 12 GiB.

@@ -19,7 +19,7 @@ mod portable;
 use portable::{row_f32u8, row_float, row_u8u8};
 
 use crate::output::DType;
-use crate::simd::{SimdLevel, OUT_BF16, OUT_F16, OUT_F32};
+use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, SimdLevel};
 
 /// Everything a row kernel reads, fixed in [`Store::with_level`](super::Store::with_level).
 #[derive(Clone, Debug)]

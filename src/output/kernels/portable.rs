@@ -13,7 +13,7 @@
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use super::{Plan, Px, Scratch};
-use crate::simd::{out_size, OUT_F16, OUT_F32};
+use crate::simd::{OUT_F16, OUT_F32, out_size};
 
 /// The slot bytes of output row `y`, of channel plane `ch` when planar.
 #[inline(always)]

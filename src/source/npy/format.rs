@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::header::MAGIC;
 use super::NpySource;
-use crate::source::{expand, Source};
+use super::header::MAGIC;
+use crate::source::{Source, expand};
 use crate::{Error, Result};
 
 /// The NPY format for [`open`](crate::source::open): `.npy` files (by extension or the `\x93NUMPY`

@@ -243,7 +243,7 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
         _ => {
             return Err(format!(
                 "unsupported npy version {major}.{minor} (supported: 1.0, 2.0, 3.0)"
-            ))
+            ));
         }
     };
     let start = 8 + len_bytes;
@@ -289,7 +289,7 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
                 shape = Some(dims);
             }
             ("descr" | "fortran_order" | "shape", _) => {
-                return Err(format!("bad header: '{key}' has the wrong type"))
+                return Err(format!("bad header: '{key}' has the wrong type"));
             }
             _ => {}
         }

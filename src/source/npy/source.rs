@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::header::{data_len, parse_header, shape_str, Elem};
-use crate::source::{expand, Access, Concat, Item, Raw, Source};
+use super::header::{Elem, data_len, parse_header, shape_str};
+use crate::source::{Access, Concat, Item, Raw, Source, expand};
 use crate::{Error, ImageView, Pixels, Result};
 
 /// Maps `path` read-only; a zero-byte or non-regular file is a clear error, not an mmap failure.
@@ -46,7 +46,7 @@ fn read_labels(path: &Path) -> Result<Vec<i64>> {
             return Err(Error::format(
                 path,
                 format!("labels must be 1-D, found shape {}", shape_str(&h.shape)),
-            ))
+            ));
         }
     };
     let need = data_len(&h, bytes.len(), elem).map_err(|m| Error::format(path, m))?;
@@ -158,13 +158,13 @@ impl NpySource {
                 return Err(fmt(format!(
                     "images must have 1 or 3 channels, found {c} (shape {})",
                     shape_str(&h.shape)
-                )))
+                )));
             }
             _ => {
                 return Err(fmt(format!(
                     "expected shape (N, H, W, C) or (N, H, W), found {}",
                     shape_str(&h.shape)
-                )))
+                )));
             }
         };
         if shape[1] == 0 || shape[2] == 0 {
@@ -225,30 +225,30 @@ impl NpySource {
         if images.is_empty() {
             return Err(Error::usage("no npy files given"));
         }
-        if let Some(l) = labels {
-            if l.len() != images.len() {
-                return Err(Error::usage(format!(
-                    "{} image files but {} label files",
-                    images.len(),
-                    l.len()
-                )));
-            }
+        if let Some(l) = labels
+            && l.len() != images.len()
+        {
+            return Err(Error::usage(format!(
+                "{} image files but {} label files",
+                images.len(),
+                l.len()
+            )));
         }
         let mut out: Vec<NpySource> = Vec::with_capacity(images.len());
         for (k, p) in images.iter().enumerate() {
             let s = NpySource::open(p, labels.map(|l| l[k].as_path()))?;
-            if let Some(first) = out.first() {
-                if s.shape[1..] != first.shape[1..] || s.f32 != first.f32 {
-                    return Err(Error::format(
-                        p,
-                        format!(
-                            "images are {}, unlike {} in {}",
-                            s.kind_str(),
-                            first.kind_str(),
-                            first.path.display()
-                        ),
-                    ));
-                }
+            if let Some(first) = out.first()
+                && (s.shape[1..] != first.shape[1..] || s.f32 != first.f32)
+            {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "images are {}, unlike {} in {}",
+                        s.kind_str(),
+                        first.kind_str(),
+                        first.path.display()
+                    ),
+                ));
             }
             out.push(s);
         }
@@ -272,14 +272,14 @@ impl NpySource {
     pub fn glob(images_pattern: &str, labels_pattern: Option<&str>) -> Result<Concat<NpySource>> {
         let images = expand(images_pattern)?;
         let labels = labels_pattern.map(expand).transpose()?;
-        if let (Some(l), Some(lp)) = (&labels, labels_pattern) {
-            if l.len() != images.len() {
-                return Err(Error::usage(format!(
-                    "{images_pattern} matches {} files but {lp} matches {}",
-                    images.len(),
-                    l.len()
-                )));
-            }
+        if let (Some(l), Some(lp)) = (&labels, labels_pattern)
+            && l.len() != images.len()
+        {
+            return Err(Error::usage(format!(
+                "{images_pattern} matches {} files but {lp} matches {}",
+                images.len(),
+                l.len()
+            )));
         }
         NpySource::shards(&images, labels.as_deref())
     }
@@ -305,11 +305,7 @@ impl NpySource {
     /// assert_eq!(stoker::source::NpySource::open(&p, None).unwrap().dtype(), "u8");
     /// ```
     pub fn dtype(&self) -> &'static str {
-        if self.f32 {
-            "f32"
-        } else {
-            "u8"
-        }
+        if self.f32 { "f32" } else { "u8" }
     }
 
     /// The labels, widened to `i64`, when a labels file was given.
@@ -408,8 +404,8 @@ impl Source for NpySource {
 mod tests {
     use super::super::header::MAGIC;
     use super::*;
-    use crate::source::{save_npy, write_npy};
     use crate::ErrorKind;
+    use crate::source::{save_npy, write_npy};
 
     fn u8_px(item: &Item<'_>) -> Vec<u8> {
         match item.raw {
@@ -547,10 +543,22 @@ mod tests {
     fn header_versions_and_spacing() {
         let dir = tempfile::tempdir().unwrap();
         let headers = [
-            ((1, 0), "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 2), }"),
-            ((2, 0), "{'shape':(2,1,2),'fortran_order':False,'descr':'|u1'}"),
-            ((3, 0), "{  \"descr\" :  \"|u1\" ,\n 'shape' : ( 2 , 1 , 2 , ) ,'fortran_order':False,}   \n"),
-            ((1, 0), "{'descr': '|u1', 'fortran_order': False, 'shape': (2L, 1L, 2L), 'extra': [1, (2,)]}"),
+            (
+                (1, 0),
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 2), }",
+            ),
+            (
+                (2, 0),
+                "{'shape':(2,1,2),'fortran_order':False,'descr':'|u1'}",
+            ),
+            (
+                (3, 0),
+                "{  \"descr\" :  \"|u1\" ,\n 'shape' : ( 2 , 1 , 2 , ) ,'fortran_order':False,}   \n",
+            ),
+            (
+                (1, 0),
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (2L, 1L, 2L), 'extra': [1, (2,)]}",
+            ),
         ];
         for (k, (ver, h)) in headers.iter().enumerate() {
             let p = dir.path().join(format!("h{k}.npy"));

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::TarSource;
-use crate::source::Source;
 use crate::Result;
+use crate::source::Source;
 
 /// The tar shard format for [`open`](crate::source::open): `.tar` files (by extension or the ustar
 /// magic at byte 257); in a directory, every `*.tar` file. Labels are the `.cls` members.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::ustar::walk;
-use super::webdataset::{group, Entry};
-use crate::source::{expand, Access, Concat, Item, Raw, Source};
+use super::webdataset::{Entry, group};
+use crate::source::{Access, Concat, Item, Raw, Source, expand};
 use crate::{Error, Result};
 
 /// One tar shard in the WebDataset layout, memory-mapped and indexed at open.
@@ -244,8 +244,8 @@ impl Source for TarSource {
 mod tests {
     use super::super::ustar::header;
     use super::*;
-    use crate::source::TarWriter;
     use crate::ErrorKind;
+    use crate::source::TarWriter;
 
     fn tar_bytes(samples: &[(&str, &str, &[u8], Option<i64>)]) -> Vec<u8> {
         let mut w = TarWriter::new(Vec::new());

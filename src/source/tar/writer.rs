@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::ustar::{header, BLOCK};
+use super::ustar::{BLOCK, header};
 
 /// Writes a tar file member by member: ustar headers, GNU `L` entries for names longer than
 /// 100 bytes, then the end-of-archive marker on [`finish`](Self::finish). Readable by `tar`,

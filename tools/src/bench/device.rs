@@ -13,17 +13,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 use stoker::batch::Allocator;
-use stoker::cuda::cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
+use stoker::cuda::cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys as blas_sys};
 use stoker::cuda::cudarc::driver::{
-    sys, CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg, sys,
 };
-use stoker::cuda::{compile_ptx, Device, DeviceFeeder};
+use stoker::cuda::{Device, DeviceFeeder, compile_ptx};
 use stoker::source::Source;
 use stoker::{DType, Error, GpuConvert, Layout, Loader, Result};
 
 use super::verdict::{self, Figures, StageMs, StepReport};
-use super::{print_json, BenchArgs, GpuStep};
-use crate::args::{layout_name, NormalizeArg};
+use super::{BenchArgs, GpuStep, print_json};
+use crate::args::{NormalizeArg, layout_name};
 
 pub struct Gpu {
     device: stoker::cuda::Device,
@@ -351,12 +351,12 @@ pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
         (Some(_), Some(_)) => {
             return Err(Error::usage(
                 "give the GPU step once: --gpu-step or --gpu-step-ms",
-            ))
+            ));
         }
         (None, None) => {
             return Err(Error::usage(
                 "--gpu needs a step: --gpu-step gemm:N, --gpu-step spin:MS or --gpu-step-ms X",
-            ))
+            ));
         }
     };
     let convert_to: Option<DType> = a.gpu_convert;

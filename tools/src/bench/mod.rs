@@ -14,8 +14,8 @@ use stoker::source::{AnySource, Source};
 use stoker::{DType, Layout, Loader, OnError};
 
 use crate::args::{
-    layout_name, parse_dtype, parse_layout, parse_normalize, parse_on_error, parse_size,
-    NormalizeArg,
+    NormalizeArg, layout_name, parse_dtype, parse_layout, parse_normalize, parse_on_error,
+    parse_size,
 };
 
 #[cfg(feature = "cuda")]

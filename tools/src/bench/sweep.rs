@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::pass::run_pass;
-use super::verdict::{cores, rate, step_ips, IDLE_THRESHOLD};
-use super::{build_loader, svg, BenchArgs};
+use super::verdict::{IDLE_THRESHOLD, cores, rate, step_ips};
+use super::{BenchArgs, build_loader, svg};
 
 /// One row of `--sweep-workers`.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,11 +31,7 @@ impl StageMs {
     /// Share of the stage total, 0 when nothing was measured.
     fn share(&self, part: f64) -> f64 {
         let t = self.total();
-        if t > 0.0 {
-            part / t
-        } else {
-            0.0
-        }
+        if t > 0.0 { part / t } else { 0.0 }
     }
 }
 
@@ -475,10 +471,11 @@ mod tests {
             ..input_bound()
         };
         let v = verdict(&f);
-        assert!(v
-            .changes
-            .iter()
-            .any(|c| c.starts_with("write u8") && c.contains("4x")));
+        assert!(
+            v.changes
+                .iter()
+                .any(|c| c.starts_with("write u8") && c.contains("4x"))
+        );
         assert!(!v.changes.iter().any(|c| c.contains("--to npy")));
         // Already u8: nothing to gain there.
         let f = Figures {
@@ -526,14 +523,16 @@ mod tests {
             ..input_bound()
         };
         let v = verdict(&f);
-        assert!(v
-            .changes
-            .iter()
-            .any(|c| c.starts_with("more prefetch: --prefetch 4")));
-        assert!(v
-            .changes
-            .iter()
-            .any(|c| c.starts_with("a larger batch: --batch-size 32")));
+        assert!(
+            v.changes
+                .iter()
+                .any(|c| c.starts_with("more prefetch: --prefetch 4"))
+        );
+        assert!(
+            v.changes
+                .iter()
+                .any(|c| c.starts_with("a larger batch: --batch-size 32"))
+        );
     }
 
     #[test]
@@ -561,10 +560,12 @@ mod tests {
             batches_per_epoch: 1,
             ..f.clone()
         };
-        assert!(!verdict(&one)
-            .changes
-            .iter()
-            .any(|c| c.starts_with("longer epochs")));
+        assert!(
+            !verdict(&one)
+                .changes
+                .iter()
+                .any(|c| c.starts_with("longer epochs"))
+        );
         // Spread through the epoch instead: prefetch.
         let f = Figures {
             epoch_start_share: 0.1,
