@@ -289,6 +289,29 @@ impl AugmentBatcher {
             * Projection::scale(flip / zx, 1.0 / zy)
             * Projection::translate(-cx, -cy)
     }
+
+    /// The random affine warp of one image.
+    fn warp(item: ImageItem, rng: &mut impl RngExt) -> RgbImage {
+        let (w, h) = (item.width as f32, item.height as f32);
+        let image = RgbImage::from_raw(item.width, item.height, item.image).unwrap();
+        warp(
+            &image,
+            Self::projection(w, h, rng),
+            Interpolation::Bilinear,
+            Border::Replicate,
+        )
+    }
+
+    /// HWC u8 to CHW f32 in `[0, 1]`, plus Gaussian noise.
+    fn to_chw(image: &RgbImage, noise: &Normal<f32>, rng: &mut impl RngExt, out: &mut [f32]) {
+        let plane = (image.width() * image.height()) as usize;
+        for (j, px) in image.as_raw().chunks_exact(3).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                let v = v as f32 / 255.0 + noise.sample(rng);
+                out[c * plane + j] = v.clamp(0.0, 1.0);
+            }
+        }
+    }
 }
 
 impl Batcher<ImageItem, HandBatch> for AugmentBatcher {
@@ -302,23 +325,41 @@ impl Batcher<ImageItem, HandBatch> for AugmentBatcher {
         let mut labels = Vec::with_capacity(n);
         for (i, item) in items.into_iter().enumerate() {
             assert_eq!((item.width as usize, item.height as usize), (w, h));
-            let image = RgbImage::from_raw(item.width, item.height, item.image).unwrap();
-            let p = Self::projection(w as f32, h as f32, &mut rng);
-            let warped = warp(&image, p, Interpolation::Bilinear, Border::Replicate);
-            let out = &mut pixels[i * 3 * plane..][..3 * plane];
-            for (j, px) in warped.as_raw().chunks_exact(3).enumerate() {
-                for (c, &v) in px.iter().enumerate() {
-                    let v = v as f32 / 255.0 + noise.sample(&mut rng);
-                    out[c * plane + j] = v.clamp(0.0, 1.0);
-                }
-            }
             labels.push(item.label as i64);
+            let warped = Self::warp(item, &mut rng);
+            let out = &mut pixels[i * 3 * plane..][..3 * plane];
+            Self::to_chw(&warped, &noise, &mut rng, out);
         }
         HandBatch {
             images: Tensor::from_data(TensorData::new(pixels, [n, 3, h, w]), device),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
     }
+}
+
+/// Milliseconds per image of each stage of burn's path, on this thread alone (no loader):
+/// decode (`Dataset::get`), warp, to f32 CHW with noise.
+fn burn_stages(dir: &Path, images: usize) -> [f64; 3] {
+    let dataset = FolderDataset::new(dir);
+    let n = images.min(dataset.len());
+    let mut rng = rand::rng();
+    let noise = Normal::new(0.0f32, 0.03).unwrap();
+    let mut out = vec![0.0f32; W * H * 3];
+    let mut t = [0.0; 3];
+    for i in 0..n {
+        let start = Instant::now();
+        let item = dataset.get(i).unwrap();
+        let decoded = Instant::now();
+        let warped = AugmentBatcher::warp(item, &mut rng);
+        let warped_at = Instant::now();
+        AugmentBatcher::to_chw(&warped, &noise, &mut rng, &mut out);
+        let done = Instant::now();
+        t[0] += (decoded - start).as_secs_f64();
+        t[1] += (warped_at - decoded).as_secs_f64();
+        t[2] += (done - warped_at).as_secs_f64();
+    }
+    std::hint::black_box(&out);
+    t.map(|x| x * 1e3 / n as f64)
 }
 
 fn burn_loader(dir: &Path, s: &Settings, device: &Device) -> Arc<dyn DataLoader<HandBatch>> {
@@ -626,6 +667,9 @@ fn main() {
     // 4. Hand-off.
     let (copy, wrap, shape) = hand_off(&dir, &s, &device);
 
+    // 5. Where burn's loader spends its time, per image, on one thread.
+    let stages = burn_stages(&dir, 200);
+
     let pct = |x: f64| format!("{:.1} %", 100.0 * x);
     let row = |name: &str, burn: String, stoker: String, ratio: String| {
         println!("{name:<48} {burn:>12} {stoker:>12} {ratio:>12}")
@@ -683,6 +727,14 @@ fn main() {
         wrap * 1e6,
         copy / wrap
     );
+    println!(
+        "burn's path per image, one thread: decode (image::open) {:.2} ms, warp (imageproc) \
+         {:.2} ms, to f32 CHW + noise (rand_distr) {:.2} ms; total {:.2} ms",
+        stages[0],
+        stages[1],
+        stages[2],
+        stages.iter().sum::<f64>()
+    );
 
     let figures = |a: &Summary, w: &Summary| {
         serde_json::json!({
@@ -714,6 +766,11 @@ fn main() {
             "burn": cnn_json(b),
             "stoker": cnn_json(st),
         })),
+        "burn_stages_ms_per_image": {
+            "decode": stages[0],
+            "warp": stages[1],
+            "to_chw_noise": stages[2],
+        },
         "hand_off": {
             "shape": shape,
             "copy_ms": copy * 1e3,
