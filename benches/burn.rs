@@ -606,6 +606,22 @@ fn hand_off(dir: &Path, s: &Settings, device: &Device) -> (f64, f64, [usize; 4])
     (median(copy), median(wrap), shape)
 }
 
+/// Writes the first image of an NCHW f32 batch in `[0, 1]` as an RGB PNG.
+fn save_first(images: &Tensor<4>, path: &Path) {
+    let [_, c, h, w] = images.dims();
+    let data = images.clone().slice([0..1, 0..c, 0..h, 0..w]).into_data();
+    let v: Vec<f32> = data.try_to_vec().unwrap();
+    let plane = h * w;
+    let rgb: Vec<u8> = (0..plane)
+        .flat_map(|j| (0..c.min(3)).map(move |k| (k, j)))
+        .map(|(k, j)| (v[k * plane + j].clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    RgbImage::from_raw(w as u32, h as u32, rgb)
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
@@ -639,9 +655,26 @@ fn main() {
     let burn_n = |b: &HandBatch| b.targets.dims()[0];
     let stoker_n = |b: &BurnBatch| b.indices.len();
 
-    // Warm-up (page cache, worker threads, allocator), one epoch each.
-    epoch(burn.as_ref(), burn_n, drop);
-    epoch(stoker.as_ref(), stoker_n, drop);
+    // Warm-up (page cache, worker threads, allocator), one epoch each; the first image of
+    // each loader's first batch is written as a PNG next to the data, to look at.
+    let first = |name: &str, images: &Tensor<4>| {
+        save_first(
+            images,
+            &dir.with_file_name(format!("burn-bench-{name}.png")),
+        );
+    };
+    let mut seen = false;
+    epoch(burn.as_ref(), burn_n, |b| {
+        if !std::mem::replace(&mut seen, true) {
+            first("burn", &b.images);
+        }
+    });
+    seen = false;
+    epoch(stoker.as_ref(), stoker_n, |b| {
+        if !std::mem::replace(&mut seen, true) {
+            first("stoker", &b.images);
+        }
+    });
 
     // 1. Loader alone.
     let (mut alone_b, mut alone_s) = (Vec::new(), Vec::new());
