@@ -34,7 +34,8 @@
 //!
 //! Settings by environment variable: `BURN_BENCH_IMAGES` (2000), `BURN_BENCH_BATCH` (256),
 //! `BURN_BENCH_WORKERS` (2), `BURN_BENCH_REPEATS` (5), `BURN_BENCH_CNN` (0). The table is
-//! printed and written as JSON to `target/burn-bench.json`.
+//! printed and written as JSON to `target/burn-bench.json`; the first augmented image of each
+//! loader goes to `target/bench-data/burn-bench-{burn,stoker}.png`.
 //!
 //! Run: `cargo bench --features burn --bench burn`.
 
