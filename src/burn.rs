@@ -440,7 +440,10 @@ impl DataLoader<BurnBatch> for BurnLoader {
                 match ready {
                     Ok(()) => {
                         let loader = guard.as_mut().expect("built above");
-                        iter.first_error = loader.begin(epoch, start, Some(self.part.range.end));
+                        let range = &self.part.range;
+                        iter.first_error = loader.begin(epoch, start, Some(range.end));
+                        // After a resumed epoch, the next one starts at the slice's start.
+                        loader.set_next_pass(range.start, Some(range.end));
                         iter.guard = Some(guard);
                     }
                     Err(e) => iter.first_error = Some(e),
@@ -493,7 +496,7 @@ impl BurnIter<'_> {
         if let Some(mut guard) = self.guard.take()
             && let Some(loader) = guard.as_mut()
         {
-            loader.drain();
+            loader.abandon(); // at the epoch's end, the next epoch's work goes on
         }
     }
 }

@@ -703,9 +703,11 @@ fn bad_settings_are_usage_errors() {
 
 #[test]
 fn stats_count_bytes_and_stage_times() {
+    // Without the next epoch started ahead, which would read more than this epoch's files.
     let mut l = Loader::builder(ImageFolder::open(FOLDER).unwrap())
         .batch_size(8)
         .num_workers(2)
+        .prefetch_next_epoch(false)
         .build()
         .unwrap();
     for b in l.epoch(0) {
@@ -733,4 +735,144 @@ fn the_shared_source_can_be_an_arc() {
         .unwrap();
     assert_eq!(epoch_indices(&mut l, 0).len(), 2);
     assert_eq!(src.len(), 32);
+}
+
+/// Counts the samples the workers make (each `apply` call).
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl stoker::transform::Transform for Counting {
+    fn apply(
+        &self,
+        _info: stoker::transform::SampleInfo,
+        img: &ImageView<'_>,
+        _rng: &mut stoker::rng::SampleRng,
+        out: &mut stoker::transform::SlotWriter<'_>,
+    ) -> Result<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        out.store(img)
+    }
+
+    fn name(&self) -> &str {
+        "counting"
+    }
+}
+
+/// Polls `f` until it holds (a state the workers reach on their own), failing after 20 s.
+fn eventually(mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(20), "never reached");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_next_epoch_starts_ahead_and_its_work_is_taken_over() {
+    let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = || made.load(std::sync::atomic::Ordering::SeqCst);
+    // 40 samples, batches of 4, 2 batches ahead: a window of 8 samples.
+    let mut l = Loader::builder(Synthetic::new(40))
+        .batch_size(4)
+        .prefetch(2)
+        .num_workers(2)
+        .shuffle(true)
+        .seed(5)
+        .transform(Arc::new(Counting(Arc::clone(&made))))
+        .build()
+        .unwrap();
+    let first = digest_epochs(&mut l, 0..1);
+    // Between epochs, the workers make the first window of epoch 1, and no more.
+    eventually(|| count() == 40 + 8);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(count(), 48);
+    // Epoch 1 takes that work over: nothing is made twice.
+    let second = digest_epochs(&mut l, 1..2);
+    eventually(|| count() == 80 + 8);
+    assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 88);
+    let mut cold = Loader::builder(Synthetic::new(40))
+        .batch_size(4)
+        .prefetch(2)
+        .num_workers(2)
+        .shuffle(true)
+        .seed(5)
+        .prefetch_next_epoch(false)
+        .build()
+        .unwrap();
+    assert_eq!(first, digest_epochs(&mut cold, 0..1));
+    assert_eq!(second, digest_epochs(&mut cold, 1..2));
+}
+
+/// The digest of the batches of `epochs`, one epoch after the other.
+fn digest_epochs<S: Source>(l: &mut Loader<S>, epochs: std::ops::Range<u64>) -> String {
+    let mut d = Digest::new();
+    for e in epochs {
+        for b in l.epoch(e) {
+            d.update(&b.unwrap());
+        }
+    }
+    d.hex()
+}
+
+#[test]
+fn any_other_call_discards_the_work_ahead() {
+    let build = |ahead: bool| {
+        Loader::builder(Synthetic::new(30))
+            .batch_size(4)
+            .num_workers(3)
+            .shuffle(true)
+            .seed(9)
+            .prefetch_next_epoch(ahead)
+            .build()
+            .unwrap()
+    };
+    let (mut ahead, mut cold) = (build(true), build(false));
+    fn take(it: stoker::Epoch<'_, Synthetic>, out: &mut Vec<(Vec<usize>, Vec<u8>)>) {
+        for b in it {
+            let b = b.unwrap();
+            out.push((b.indices().to_vec(), b.as_bytes().to_vec()));
+        }
+    }
+    let run = |l: &mut Loader<Synthetic>| {
+        let mut out = Vec::new();
+        take(l.epoch(0), &mut out);
+        take(l.epoch_from(1, 6), &mut out); // a resume, not what was guessed
+        take(l.epoch(3), &mut out); // a skipped epoch
+        take(l.epoch_range(4, 8..20), &mut out);
+        take(l.epoch_range(5, 8..20), &mut out); // the same range of the next epoch: taken over
+        take(l.epoch(5), &mut out); // the whole epoch after a range
+        let mut e = l.epoch(6);
+        e.next().unwrap().unwrap(); // abandoned mid-way
+        drop(e);
+        take(l.epoch(7), &mut out);
+        out
+    };
+    assert_eq!(run(&mut ahead), run(&mut cold));
+}
+
+#[test]
+fn skipping_and_drop_last_give_the_same_batches_with_work_ahead() {
+    for workers in [1, 2, 3] {
+        let build = |ahead: bool| {
+            let mut src = Synthetic::new(37);
+            src.fail_at = [0, 5, 6, 36].into_iter().collect();
+            Loader::builder(src)
+                .batch_size(4)
+                .num_workers(workers)
+                .shuffle(true)
+                .seed(2)
+                .drop_last(true)
+                .on_error(OnError::Skip)
+                .prefetch_next_epoch(ahead)
+                .build()
+                .unwrap()
+        };
+        let (mut ahead, mut cold) = (build(true), build(false));
+        assert_eq!(
+            digest_epochs(&mut ahead, 0..4),
+            digest_epochs(&mut cold, 0..4),
+            "{workers} workers"
+        );
+        assert_eq!(ahead.stats().skipped, cold.stats().skipped);
+        assert_eq!(ahead.stats().samples, cold.stats().samples);
+    }
 }

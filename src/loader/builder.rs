@@ -8,7 +8,7 @@ use std::thread;
 
 use super::schedule::Schedule;
 use super::worker::{Done, Shared, Task, WorkerCtx, block_once, worker_main};
-use super::{Loader, OnError};
+use super::{Ahead, Loader, OnError};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
 use crate::decode::Decoder;
 use crate::output::{DType, Layout, Normalize, OutputSpec};
@@ -45,6 +45,7 @@ pub struct LoaderBuilder<S> {
     shuffle: bool,
     num_workers: Option<usize>,
     prefetch: usize,
+    ahead: bool,
     drop_last: bool,
     seed: u64,
     size: Option<(usize, usize)>,
@@ -67,6 +68,7 @@ impl<S: Clone> Clone for LoaderBuilder<S> {
             shuffle: self.shuffle,
             num_workers: self.num_workers,
             prefetch: self.prefetch,
+            ahead: self.ahead,
             drop_last: self.drop_last,
             seed: self.seed,
             size: self.size,
@@ -94,6 +96,7 @@ impl<S> LoaderBuilder<S> {
             shuffle: self.shuffle,
             num_workers: self.num_workers,
             prefetch: self.prefetch,
+            ahead: self.ahead,
             drop_last: self.drop_last,
             seed: self.seed,
             size: self.size,
@@ -119,6 +122,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             shuffle: false,
             num_workers: None,
             prefetch: 2,
+            ahead: true,
             drop_last: false,
             seed: 0,
             size: None,
@@ -154,6 +158,31 @@ impl<S: Source + 'static> LoaderBuilder<S> {
     /// buffers: the consumer may keep two batches while `prefetch` more are filled.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
+        self
+    }
+    /// Start the next epoch while this one ends (default true): once every sample of a pass
+    /// is dispatched, idle workers go on with the positions of the pass that would follow
+    /// (epoch `e + 1` from position 0, or the same range of `e + 1` after an
+    /// [`epoch_range`](Loader::epoch_range) pass), so the next epoch has no cold start. The
+    /// next [`epoch`](Loader::epoch) (or the same `epoch_range`) takes that work over; any
+    /// other call discards it. Batches are the same either way; the read and decode figures
+    /// of [`Stats`](crate::Stats) include the work done ahead. Off, workers idle from the end
+    /// of one epoch to the start of the next.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let b = || Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None).unwrap())
+    ///     .batch_size(8).shuffle(true).seed(1);
+    /// let (mut ahead, mut cold) = (b().build()?, b().prefetch_next_epoch(false).build()?);
+    /// for e in 0..3 {
+    ///     for (x, y) in ahead.epoch(e).zip(cold.epoch(e)) {
+    ///         assert_eq!(x?.as_bytes(), y?.as_bytes());
+    ///     }
+    /// }
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn prefetch_next_epoch(mut self, on: bool) -> Self {
+        self.ahead = on;
         self
     }
     /// Drop the last batch of an epoch when it is not full (default false).
@@ -280,7 +309,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             seed: self.seed,
             transform: self.transform,
             counters: Counters::default(),
-            active_gen: AtomicU64::new(0),
+            min_gen: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             wake_at: AtomicU64::new(u64::MAX),
             bell: bell_tx,
@@ -338,10 +367,24 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             inline,
             generation: 0,
             schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
-            batches: VecDeque::with_capacity(self.prefetch + 1),
+            batches: VecDeque::with_capacity(self.prefetch + 2),
             order: None,
             epoch: 0,
+            pass: (0, None),
+            next_pass: None,
             outstanding: 0,
+            window,
+            ahead: Ahead {
+                enabled: self.ahead && num_workers > 0,
+                live: false,
+                generation: 0,
+                epoch: 0,
+                pass: (0, None),
+                schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
+                batches: VecDeque::with_capacity(self.prefetch + 2),
+                order: None,
+                outstanding: 0,
+            },
         })
     }
 }

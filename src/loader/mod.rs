@@ -113,7 +113,33 @@ pub struct Loader<S: Source + 'static> {
     /// The order of the pass in progress.
     order: Option<EpochOrder>,
     epoch: u64,
-    /// Tasks sent to workers whose results have not come back.
+    /// The pass's first position and end (`None`: the epoch's end), as `begin` was given them.
+    pass: (usize, Option<usize>),
+    /// The positions the next epoch's pass is expected to cover, when the caller knows better
+    /// than the rule in `dispatch_ahead` (reset by `begin`).
+    next_pass: Option<(usize, Option<usize>)>,
+    /// Tasks of this pass sent to workers whose results have not come back.
+    outstanding: usize,
+    /// Tasks in flight at most, over both passes (what the task and result channels hold).
+    window: usize,
+    /// The pass expected next, started while this one ends.
+    ahead: Ahead,
+}
+
+/// Work on the pass expected next (epoch `e + 1`), started once every position of the pass
+/// in progress is dispatched, so the workers do not idle at an epoch boundary. All its
+/// buffers are allocated with the loader.
+pub(crate) struct Ahead {
+    /// `LoaderBuilder::prefetch_next_epoch`, and there are worker threads.
+    enabled: bool,
+    /// Started (and not yet taken over or discarded).
+    live: bool,
+    generation: u64,
+    epoch: u64,
+    pass: (usize, Option<usize>),
+    schedule: Schedule,
+    batches: VecDeque<Box<Buffer>>,
+    order: Option<EpochOrder>,
     outstanding: usize,
 }
 
@@ -193,14 +219,24 @@ impl<S: Source + 'static> Loader<S> {
     /// `epoch`; an invalid range gives the error to return first (the pass then yields
     /// nothing).
     pub(crate) fn begin(&mut self, epoch: u64, start: usize, end: Option<usize>) -> Option<Error> {
+        if self.ahead.live
+            && self.schedule.is_finished()
+            && self.outstanding == 0
+            && (self.ahead.epoch, self.ahead.pass) == (epoch, (start, end))
+        {
+            self.take_over_ahead();
+            return None;
+        }
         self.drain();
-        self.generation += 1;
+        self.generation = self.generation.max(self.ahead.generation) + 1;
         self.shared
-            .active_gen
+            .min_gen
             .store(self.generation, Ordering::Release);
         let order = self.sampler.epoch(epoch);
         let len = order.len();
         self.epoch = epoch;
+        self.pass = (start, end);
+        self.next_pass = None;
         let error = match end {
             None if start > len => Some(format!(
                 "resume position {start} is past the end of epoch {epoch} ({len} samples)"
@@ -215,6 +251,112 @@ impl<S: Source + 'static> Loader<S> {
         self.schedule.begin(end, start);
         self.order = Some(order);
         error.map(Error::usage)
+    }
+
+    /// The pass started ahead becomes the pass in progress (this one has ended: nothing of
+    /// it is in flight). Swaps, so nothing is allocated.
+    fn take_over_ahead(&mut self) {
+        debug_assert!(self.batches.is_empty() && self.outstanding == 0);
+        let a = &mut self.ahead;
+        std::mem::swap(&mut self.schedule, &mut a.schedule);
+        std::mem::swap(&mut self.batches, &mut a.batches);
+        self.order = a.order.take();
+        self.generation = a.generation;
+        self.epoch = a.epoch;
+        self.pass = a.pass;
+        self.next_pass = None;
+        self.outstanding = std::mem::take(&mut a.outstanding);
+        a.live = false;
+        a.schedule.finish();
+        // Nothing older than this pass is in flight.
+        self.shared
+            .min_gen
+            .store(self.generation, Ordering::Release);
+    }
+
+    /// Starts (once every position of the pass in progress is dispatched) and feeds the pass
+    /// expected next: epoch `e + 1` from position 0 after a pass to the epoch's end, the same
+    /// positions of `e + 1` after an [`epoch_range`](Self::epoch_range) pass. Its tasks go
+    /// out only while both passes together stay within the window, from buffers the pool can
+    /// spare.
+    fn dispatch_ahead(&mut self) {
+        if !self.ahead.enabled || !(self.schedule.is_finished() || self.schedule.exhausted()) {
+            return;
+        }
+        let Some(tx) = self.task_tx.as_ref() else {
+            return;
+        };
+        let a = &mut self.ahead;
+        if !a.live {
+            let Some(epoch) = self.epoch.checked_add(1) else {
+                return;
+            };
+            let order = self.sampler.epoch(epoch);
+            let len = order.len();
+            let pass = match (self.next_pass, self.pass) {
+                (Some(next), _) => next,
+                (None, (_, None)) => (0, None),
+                (None, (start, Some(end))) => (start, Some(end)),
+            };
+            let end = pass.1.unwrap_or(len);
+            if pass.0 > end || end > len {
+                return; // the same range does not fit the next epoch: nothing to guess
+            }
+            a.generation = self.generation + 1;
+            a.epoch = epoch;
+            a.pass = pass;
+            a.schedule.begin(end, pass.0);
+            a.order = Some(order);
+            a.live = true;
+        }
+        let order = a.order.as_ref().expect("a live pass has its order");
+        while self.outstanding + a.outstanding < self.window {
+            let Some(d) = a.schedule.peek() else { break };
+            if d.buffer >= a.batches.len() {
+                match self.pool.try_take() {
+                    Some(mut buf) => {
+                        buf.epoch = a.epoch;
+                        a.batches.push_back(buf);
+                    }
+                    None => break,
+                }
+            }
+            let task = Task {
+                generation: a.generation,
+                epoch: a.epoch,
+                pos: d.pos,
+                index: order.index(d.pos),
+                slot: a.batches[d.buffer].slot_ptr(d.slot, self.shared.spec.sample_bytes()),
+            };
+            // Never blocks: fewer than `window` tasks are in flight over both passes, and the
+            // channel holds `window`. A failed send means every worker is gone; the pass in
+            // progress reports that, so guessing just stops.
+            if tx.send(task).is_err() {
+                break;
+            }
+            a.outstanding += 1;
+            a.schedule.push(Outcome::Pending);
+        }
+    }
+
+    /// The positions of the pass expected after this one (for the next epoch), where the
+    /// default guess (from 0 after a pass to the epoch's end, the same range after a range)
+    /// is wrong: a resumed slice's next epoch starts at the slice's start.
+    #[cfg_attr(not(feature = "burn"), allow(dead_code))]
+    pub(crate) fn set_next_pass(&mut self, start: usize, end: Option<usize>) {
+        self.next_pass = Some((start, end));
+    }
+
+    /// The pass in progress has handed out its last batch; every one of its tasks has been
+    /// answered. Its buffers go back to the pool, and the workers go on with the next pass.
+    fn end_pass(&mut self) {
+        debug_assert_eq!(self.outstanding, 0);
+        self.schedule.finish();
+        while let Some(b) = self.batches.pop_front() {
+            self.pool.put_back(b);
+        }
+        self.order = None;
+        self.dispatch_ahead();
     }
 
     /// Batches in one epoch when no sample is skipped.
@@ -278,11 +420,15 @@ impl<S: Source + 'static> Loader<S> {
     /// Cancels what is in flight, waits for the workers to answer every task, and returns
     /// every buffer of the pass to the pool.
     pub(crate) fn drain(&mut self) {
-        self.shared.active_gen.store(0, Ordering::Release);
-        while self.outstanding > 0 {
+        self.shared.min_gen.store(u64::MAX, Ordering::Release);
+        while self.outstanding + self.ahead.outstanding > 0 {
             match self.result_rx.recv() {
-                Ok(_) => {
-                    self.outstanding -= 1;
+                Ok(done) => {
+                    if self.ahead.live && done.generation == self.ahead.generation {
+                        self.ahead.outstanding -= 1;
+                    } else {
+                        self.outstanding -= 1;
+                    }
                     self.received += 1;
                 }
                 Err(_) => break, // every worker is gone: nothing can still write
@@ -294,6 +440,22 @@ impl<S: Source + 'static> Loader<S> {
             self.pool.put_back(b);
         }
         self.order = None;
+        let a = &mut self.ahead;
+        a.outstanding = 0;
+        a.live = false;
+        a.schedule.finish();
+        a.order = None;
+        while let Some(b) = a.batches.pop_front() {
+            self.pool.put_back(b);
+        }
+    }
+
+    /// Ends the pass in progress: [`drain`](Self::drain) if it is still running (work ahead
+    /// included), nothing if it ended by itself (then the work ahead goes on).
+    pub(crate) fn abandon(&mut self) {
+        if !self.schedule.is_finished() || self.outstanding > 0 {
+            self.drain();
+        }
     }
 
     /// Hands out sample tasks as far as the schedule allows.
@@ -382,16 +544,21 @@ impl<S: Source + 'static> Loader<S> {
 
     /// Records one worker result.
     fn record(&mut self, done: Done) {
-        self.outstanding -= 1;
         self.received += 1;
-        debug_assert_eq!(
-            done.generation, self.generation,
-            "stale results are drained"
-        );
         let outcome = match done.result {
             Ok(label) => Outcome::Ready(label),
             Err(e) => Outcome::Failed(e),
         };
+        if self.ahead.live && done.generation == self.ahead.generation {
+            self.ahead.outstanding -= 1;
+            self.ahead.schedule.record(done.pos, outcome);
+            return;
+        }
+        self.outstanding -= 1;
+        debug_assert_eq!(
+            done.generation, self.generation,
+            "stale results are drained"
+        );
         self.schedule.record(done.pos, outcome);
     }
 
@@ -459,10 +626,11 @@ impl<S: Source + 'static> Loader<S> {
                 } else {
                     self.take_ready()
                 };
-                self.drain();
+                self.end_pass();
                 return batch.map(Ok);
             }
             self.dispatch();
+            self.dispatch_ahead();
             if self.schedule.ring_is_empty() {
                 let e = Error::new(
                     ErrorKind::PoolExhausted,
@@ -521,6 +689,6 @@ impl<S: Source + 'static> Iterator for Epoch<'_, S> {
 
 impl<S: Source + 'static> Drop for Epoch<'_, S> {
     fn drop(&mut self) {
-        self.loader.drain();
+        self.loader.abandon();
     }
 }

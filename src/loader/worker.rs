@@ -23,8 +23,8 @@ pub(super) struct Shared<S> {
     pub seed: u64,
     pub transform: Arc<dyn Transform>,
     pub counters: Counters,
-    /// Tasks of any other generation are cancelled (answered without work).
-    pub active_gen: AtomicU64,
+    /// Tasks of an older generation are cancelled (answered without work).
+    pub min_gen: AtomicU64,
     /// Results sent by the workers, in all.
     pub sent: AtomicU64,
     /// The consumer sleeps until `sent` reaches this; the worker that gets there rings `bell`.
@@ -114,7 +114,7 @@ pub(super) fn worker_main<S: Source>(
     let _ = ready.send(());
     drop(ready);
     for task in tasks.iter() {
-        let result = if sh.active_gen.load(Ordering::Acquire) != task.generation {
+        let result = if task.generation < sh.min_gen.load(Ordering::Acquire) {
             Err(cancelled())
         } else {
             run_task(&sh, &mut ctx, &task)
