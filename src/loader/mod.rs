@@ -44,7 +44,7 @@ mod schedule;
 mod worker;
 
 pub use builder::LoaderBuilder;
-use schedule::{Outcome, Placement, Schedule};
+use schedule::{Dispatch, Outcome, Placement, Schedule};
 use worker::{Done, Shared, Task, WorkerCtx, run_task, workers_gone};
 
 /// What to do with a sample that cannot be read or decoded.
@@ -296,7 +296,7 @@ impl<S: Source + 'static> Loader<S> {
             let pass = match (self.next_pass, self.pass) {
                 (Some(next), _) => next,
                 (None, (_, None)) => (0, None),
-                (None, (start, Some(end))) => (start, Some(end)),
+                (None, range) => range,
             };
             let end = pass.1.unwrap_or(len);
             if pass.0 > end || end > len {
@@ -310,23 +310,19 @@ impl<S: Source + 'static> Loader<S> {
             a.live = true;
         }
         let order = a.order.as_ref().expect("a live pass has its order");
+        let sample_bytes = self.shared.spec.sample_bytes();
         while self.outstanding + a.outstanding < self.window {
             let Some(d) = a.schedule.peek() else { break };
-            if d.buffer >= a.batches.len() {
-                match self.pool.try_take() {
-                    Some(mut buf) => {
-                        buf.epoch = a.epoch;
-                        a.batches.push_back(buf);
-                    }
-                    None => break,
-                }
-            }
-            let task = Task {
-                generation: a.generation,
-                epoch: a.epoch,
-                pos: d.pos,
-                index: order.index(d.pos),
-                slot: a.batches[d.buffer].slot_ptr(d.slot, self.shared.spec.sample_bytes()),
+            let Some(task) = next_task(
+                &mut self.pool,
+                &mut a.batches,
+                d,
+                a.epoch,
+                a.generation,
+                order,
+                sample_bytes,
+            ) else {
+                break;
             };
             // Never blocks: fewer than `window` tasks are in flight over both passes, and the
             // channel holds `window`. A failed send means every worker is gone; the pass in
@@ -463,23 +459,18 @@ impl<S: Source + 'static> Loader<S> {
         let Some(order) = self.order.as_ref() else {
             return;
         };
+        let sample_bytes = self.shared.spec.sample_bytes();
         while let Some(d) = self.schedule.peek() {
-            if d.buffer >= self.batches.len() {
-                match self.pool.try_take() {
-                    Some(mut buf) => {
-                        buf.epoch = self.epoch;
-                        self.batches.push_back(buf);
-                    }
-                    None => break,
-                }
-            }
-            let slot = self.batches[d.buffer].slot_ptr(d.slot, self.shared.spec.sample_bytes());
-            let task = Task {
-                generation: self.generation,
-                epoch: self.epoch,
-                pos: d.pos,
-                index: order.index(d.pos),
-                slot,
+            let Some(task) = next_task(
+                &mut self.pool,
+                &mut self.batches,
+                d,
+                self.epoch,
+                self.generation,
+                order,
+                sample_bytes,
+            ) else {
+                break;
             };
             let outcome = match (&self.task_tx, self.inline.as_mut()) {
                 (_, Some(ctx)) => match run_task(&self.shared, ctx, &task) {
@@ -654,6 +645,32 @@ impl<S: Source + 'static> Loader<S> {
             }
         }
     }
+}
+
+/// The task for dispatch `d` of a pass (of `epoch`, `generation`), taking the pass's next batch
+/// buffer from the pool when `d` is the first slot past those it holds; `None` when the pool
+/// has none to spare.
+fn next_task(
+    pool: &mut Pool,
+    batches: &mut VecDeque<Box<Buffer>>,
+    d: Dispatch,
+    epoch: u64,
+    generation: u64,
+    order: &EpochOrder,
+    sample_bytes: usize,
+) -> Option<Task> {
+    if d.buffer >= batches.len() {
+        let mut buf = pool.try_take()?;
+        buf.epoch = epoch;
+        batches.push_back(buf);
+    }
+    Some(Task {
+        generation,
+        epoch,
+        pos: d.pos,
+        index: order.index(d.pos),
+        slot: batches[d.buffer].slot_ptr(d.slot, sample_bytes),
+    })
 }
 
 impl<S: Source + 'static> Drop for Loader<S> {
