@@ -39,7 +39,7 @@ use cudarc::driver::{CudaStream, DevicePtrMut, DeviceRepr, result};
 
 use super::candle_error;
 use crate::cuda::{Device as StokerDevice, DeviceBatch, DeviceFeeder, driver_error};
-use crate::output::{DType, Layout, OutputSpec};
+use crate::output::{DType, OutputSpec};
 use crate::{Error, Result};
 
 /// candle's CUDA device behind `device`, or a usage error naming what it is.
@@ -92,13 +92,12 @@ impl DeviceBatch {
         let spec = self.spec();
         let [a, b, c] = spec.sample_shape();
         let shape = [self.len(), a, b, c];
-        debug_assert!(matches!(spec.layout, Layout::Nchw | Layout::Nhwc));
         let n = shape.iter().product::<usize>();
         let images = match spec.dtype {
-            DType::U8 => copy::<u8>(candle, &stream, self.data_ptr(), n, shape.to_vec()),
-            DType::F16 => copy::<half::f16>(candle, &stream, self.data_ptr(), n, shape.to_vec()),
-            DType::BF16 => copy::<half::bf16>(candle, &stream, self.data_ptr(), n, shape.to_vec()),
-            DType::F32 => copy::<f32>(candle, &stream, self.data_ptr(), n, shape.to_vec()),
+            DType::U8 => copy::<u8>(candle, &stream, self.data_ptr(), n, &shape),
+            DType::F16 => copy::<half::f16>(candle, &stream, self.data_ptr(), n, &shape),
+            DType::BF16 => copy::<half::bf16>(candle, &stream, self.data_ptr(), n, &shape),
+            DType::F32 => copy::<f32>(candle, &stream, self.data_ptr(), n, &shape),
         }?;
         let labels = match self.labels_ptr() {
             Some(ptr) => Some(copy::<i64>(
@@ -106,7 +105,7 @@ impl DeviceBatch {
                 &stream,
                 ptr,
                 self.len(),
-                vec![self.len()],
+                &[self.len()],
             )?),
             None => None,
         };
@@ -127,7 +126,7 @@ fn copy<T>(
     stream: &Arc<CudaStream>,
     src: cudarc::driver::sys::CUdeviceptr,
     n: usize,
-    shape: Vec<usize>,
+    shape: &[usize],
 ) -> Result<Tensor>
 where
     T: DeviceRepr + candle_core::cuda_backend::CudaDType,
