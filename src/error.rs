@@ -15,8 +15,10 @@
 //!   driver, NVRTC or cuBLAS library could not be loaded, or there is no GPU) and
 //!   [`Device`](ErrorKind::Device) (a CUDA call failed).
 //!
-//! Besides these, [`Cancelled`](ErrorKind::Cancelled) marks work given up on purpose and
-//! [`Panic`](ErrorKind::Panic) a worker thread that panicked or exited.
+//! Besides these, [`Cancelled`](ErrorKind::Cancelled) marks work given up on purpose,
+//! [`Panic`](ErrorKind::Panic) a worker thread that panicked or exited, and
+//! [`SkipLimit`](ErrorKind::SkipLimit) a pass that skipped more bad samples than its
+//! [`SkipBound`](crate::SkipBound) allows (or all of them).
 //!
 //! The underlying error (an [`std::io::Error`], the JPEG or PNG decoder's, HDF5's, CUDA's) is
 //! kept and returned by [`std::error::Error::source`].
@@ -74,6 +76,9 @@ pub enum ErrorKind {
     NoDevice,
     /// Device: a CUDA, NVRTC or cuBLAS call failed.
     Device,
+    /// A pass skipped more bad samples than its [`SkipBound`](crate::SkipBound) allows, or
+    /// every one of its samples; the error's source is the first failure.
+    SkipLimit,
 }
 
 impl ErrorKind {
@@ -84,7 +89,7 @@ impl ErrorKind {
     /// assert_eq!(ErrorKind::ALL[0], ErrorKind::Io);
     /// assert!(ErrorKind::ALL.contains(&ErrorKind::NoDevice));
     /// ```
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Io,
         ErrorKind::Format,
         ErrorKind::Decode,
@@ -95,6 +100,7 @@ impl ErrorKind {
         ErrorKind::Panic,
         ErrorKind::NoDevice,
         ErrorKind::Device,
+        ErrorKind::SkipLimit,
     ];
 
     /// Short lowercase name, e.g. `"decode"`.
@@ -115,6 +121,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::NoDevice => "no device",
             ErrorKind::Device => "device",
+            ErrorKind::SkipLimit => "skip limit",
         }
     }
 
@@ -331,7 +338,10 @@ mod tests {
             .into_iter()
             .filter(|k| !(k.is_data() || k.is_usage() || k.is_device()))
             .collect();
-        assert_eq!(ungrouped, [ErrorKind::Cancelled, ErrorKind::Panic]);
+        assert_eq!(
+            ungrouped,
+            [ErrorKind::Cancelled, ErrorKind::Panic, ErrorKind::SkipLimit]
+        );
     }
 
     #[test]

@@ -57,11 +57,11 @@ pub use batch::Batch;
 pub use error::{Error, ErrorKind, Result};
 pub use gpu_convert::GpuConvert;
 pub use image::{ImageView, Pixels};
-pub use loader::{Epoch, Loader, LoaderBuilder, OnError};
+pub use loader::{Epoch, Loader, LoaderBuilder, OnError, SkipBound};
 pub use output::{DType, Layout, Normalize, OutputSpec};
 pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
 #[cfg(feature = "hdf5")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
 pub use source::Hdf5Source;
 pub use source::{ImageFolder, NpySource, TarSource};
-pub use stats::Stats;
+pub use stats::{DecodeWarning, Stats};

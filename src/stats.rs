@@ -1,8 +1,9 @@
 //! What a loader did: samples, bytes, time per stage, time the consumer waited, skips and why.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::{Error, ErrorKind};
@@ -24,6 +25,9 @@ pub(crate) struct Counters {
     /// Skips per kind, indexed like [`ErrorKind::ALL`] (only data kinds are ever skipped).
     pub(crate) skipped: [AtomicU64; ErrorKind::ALL.len()],
     pub(crate) skip_log: Mutex<Vec<SkippedSample>>,
+    /// Samples that decoded with a warning under the decode policy.
+    pub(crate) warned: AtomicU64,
+    pub(crate) first_warning: OnceLock<DecodeWarning>,
 }
 
 impl Counters {
@@ -40,6 +44,18 @@ impl Counters {
                 index: err.index(),
                 kind: err.kind(),
                 message: err.to_string(),
+            });
+        }
+    }
+
+    /// Counts a sample that decoded with `message` as its warning, keeping the first.
+    pub(crate) fn warn(&self, index: usize, path: Option<&std::path::Path>, message: &str) {
+        self.warned.fetch_add(1, Ordering::Relaxed);
+        if self.first_warning.get().is_none() {
+            let _ = self.first_warning.set(DecodeWarning {
+                index,
+                path: path.map(PathBuf::from),
+                message: message.to_string(),
             });
         }
     }
@@ -70,7 +86,40 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            decoded_with_warnings: g(&self.warned),
+            first_warning: self.first_warning.get().cloned(),
         }
+    }
+}
+
+/// A sample that decoded with a warning (see [`DecodePolicy`](crate::decode::DecodePolicy)):
+/// it is in its batch, with the pixels libjpeg-turbo could not decode filled in.
+///
+/// ```
+/// let w = stoker::DecodeWarning {
+///     index: 3,
+///     path: Some("a/b.jpg".into()),
+///     message: "jpeg: corrupt jpeg data: bad huffman code".into(),
+/// };
+/// assert_eq!(w.to_string(), "sample 3 (a/b.jpg): jpeg: corrupt jpeg data: bad huffman code");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeWarning {
+    /// Data set index.
+    pub index: usize,
+    /// The file, where the source knows one.
+    pub path: Option<PathBuf>,
+    /// The decoder's warning.
+    pub message: String,
+}
+
+impl fmt::Display for DecodeWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sample {}", self.index)?;
+        if let Some(p) = &self.path {
+            write!(f, " ({})", p.display())?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -124,6 +173,11 @@ pub struct Stats {
     pub skipped_by_kind: Vec<(ErrorKind, u64)>,
     /// The first [`SKIP_LOG_LEN`] skipped samples with their messages.
     pub skipped_samples: Vec<SkippedSample>,
+    /// Samples that decoded with a warning (corrupt data that the
+    /// [`DecodePolicy`](crate::decode::DecodePolicy) accepts); they are in their batches.
+    pub decoded_with_warnings: u64,
+    /// The first of them.
+    pub first_warning: Option<DecodeWarning>,
 }
 
 impl fmt::Display for Stats {
@@ -145,6 +199,9 @@ impl fmt::Display for Stats {
         )?;
         for (k, n) in &self.skipped_by_kind {
             write!(f, " ({} {})", n, k.as_str())?;
+        }
+        if self.decoded_with_warnings > 0 {
+            write!(f, "; decoded with warnings {}", self.decoded_with_warnings)?;
         }
         Ok(())
     }

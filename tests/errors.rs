@@ -65,7 +65,10 @@ fn a_corrupt_jpeg_is_a_decode_error_carrying_the_turbojpeg_error() {
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert!(e.kind().is_data());
     let src = e.source().expect("a source");
-    assert!(src.downcast_ref::<turbojpeg::Error>().is_some(), "{src:?}");
+    assert!(
+        src.downcast_ref::<stoker::decode::JpegError>().is_some(),
+        "{src:?}"
+    );
 
     // Through the loader: the error names the file and the sample, and keeps its source.
     let dir = tempfile::tempdir().unwrap();
@@ -81,7 +84,7 @@ fn a_corrupt_jpeg_is_a_decode_error_carrying_the_turbojpeg_error() {
     assert_eq!((e.kind(), e.index()), (ErrorKind::Decode, Some(1)));
     assert_eq!(e.path(), Some(bad.as_path()));
     assert!(e.to_string().starts_with("sample 1 ("), "{e}");
-    assert!(e.source().unwrap().is::<turbojpeg::Error>());
+    assert!(e.source().unwrap().is::<stoker::decode::JpegError>());
 }
 
 #[test]

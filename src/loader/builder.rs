@@ -7,10 +7,10 @@ use std::sync::atomic::AtomicU64;
 use std::thread;
 
 use super::schedule::Schedule;
-use super::worker::{Done, Shared, Task, WorkerCtx, block_once, worker_main};
-use super::{Ahead, Loader, OnError};
+use super::worker::{Done, LabelCheck, Shared, Task, WorkerCtx, block_once, worker_main};
+use super::{Ahead, Loader, OnError, SkipBound};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
-use crate::decode::Decoder;
+use crate::decode::{DecodePolicy, Decoder};
 use crate::output::{DType, Layout, Normalize, OutputSpec};
 use crate::sampler::{Partition, Sampler};
 use crate::source::{Raw, Source};
@@ -39,6 +39,7 @@ use crate::{Error, ErrorKind, Result};
 /// assert_eq!(loader.batches_per_epoch(), 4);
 /// assert_eq!(loader.spec().sample_shape(), [3, 72, 128]);
 /// ```
+#[derive(Clone)]
 pub struct LoaderBuilder<S> {
     source: S,
     batch_size: usize,
@@ -54,35 +55,14 @@ pub struct LoaderBuilder<S> {
     layout: Layout,
     normalize: Option<Normalize>,
     on_error: OnError,
+    max_skipped: SkipBound,
+    decode_policy: DecodePolicy,
+    num_classes: Option<usize>,
+    ignore_label: Option<i64>,
     distributed: Option<(usize, usize)>,
     partition: Partition,
     allocator: Arc<dyn Allocator>,
     transform: Arc<dyn Transform>,
-}
-
-impl<S: Clone> Clone for LoaderBuilder<S> {
-    fn clone(&self) -> Self {
-        LoaderBuilder {
-            source: self.source.clone(),
-            batch_size: self.batch_size,
-            shuffle: self.shuffle,
-            num_workers: self.num_workers,
-            prefetch: self.prefetch,
-            ahead: self.ahead,
-            drop_last: self.drop_last,
-            seed: self.seed,
-            size: self.size,
-            channels: self.channels,
-            dtype: self.dtype,
-            layout: self.layout,
-            normalize: self.normalize.clone(),
-            on_error: self.on_error,
-            distributed: self.distributed,
-            partition: self.partition,
-            allocator: Arc::clone(&self.allocator),
-            transform: Arc::clone(&self.transform),
-        }
-    }
 }
 
 impl<S> LoaderBuilder<S> {
@@ -105,6 +85,10 @@ impl<S> LoaderBuilder<S> {
             layout: self.layout,
             normalize: self.normalize,
             on_error: self.on_error,
+            max_skipped: self.max_skipped,
+            decode_policy: self.decode_policy,
+            num_classes: self.num_classes,
+            ignore_label: self.ignore_label,
             distributed: self.distributed,
             partition: self.partition,
             allocator: self.allocator,
@@ -131,6 +115,10 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             layout: Layout::Nchw,
             normalize: None,
             on_error: OnError::Raise,
+            max_skipped: SkipBound::default(),
+            decode_policy: DecodePolicy::default(),
+            num_classes: None,
+            ignore_label: None,
             distributed: None,
             partition: Partition::Pad,
             allocator: Arc::new(AlignedAlloc),
@@ -225,6 +213,52 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         self.on_error = policy;
         self
     }
+    /// How many samples one pass may skip under [`OnError::Skip`] (default 5% of the pass,
+    /// see [`SkipBound`]); past it, or when every sample of a pass fails, the pass ends with
+    /// an [`ErrorKind::SkipLimit`] error naming the source, the count and the first failure.
+    ///
+    /// ```
+    /// use stoker::{ErrorKind, Loader, OnError, SkipBound};
+    /// use stoker::source::ImageFolder;
+    /// let dir = tempfile::tempdir()?;
+    /// for i in 0..4 {
+    ///     std::fs::create_dir_all(dir.path().join("a"))?;
+    ///     std::fs::write(dir.path().join(format!("a/{i}.jpg")), b"not a jpeg")?;
+    /// }
+    /// let mut loader = Loader::builder(ImageFolder::open(dir.path())?)
+    ///     .size(32, 32)
+    ///     .on_error(OnError::Skip)
+    ///     .max_skipped(SkipBound::Count(2))
+    ///     .build()?;
+    /// let err = loader.epoch(0).find_map(|b| b.err()).unwrap();
+    /// assert_eq!(err.kind(), ErrorKind::SkipLimit);
+    /// assert_eq!(loader.stats().skipped, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_skipped(mut self, bound: SkipBound) -> Self {
+        self.max_skipped = bound;
+        self
+    }
+    /// What a damaged image decodes to (default [`DecodePolicy::Tolerant`]: corrupt scan
+    /// data decodes with a warning, counted in [`Stats::decoded_with_warnings`](crate::Stats);
+    /// a truncated file is an error).
+    pub fn decode_policy(mut self, policy: DecodePolicy) -> Self {
+        self.decode_policy = policy;
+        self
+    }
+    /// The number of classes: a label outside `0..n` is an error when the loader is built
+    /// (naming the file and the first bad index), except the [`ignore_label`](Self::ignore_label).
+    /// Without it, only negative labels are refused.
+    pub fn num_classes(mut self, n: usize) -> Self {
+        self.num_classes = Some(n);
+        self
+    }
+    /// A label value let through the label check (e.g. -1 or -100, the `ignore_index` of
+    /// PyTorch's cross-entropy) for samples a loss function is to ignore.
+    pub fn ignore_label(mut self, label: i64) -> Self {
+        self.ignore_label = Some(label);
+        self
+    }
     /// This process's rank and the world size for data-parallel training (default: the
     /// `RANK` and `WORLD_SIZE` environment variables that torchrun sets, else 0 of 1).
     pub fn distributed(mut self, rank: usize, world_size: usize) -> Self {
@@ -261,6 +295,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
                 self.source.describe()
             )));
         }
+        self.max_skipped.validate()?;
+        let labels = LabelCheck {
+            num_classes: self.num_classes,
+            ignore: self.ignore_label,
+        };
+        labels.check_source(&self.source)?;
+        let described = self.source.describe();
         let sampler = Sampler::new(self.source.len())
             .shuffle(self.shuffle)
             .seed(self.seed)
@@ -282,7 +323,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         }
         let size = match self.size.or_else(|| self.source.size()) {
             Some(s) => s,
-            None => probe_size(&self.source, channels)?,
+            None => probe_size(&self.source, channels, self.decode_policy, self.on_error)?,
         };
         let spec = OutputSpec {
             width: size.0,
@@ -308,6 +349,8 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             spec: Arc::clone(&spec),
             seed: self.seed,
             transform: self.transform,
+            decode_policy: self.decode_policy,
+            labels,
             counters: Counters::default(),
             min_gen: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -324,7 +367,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         let mut workers = Vec::with_capacity(num_workers);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(num_workers);
         for w in 0..num_workers {
-            let ctx = WorkerCtx::new(&spec, &*shared.transform)?;
+            let ctx = WorkerCtx::new(&spec, &*shared.transform, shared.decode_policy)?;
             let (sh, rx, tx) = (Arc::clone(&shared), task_rx.clone(), result_tx.clone());
             let ready = ready_tx.clone();
             let handle = thread::Builder::new()
@@ -346,7 +389,11 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             }
         }
         let inline = if num_workers == 0 {
-            Some(WorkerCtx::new(&spec, &*shared.transform)?)
+            Some(WorkerCtx::new(
+                &spec,
+                &*shared.transform,
+                shared.decode_policy,
+            )?)
         } else {
             None
         };
@@ -366,7 +413,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             workers,
             inline,
             generation: 0,
-            schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
+            schedule: Schedule::new(
+                self.batch_size,
+                self.prefetch,
+                self.drop_last,
+                self.max_skipped,
+            )
+            .describing(described.clone()),
             batches: VecDeque::with_capacity(self.prefetch + 2),
             order: None,
             epoch: 0,
@@ -380,7 +433,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
                 generation: 0,
                 epoch: 0,
                 pass: (0, None),
-                schedule: Schedule::new(self.batch_size, self.prefetch, self.drop_last),
+                schedule: Schedule::new(
+                    self.batch_size,
+                    self.prefetch,
+                    self.drop_last,
+                    self.max_skipped,
+                )
+                .describing(described.clone()),
                 batches: VecDeque::with_capacity(self.prefetch + 2),
                 order: None,
                 outstanding: 0,
@@ -389,22 +448,43 @@ impl<S: Source + 'static> LoaderBuilder<S> {
     }
 }
 
-/// Decodes the first sample at its stored size to learn the output size.
-fn probe_size<S: Source>(source: &S, channels: usize) -> Result<(usize, usize)> {
+/// Decodes the first sample at its stored size to learn the output size; under
+/// [`OnError::Skip`], the first that decodes among the first [`PROBES`].
+fn probe_size<S: Source>(
+    source: &S,
+    channels: usize,
+    policy: DecodePolicy,
+    on_error: OnError,
+) -> Result<(usize, usize)> {
     let mut buf = Vec::new();
-    let item = source.get(0, &mut buf)?;
-    match item.raw {
-        Raw::Pixels(v) => Ok((v.width, v.height)),
-        Raw::Encoded(bytes) => {
-            let mut d = Decoder::new()?;
-            let img = d.decode(bytes, channels, None).map_err(|e| {
-                let e = e.at(0);
-                match source.path(0) {
-                    Some(p) => e.file(p),
-                    None => e,
-                }
-            })?;
-            Ok((img.width, img.height))
+    let mut d = Decoder::new()?;
+    d.set_policy(policy);
+    let tries = match on_error {
+        OnError::Skip => source.len().min(PROBES),
+        OnError::Raise => 1,
+    };
+    let mut first = None;
+    for i in 0..tries {
+        let probe = source.get(i, &mut buf).and_then(|item| match item.raw {
+            Raw::Pixels(v) => Ok((v.width, v.height)),
+            Raw::Encoded(bytes) => d
+                .decode(bytes, channels, None)
+                .map(|img| (img.width, img.height)),
+        });
+        match probe {
+            Ok(size) => return Ok(size),
+            Err(e) if e.kind().is_data() => {
+                let e = match (e.path().is_none(), source.path(i)) {
+                    (true, Some(p)) => e.at(i).file(p),
+                    _ => e.at(i),
+                };
+                first.get_or_insert(e);
+            }
+            Err(e) => return Err(e.at(i)),
         }
     }
+    Err(first.expect("at least one sample was tried"))
 }
+
+/// Samples tried to learn the output size when none is set and bad samples are skipped.
+const PROBES: usize = 64;

@@ -40,38 +40,14 @@ use crate::stats::{Counters, Stats};
 use crate::{Error, ErrorKind, Result};
 
 mod builder;
+mod policy;
 mod schedule;
 mod worker;
 
 pub use builder::LoaderBuilder;
+pub use policy::{OnError, SkipBound};
 use schedule::{Dispatch, Outcome, Placement, Schedule};
 use worker::{Done, Shared, Task, WorkerCtx, run_task, workers_gone};
-
-/// What to do with a sample that cannot be read or decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum OnError {
-    /// Stop the epoch: `next()` returns the error (naming the file and sample), then `None`.
-    #[default]
-    Raise,
-    /// Skip a sample that fails with a data error ([`ErrorKind::is_data`]: `Io`, `Format`,
-    /// `Decode`), count it in [`Stats`], log it as a `tracing` warning, and complete the batch
-    /// from the following samples so batch shapes stay fixed. Any other error (a panic, a
-    /// usage error from a transform, ...) is raised as under [`OnError::Raise`].
-    Skip,
-}
-
-impl std::str::FromStr for OnError {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "raise" | "error" | "fail" => Ok(OnError::Raise),
-            "skip" => Ok(OnError::Skip),
-            _ => Err(Error::usage(format!(
-                "unknown error policy {s:?} (raise, skip)"
-            ))),
-        }
-    }
-}
 
 /// Loads batches from a [`Source`]: see the [module docs](self).
 ///
@@ -611,6 +587,10 @@ impl<S: Source + 'static> Loader<S> {
             }
             if self.schedule.ring_is_empty() && self.schedule.exhausted() {
                 // Every sample of the pass is placed: the last batch may be partial.
+                if let Err(e) = self.schedule.check_end() {
+                    self.drain();
+                    return Some(Err(e));
+                }
                 self.schedule.finish();
                 let batch = if self.drop_last {
                     None

@@ -9,8 +9,8 @@
 
 use std::collections::VecDeque;
 
-use super::OnError;
-use crate::Error;
+use super::{OnError, SkipBound};
+use crate::{Error, ErrorKind};
 
 /// Where a dispatched sample stands.
 #[derive(Debug)]
@@ -75,12 +75,20 @@ pub(crate) struct Schedule {
     finished: bool,
     /// Slot numbers from this one on belong to a batch that `drop_last` drops.
     full_limit: usize,
+    bound: SkipBound,
+    /// Skips the pass may make ([`SkipBound::allowed`] of its length), made, and the first.
+    allowed: usize,
+    skipped: usize,
+    first_skip: Option<Error>,
+    /// The source, as a [`SkipLimit`](ErrorKind::SkipLimit) error names it.
+    source: String,
 }
 
 impl Schedule {
     /// A schedule for batches of `batch` samples, `prefetch` batches ahead, with room for
-    /// `prefetch * batch` entries allocated now. It starts finished: call [`begin`](Self::begin).
-    pub fn new(batch: usize, prefetch: usize, drop_last: bool) -> Schedule {
+    /// `prefetch * batch` entries allocated now, skipping at most `bound` of a pass. It starts
+    /// finished: call [`begin`](Self::begin).
+    pub fn new(batch: usize, prefetch: usize, drop_last: bool, bound: SkipBound) -> Schedule {
         Schedule {
             batch,
             prefetch,
@@ -95,7 +103,18 @@ impl Schedule {
             resync: false,
             finished: true,
             full_limit: usize::MAX,
+            bound,
+            allowed: 0,
+            skipped: 0,
+            first_skip: None,
+            source: String::new(),
         }
+    }
+
+    /// Names the source in the errors this schedule makes.
+    pub fn describing(mut self, source: String) -> Schedule {
+        self.source = source;
+        self
     }
 
     /// Starts a pass over positions `position..len` (a `position` past `len` starts at `len`).
@@ -110,6 +129,9 @@ impl Schedule {
         self.front_batch = 0;
         self.resync = false;
         self.finished = false;
+        self.allowed = self.bound.allowed(len - self.next_pos);
+        self.skipped = 0;
+        self.first_skip = None;
         self.full_limit = if self.drop_last {
             (len - self.next_pos) / b * b
         } else {
@@ -198,7 +220,8 @@ impl Schedule {
     /// Takes finished results in stream order: `place` puts each sample in its final slot
     /// (moving it when an earlier skip shifted it), `skip` counts a failure that `policy`
     /// skips. Stops when the front batch is full, so that it is handed out before a later
-    /// error is raised; returns the first failure under [`OnError::Raise`].
+    /// error is raised; returns the first failure under [`OnError::Raise`], and a
+    /// [`SkipLimit`](ErrorKind::SkipLimit) error for the skip past the bound.
     pub fn advance(
         &mut self,
         policy: OnError,
@@ -228,6 +251,14 @@ impl Schedule {
                 Outcome::Failed(e) => match policy {
                     OnError::Skip if e.kind().is_data() => {
                         skip(&e);
+                        self.skipped += 1;
+                        if self.first_skip.is_none() {
+                            self.first_skip = Some(e);
+                        }
+                        if self.skipped > self.allowed {
+                            let first = self.first_skip.take().expect("kept above");
+                            return Err(self.limit_error(first, false));
+                        }
                         self.resync = true;
                     }
                     OnError::Raise | OnError::Skip => return Err(e),
@@ -265,6 +296,41 @@ impl Schedule {
     pub fn placed(&self) -> usize {
         self.placed
     }
+
+    /// At the end of a pass (every position taken): a [`SkipLimit`](ErrorKind::SkipLimit)
+    /// error when samples were skipped and none was placed (the pass should have yielded
+    /// samples and yields none).
+    pub fn check_end(&mut self) -> Result<(), Error> {
+        match self.first_skip.take() {
+            Some(first) if self.placed == 0 => Err(self.limit_error(first, true)),
+            other => {
+                self.first_skip = other;
+                Ok(())
+            }
+        }
+    }
+
+    /// The error for a pass past its bound, or (`none`) with no sample placed.
+    fn limit_error(&self, first: Error, none: bool) -> Error {
+        let of = self.len - self.done_pos + self.skipped + self.placed;
+        let what = if none {
+            format!(
+                "no sample of the pass could be used ({} of {of} skipped)",
+                self.skipped
+            )
+        } else {
+            format!(
+                "{} of {of} samples skipped, past the bound of {} ({})",
+                self.skipped, self.allowed, self.bound
+            )
+        };
+        let at = if self.source.is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", self.source)
+        };
+        Error::new(ErrorKind::SkipLimit, format!("{what}{at}; first: {first}")).with_source(first)
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +349,24 @@ mod tests {
         policy: OnError,
         fails: impl Fn(usize) -> bool,
     ) -> (Vec<Vec<usize>>, usize, Option<Error>) {
-        let mut s = Schedule::new(batch, prefetch, drop_last);
+        let unbounded = SkipBound::Count(usize::MAX);
+        run_bounded(
+            len, start, batch, prefetch, drop_last, policy, unbounded, fails,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_bounded(
+        len: usize,
+        start: usize,
+        batch: usize,
+        prefetch: usize,
+        drop_last: bool,
+        policy: OnError,
+        bound: SkipBound,
+        fails: impl Fn(usize) -> bool,
+    ) -> (Vec<Vec<usize>>, usize, Option<Error>) {
+        let mut s = Schedule::new(batch, prefetch, drop_last, bound).describing("test".into());
         s.begin(len, start);
         // Slot contents: the position written there, per buffer counted from the pass start.
         let mut slots: Vec<Vec<Option<usize>>> = Vec::new();
@@ -306,6 +389,9 @@ mod tests {
                 break;
             }
             if s.ring_is_empty() && s.exhausted() {
+                if let Err(e) = s.check_end() {
+                    return (out, skipped, Some(e));
+                }
                 s.finish();
                 if drop_last || !s.front_ready() {
                     break;
@@ -351,7 +437,7 @@ mod tests {
 
     #[test]
     fn drop_last_drops_the_partial_batch_and_never_dispatches_it() {
-        let mut s = Schedule::new(4, 8, true);
+        let mut s = Schedule::new(4, 8, true, SkipBound::Count(usize::MAX));
         s.begin(10, 0);
         let mut dispatched = 0;
         while s.peek().is_some() {
@@ -385,6 +471,84 @@ mod tests {
     }
 
     #[test]
+    fn the_skip_past_the_bound_ends_the_pass() {
+        let fails = |p| p % 3 == 1; // 1, 4, 7
+        let (b, skipped, err) = run_bounded(
+            10,
+            0,
+            2,
+            2,
+            false,
+            OnError::Skip,
+            SkipBound::Count(2),
+            fails,
+        );
+        assert_eq!(skipped, 3);
+        let err = err.expect("a third skip is past the bound");
+        assert_eq!(err.kind(), ErrorKind::SkipLimit);
+        assert_eq!(
+            err.message(),
+            "3 of 10 samples skipped, past the bound of 2 (2) in test; first: sample 1: decode: bad"
+        );
+        let first = std::error::Error::source(&err).unwrap();
+        assert_eq!(first.downcast_ref::<Error>().unwrap().index(), Some(1));
+        // The full batches before the third failure were handed out.
+        assert_eq!(b, [vec![0, 2], vec![3, 5]]);
+        // Within the bound: no error.
+        let (b, skipped, err) = run_bounded(
+            10,
+            0,
+            2,
+            2,
+            false,
+            OnError::Skip,
+            SkipBound::Count(3),
+            fails,
+        );
+        assert_eq!(
+            (skipped, err.is_none(), b.concat()),
+            (3, true, vec![0, 2, 3, 5, 6, 8, 9])
+        );
+        // 5% of 40 allows 2; of a resumed pass of 20, 1.
+        let fails = |p| p == 30 || p == 35;
+        let five = SkipBound::Fraction(0.05);
+        assert!(
+            run_bounded(40, 0, 4, 2, false, OnError::Skip, five, fails)
+                .2
+                .is_none()
+        );
+        let err = run_bounded(40, 20, 4, 2, false, OnError::Skip, five, fails)
+            .2
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::SkipLimit);
+    }
+
+    #[test]
+    fn a_pass_whose_every_sample_fails_is_an_error_whatever_the_bound() {
+        let all = SkipBound::Fraction(1.0);
+        let (b, skipped, err) = run_bounded(5, 0, 2, 2, false, OnError::Skip, all, |_| true);
+        assert_eq!((b.len(), skipped), (0, 5));
+        let err = err.expect("nothing was yielded");
+        assert_eq!(err.kind(), ErrorKind::SkipLimit);
+        assert!(
+            err.message().starts_with(
+                "no sample of the pass could be used (5 of 5 skipped) in test; first: sample 0"
+            ),
+            "{err}"
+        );
+        // One good sample is enough, even when drop_last then drops it: the pass is empty by
+        // design, not by failure.
+        let (b, _, err) = run_bounded(5, 0, 2, 2, true, OnError::Skip, all, |p| p != 3);
+        assert!(b.is_empty() && err.is_none());
+        // An empty pass (resumed at its end) skips nothing and is no error.
+        assert!(
+            run_bounded(5, 5, 2, 2, false, OnError::Skip, all, |_| true)
+                .2
+                .is_none()
+        );
+    }
+
+    #[test]
     fn raise_hands_out_the_full_batch_before_the_error() {
         let (b, _, err) = run(10, 0, 4, 2, false, OnError::Raise, |p| p == 5);
         assert_eq!(b, [vec![0, 1, 2, 3]]);
@@ -400,7 +564,7 @@ mod tests {
             (ErrorKind::Panic, false),
             (ErrorKind::Usage, false),
         ] {
-            let mut s = Schedule::new(2, 1, false);
+            let mut s = Schedule::new(2, 1, false, SkipBound::Count(usize::MAX));
             s.begin(4, 0);
             s.peek().unwrap();
             s.push(Outcome::Failed(Error::new(kind, "x").at(0)));
@@ -425,7 +589,7 @@ mod tests {
 
     #[test]
     fn the_window_bounds_what_is_in_flight() {
-        let mut s = Schedule::new(4, 2, false);
+        let mut s = Schedule::new(4, 2, false, SkipBound::Count(usize::MAX));
         s.begin(100, 0);
         let mut n = 0;
         while let Some(d) = s.peek() {
@@ -454,7 +618,7 @@ mod tests {
 
     #[test]
     fn dispatch_pauses_after_a_skip_until_the_ring_is_empty() {
-        let mut s = Schedule::new(2, 2, false);
+        let mut s = Schedule::new(2, 2, false, SkipBound::Count(usize::MAX));
         s.begin(10, 0);
         while s.peek().is_some() {
             s.push(Outcome::Pending);

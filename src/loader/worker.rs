@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::decode::Decoder;
+use crate::decode::{DecodePolicy, Decoder};
 use crate::output::{OutputSpec, SrcType, Store};
 use crate::rng::SampleRng;
 use crate::source::{Raw, Source};
@@ -22,6 +22,8 @@ pub(super) struct Shared<S> {
     pub spec: Arc<OutputSpec>,
     pub seed: u64,
     pub transform: Arc<dyn Transform>,
+    pub decode_policy: DecodePolicy,
+    pub labels: LabelCheck,
     pub counters: Counters,
     /// Tasks of an older generation are cancelled (answered without work).
     pub min_gen: AtomicU64,
@@ -45,6 +47,48 @@ impl<S: Source> Shared<S> {
     }
 }
 
+/// Which labels are valid: not negative, below `num_classes` when given, or `ignore`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LabelCheck {
+    pub num_classes: Option<usize>,
+    pub ignore: Option<i64>,
+}
+
+impl LabelCheck {
+    /// Why `label` is not valid, if it is not.
+    pub fn problem(&self, label: i64) -> Option<String> {
+        if Some(label) == self.ignore {
+            return None;
+        }
+        let hint = "(set ignore_label to let one such value through)";
+        match self.num_classes {
+            _ if label < 0 => Some(format!("label {label} is negative {hint}")),
+            Some(n) if label as u64 >= n as u64 => {
+                Some(format!("label {label} is not below num_classes {n} {hint}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks every label the source holds without reading samples: the first bad one is a
+    /// format error naming its sample and file.
+    pub fn check_source<S: Source>(&self, source: &S) -> Result<()> {
+        if !source.has_labels() {
+            return Ok(());
+        }
+        for i in 0..source.len() {
+            if let Some(problem) = source.label(i).and_then(|l| self.problem(l)) {
+                let e = Error::new(ErrorKind::Format, problem).at(i);
+                return Err(match source.path(i) {
+                    Some(p) => e.file(p),
+                    None => e,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything a worker reuses from sample to sample.
 pub(super) struct WorkerCtx {
     buf: Vec<u8>,
@@ -56,10 +100,16 @@ pub(super) struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(spec: &OutputSpec, transform: &dyn Transform) -> Result<WorkerCtx> {
+    pub fn new(
+        spec: &OutputSpec,
+        transform: &dyn Transform,
+        policy: DecodePolicy,
+    ) -> Result<WorkerCtx> {
+        let mut decoder = Decoder::new()?;
+        decoder.set_policy(policy);
         Ok(WorkerCtx {
             buf: Vec::new(),
-            decoder: Decoder::new()?,
+            decoder,
             store_u8: Store::new(spec, SrcType::U8)?,
             store_f32: Store::new(spec, SrcType::F32)?,
             scratch: transform.scratch(),
@@ -149,7 +199,7 @@ pub(super) fn run_task<S: Source>(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            if let Ok(fresh) = WorkerCtx::new(&sh.spec, &*sh.transform) {
+            if let Ok(fresh) = WorkerCtx::new(&sh.spec, &*sh.transform, sh.decode_policy) {
                 *ctx = fresh;
             }
             Err(sh.locate(
@@ -171,11 +221,15 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         scratch,
     } = ctx;
     let at_source = sh.transform.samples_source();
+    decoder.clear_warning();
     let t0 = Instant::now();
     let item = sh
         .source
         .get(task.index, buf)
         .map_err(|e| sh.locate(e, task.index))?;
+    if let Some(problem) = item.label.and_then(|l| sh.labels.problem(l)) {
+        return Err(sh.locate(Error::new(ErrorKind::Format, problem), task.index));
+    }
     let t1 = Instant::now();
     let img: ImageView<'_> = match item.raw {
         Raw::Encoded(bytes) => {
@@ -245,5 +299,15 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         (t3 - t2).saturating_sub(write).as_nanos() as u64,
     );
     Counters::add(&c.write_ns, write.as_nanos() as u64);
+    if let Some(warning) = decoder.warning() {
+        let path = sh.source.path(task.index);
+        tracing::warn!(
+            index = task.index,
+            path = ?path,
+            warning,
+            "stoker: sample decoded with a warning"
+        );
+        c.warn(task.index, path, warning);
+    }
     Ok(item.label)
 }

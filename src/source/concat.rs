@@ -94,6 +94,11 @@ impl<S: Source> Source for Concat<S> {
         self.shards[0].has_labels()
     }
 
+    fn label(&self, index: usize) -> Option<i64> {
+        let (k, local) = self.locate(index)?;
+        self.shards[k].label(local)
+    }
+
     fn channels(&self) -> Option<usize> {
         let c = self.shards[0].channels()?;
         self.shards

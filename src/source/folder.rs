@@ -323,6 +323,10 @@ impl Source for ImageFolder {
         self.labels.is_some()
     }
 
+    fn label(&self, index: usize) -> Option<i64> {
+        self.labels.as_ref()?.get(index).copied()
+    }
+
     fn describe(&self) -> String {
         let n = self.files.len();
         match &self.origin {

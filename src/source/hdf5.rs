@@ -480,6 +480,10 @@ impl Source for Hdf5Source {
         self.labels.is_some()
     }
 
+    fn label(&self, index: usize) -> Option<i64> {
+        self.labels.as_ref()?.get(index).copied()
+    }
+
     fn channels(&self) -> Option<usize> {
         Some(self.shape[3])
     }

@@ -133,6 +133,14 @@ pub trait Source: Send + Sync {
     /// Whether samples carry labels.
     fn has_labels(&self) -> bool;
 
+    /// Sample `index`'s label when the source holds it without reading the sample (a labels
+    /// array, a class folder); `None` when unknown until read. The loader checks these
+    /// labels when it is built ([`LoaderBuilder::num_classes`](crate::LoaderBuilder::num_classes)).
+    fn label(&self, index: usize) -> Option<i64> {
+        let _ = index;
+        None
+    }
+
     /// Channels of the samples when the source knows them without decoding (NPY does;
     /// an image folder does not).
     fn channels(&self) -> Option<usize> {
@@ -169,6 +177,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn has_labels(&self) -> bool {
         (**self).has_labels()
     }
+    fn label(&self, index: usize) -> Option<i64> {
+        (**self).label(index)
+    }
     fn channels(&self) -> Option<usize> {
         (**self).channels()
     }
@@ -195,6 +206,9 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn has_labels(&self) -> bool {
         (**self).has_labels()
+    }
+    fn label(&self, index: usize) -> Option<i64> {
+        (**self).label(index)
     }
     fn channels(&self) -> Option<usize> {
         (**self).channels()

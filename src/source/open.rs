@@ -180,6 +180,9 @@ impl Source for AnySource {
     fn has_labels(&self) -> bool {
         self.inner.has_labels()
     }
+    fn label(&self, index: usize) -> Option<i64> {
+        self.inner.label(index)
+    }
     fn channels(&self) -> Option<usize> {
         self.inner.channels()
     }

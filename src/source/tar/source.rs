@@ -226,6 +226,10 @@ impl Source for TarSource {
         self.labelled
     }
 
+    fn label(&self, index: usize) -> Option<i64> {
+        self.entries.get(index)?.label
+    }
+
     fn describe(&self) -> String {
         let name = self.path.file_name().unwrap_or(self.path.as_os_str());
         format!(

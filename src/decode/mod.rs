@@ -12,9 +12,15 @@ use fast_image_resize as fr;
 use fast_image_resize::images::{Image as FrImage, ImageRef as FrImageRef};
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder};
-use turbojpeg::{PixelFormat, ScalingFactor};
 
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
+
+mod jpeg;
+mod policy;
+
+use jpeg::Jpeg;
+pub use jpeg::JpegError;
+pub use policy::DecodePolicy;
 
 /// The largest image, in pixels, that a [`Decoder`] decodes into its buffers (2^27, e.g.
 /// 16384×8192); larger images are a decode error rather than a multi-gigabyte allocation.
@@ -86,10 +92,14 @@ pub fn jpeg_scale(stored: (usize, usize), target: (usize, usize)) -> usize {
 /// ```
 #[derive(Debug)]
 pub struct Decoder {
-    jpeg: turbojpeg::Decompressor,
+    jpeg: Jpeg,
     resizer: fr::Resizer,
     filter: Filter,
     options: fr::ResizeOptions,
+    policy: DecodePolicy,
+    /// The last decode's warning, when `warned` (kept allocated from sample to sample).
+    warning: String,
+    warned: bool,
     /// Decoded pixels at the decoded size, `channels` per pixel.
     decoded: Vec<u8>,
     /// PNG samples as stored (any colour type, 8 or 16 bits), before conversion.
@@ -101,21 +111,27 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A new decoder with empty buffers and the [`Filter::Bilinear`] filter.
+    /// A new decoder with empty buffers, the [`Filter::Bilinear`] filter and the
+    /// [`DecodePolicy::Tolerant`] policy.
     ///
     /// ```
-    /// let decoder = stoker::decode::Decoder::new()?;
-    /// assert_eq!(decoder.filter(), stoker::decode::Filter::Bilinear);
+    /// use stoker::decode::{DecodePolicy, Decoder, Filter};
+    /// let decoder = Decoder::new()?;
+    /// assert_eq!(decoder.filter(), Filter::Bilinear);
+    /// assert_eq!(decoder.policy(), DecodePolicy::Tolerant);
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn new() -> Result<Self> {
-        let jpeg = turbojpeg::Decompressor::new().map_err(jpeg_error)?;
+        let jpeg = Jpeg::new().map_err(jpeg_error)?;
         let filter = Filter::default();
         Ok(Decoder {
             jpeg,
             resizer: fr::Resizer::new(),
             filter,
             options: filter.options(),
+            policy: DecodePolicy::default(),
+            warning: String::new(),
+            warned: false,
             decoded: Vec::new(),
             raw: Vec::new(),
             resized: Vec::new(),
@@ -148,14 +164,69 @@ impl Decoder {
         self.filter
     }
 
+    /// Sets what later decodes do with damaged data (see [`DecodePolicy`]).
+    ///
+    /// ```
+    /// use stoker::decode::{DecodePolicy, Decoder};
+    /// let jpeg = std::fs::read(concat!(
+    ///     env!("CARGO_MANIFEST_DIR"),
+    ///     "/fixtures/photos-256x144/class-a/photo-00.jpg"
+    /// ))?;
+    /// let cut = &jpeg[..jpeg.len() - 300]; // the last rows are missing
+    /// let mut decoder = Decoder::new()?;
+    /// assert!(decoder.decode(cut, 3, None).is_err()); // Tolerant: truncation is an error
+    /// decoder.set_policy(DecodePolicy::Lenient);
+    /// assert!(decoder.decode(cut, 3, None).is_ok());
+    /// assert_eq!(decoder.warning(), Some("jpeg: premature end of jpeg file"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_policy(&mut self, policy: DecodePolicy) {
+        self.policy = policy;
+    }
+
+    /// The decode policy in use.
+    ///
+    /// ```
+    /// let decoder = stoker::decode::Decoder::new()?;
+    /// assert_eq!(decoder.policy(), stoker::decode::DecodePolicy::default());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn policy(&self) -> DecodePolicy {
+        self.policy
+    }
+
+    /// The warning of the last successful decode (a short lowercase message such as
+    /// `"jpeg: corrupt jpeg data: premature end of data segment"`), or `None` when the image
+    /// decoded cleanly. A warning means the image came back whole but partly made up: libjpeg
+    /// fills what it could not decode (gray, or smeared blocks), as Pillow and torchvision do.
+    ///
+    /// ```
+    /// let jpeg = std::fs::read(concat!(
+    ///     env!("CARGO_MANIFEST_DIR"),
+    ///     "/fixtures/photos-256x144/class-a/photo-00.jpg"
+    /// ))?;
+    /// let mut decoder = stoker::decode::Decoder::new()?;
+    /// decoder.decode(&jpeg, 3, None)?;
+    /// assert_eq!(decoder.warning(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn warning(&self) -> Option<&str> {
+        self.warned.then_some(self.warning.as_str())
+    }
+
+    /// Forgets the last decode's warning (for a sample that is not decoded).
+    pub(crate) fn clear_warning(&mut self) {
+        self.warned = false;
+    }
+
     /// Decodes JPEG or PNG `bytes` to `channels` (1 or 3) u8 values per pixel, at exactly
     /// `size = (width, height)` when given (stretch), else at the stored size.
     ///
     /// The format is sniffed from the magic bytes. A JPEG much larger than `size` is
     /// downscaled in the DCT domain first (see [`jpeg_scale`]), then resized with the
-    /// decoder's [`Filter`]. Any libjpeg-turbo warning (a truncated file, corrupt entropy
-    /// data, extraneous bytes) is an error, so a damaged JPEG never comes back gray-filled.
-    /// PNGs of any bit depth and colour type are converted: alpha is dropped, gray is
+    /// decoder's [`Filter`]. What a damaged file gives depends on the decoder's
+    /// [`DecodePolicy`]: by default corrupt scan data decodes with a [`warning`](Self::warning)
+    /// and a truncated file is an error. PNGs of any bit depth and colour type are converted: alpha is dropped, gray is
     /// replicated to RGB, RGB goes to gray with libjpeg-turbo's luma weights
     /// (0.299, 0.587, 0.114), 16-bit samples are rounded to 8 bits. The PNG path may allocate
     /// inside the `image` crate.
@@ -179,6 +250,7 @@ impl Decoder {
         size: Option<(usize, usize)>,
     ) -> Result<ImageView<'_>> {
         check_channels(channels)?;
+        self.warned = false;
         if let Some((w, h)) = size {
             if w == 0 || h == 0 {
                 return Err(Error::usage(format!("output size {w}x{h} is empty")));
@@ -235,6 +307,7 @@ impl Decoder {
         min_size: (usize, usize),
     ) -> Result<ImageView<'_>> {
         check_channels(channels)?;
+        self.warned = false;
         if min_size.0 == 0 || min_size.1 == 0 {
             return Err(Error::usage(format!(
                 "output size {}x{} is empty",
@@ -344,7 +417,7 @@ impl Decoder {
         if result.is_err() {
             // libjpeg-turbo 3.1's tj3DecompressHeader leaves the handle mid-header when it
             // fails, and every later header read on that handle fails too: start afresh.
-            if let Ok(fresh) = turbojpeg::Decompressor::new() {
+            if let Ok(fresh) = Jpeg::new() {
                 self.jpeg = fresh;
             }
         }
@@ -357,38 +430,55 @@ impl Decoder {
         channels: usize,
         size: Option<(usize, usize)>,
     ) -> Result<(usize, usize)> {
-        let header = self.jpeg.read_header(bytes).map_err(jpeg_error)?;
+        let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
         let stored = (header.width, header.height);
         let denom = match size {
             // libjpeg-turbo cannot scale lossless JPEGs.
-            Some(target) if !header.is_lossless => jpeg_scale(stored, target),
+            Some(target) if !header.lossless => jpeg_scale(stored, target),
             _ => 1,
         };
-        let factor = ScalingFactor::new(1, denom);
-        if self.jpeg.scaling_factor() != factor {
-            self.jpeg.set_scaling_factor(factor).map_err(jpeg_error)?;
-        }
-        let (w, h) = (factor.scale(stored.0), factor.scale(stored.1));
-        if w == 0 || h == 0 {
-            return Err(Error::new(ErrorKind::Decode, "jpeg: empty image"));
-        }
+        self.jpeg.set_scale(denom).map_err(jpeg_error)?;
+        let (w, h) = (stored.0.div_ceil(denom), stored.1.div_ceil(denom));
         let n = check_pixels(w, h, channels)?;
-        let format = if channels == 1 {
-            PixelFormat::GRAY
-        } else {
-            PixelFormat::RGB
-        };
-        let image = turbojpeg::Image {
-            pixels: scratch(&mut self.decoded, n),
-            width: w,
-            pitch: w * channels,
-            height: h,
-            format,
-        };
-        // tj3Decompress8 fails on warnings too ("premature end of jpeg file" and the like),
-        // after it has filled the output: a truncated file is an error, not a gray image.
-        self.jpeg.decompress(bytes, image).map_err(jpeg_error)?;
+        let out = scratch(&mut self.decoded, n);
+        // tj3Decompress8 reports a warning (corrupt or missing scan data) after it has
+        // written every pixel: the policy decides what it makes of that.
+        let warning = self
+            .jpeg
+            .decompress(bytes, out, (w, h, channels))
+            .map_err(jpeg_error)?;
+        if let Some(w) = header_warning.or(warning) {
+            self.accept_jpeg_warning(w, bytes)?;
+        }
         Ok((w, h))
+    }
+
+    /// Applies the policy to a JPEG that decoded with a warning: records the warning, or
+    /// makes it the error.
+    fn accept_jpeg_warning(&mut self, w: JpegError, bytes: &[u8]) -> Result<()> {
+        let truncated = w.message == TRUNCATED || jpeg::is_truncated(bytes);
+        let accept = match self.policy {
+            DecodePolicy::Strict => false,
+            DecodePolicy::Tolerant => !truncated,
+            DecodePolicy::Lenient => true,
+        };
+        if !accept {
+            if truncated && w.message != TRUNCATED {
+                // The first warning was about corrupt data; the cut is what makes it fatal.
+                let message = format!("jpeg: {TRUNCATED} (first warning: {})", w.message);
+                return Err(Error::new(ErrorKind::Decode, message).with_source(w));
+            }
+            return Err(jpeg_error(w));
+        }
+        self.set_warning(format_args!("jpeg: {}", w.message));
+        Ok(())
+    }
+
+    fn set_warning(&mut self, message: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        self.warning.clear();
+        let _ = self.warning.write_fmt(message);
+        self.warned = true;
     }
 
     /// Decodes a PNG into `self.decoded` as `channels` u8 values per pixel; returns its size.
@@ -587,16 +677,11 @@ fn convert<const BYTES: usize>(raw: &[u8], stored: usize, out: &mut [u8], channe
     }
 }
 
-fn jpeg_error(e: turbojpeg::Error) -> Error {
-    let message = match &e {
-        turbojpeg::Error::TurboJpegError(m) => m.clone(),
-        other => other.to_string(),
-    };
-    Error::new(
-        ErrorKind::Decode,
-        format!("jpeg: {}", message.trim().to_lowercase()),
-    )
-    .with_source(e)
+/// libjpeg's message for a file that ends before its last scan does.
+const TRUNCATED: &str = "premature end of jpeg file";
+
+fn jpeg_error(e: JpegError) -> Error {
+    Error::new(ErrorKind::Decode, format!("jpeg: {}", e.message)).with_source(e)
 }
 
 fn png_error(e: image::ImageError) -> Error {
@@ -612,6 +697,7 @@ mod tests {
     use super::*;
     use image::codecs::png::PngEncoder;
     use image::{ExtendedColorType, ImageEncoder};
+    use turbojpeg::PixelFormat;
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -732,7 +818,7 @@ mod tests {
         let fast = d.decode(&jpeg, 3, Some((256, 144))).unwrap();
         assert_eq!((fast.width, fast.height, fast.channels), (256, 144, 3));
         let fast = u8_pixels(fast);
-        assert_eq!(d.jpeg.scaling_factor(), ScalingFactor::ONE_QUARTER);
+        assert_eq!(d.jpeg.denom(), 4);
         let mad = mean_abs_diff(&fast, &reference);
         assert!(mad < 2.0, "mean abs difference {mad}");
     }
@@ -934,11 +1020,21 @@ mod tests {
         let px: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 31 % 256) as u8).collect();
         let png = encode_png(&px, 64, 64, ExtendedColorType::Rgb8);
         assert_decode_error(&mut d, &png[..png.len() / 2], "truncated png");
-        // A corrupted byte in the middle of a JPEG's entropy data.
+        // Corrupt bytes in the middle of a JPEG's entropy data: an error only when strict;
+        // by default the image decodes with libjpeg-turbo's warning.
         let mut corrupt = jpeg.clone();
         let mid = corrupt.len() / 2;
         corrupt[mid..mid + 64].fill(0xFF);
-        assert_decode_error(&mut d, &corrupt, "corrupt jpeg");
+        d.set_policy(DecodePolicy::Strict);
+        let msg = assert_decode_error(&mut d, &corrupt, "corrupt jpeg, strict");
+        d.set_policy(DecodePolicy::Tolerant);
+        d.decode(&corrupt, 3, None).unwrap();
+        assert_eq!(d.warning(), Some(msg.as_str()));
+        // Every policy refuses what is not an image, and the default refuses truncation.
+        assert_decode_error(&mut d, &jpeg[..jpeg.len() / 2], "truncated jpeg, tolerant");
+        d.set_policy(DecodePolicy::Lenient);
+        assert_decode_error(&mut d, &fake_jpeg, "jpeg magic then random bytes, lenient");
+        d.set_policy(DecodePolicy::Tolerant);
 
         // The decoder still works after all those errors.
         let ok = d.decode(&jpeg, 3, None).unwrap();
