@@ -354,3 +354,42 @@ fn labels_are_checked_when_the_loader_is_built() {
         "{e}"
     );
 }
+
+#[test]
+fn a_bad_tar_member_is_skipped_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("shard-000000.tar");
+    let mut w = stoker::source::TarWriter::new(std::fs::File::create(&p).unwrap());
+    let photos = photos();
+    for k in 0..8 {
+        let key = format!("{k:06}");
+        w.append(&format!("{key}.jpg"), &photos[k]).unwrap();
+        let label: &[u8] = if k == 3 { b"dog" } else { b"1" };
+        w.append(&format!("{key}.cls"), label).unwrap();
+    }
+    w.finish().unwrap();
+    let src = Arc::new(stoker::source::TarSource::open(&p).unwrap());
+    // Raised: the error names the shard, the member and the sample.
+    let mut l = Loader::builder(Arc::clone(&src))
+        .batch_size(4)
+        .build()
+        .unwrap();
+    let e = l.epoch(0).find_map(|b| b.err()).unwrap();
+    assert_eq!(
+        (e.kind(), e.index(), e.path()),
+        (ErrorKind::Format, Some(3), Some(p.as_path()))
+    );
+    assert!(
+        e.message().contains("'000003.cls' is not an integer label"),
+        "{e}"
+    );
+    // Skipped: the seven others arrive.
+    let mut l = Loader::builder(src)
+        .batch_size(4)
+        .on_error(OnError::Skip)
+        .max_skipped(SkipBound::Count(1))
+        .build()
+        .unwrap();
+    let n: usize = l.epoch(0).map(|b| b.unwrap().len()).sum();
+    assert_eq!((n, l.stats().skipped), (7, 1));
+}

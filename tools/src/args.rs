@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stoker::{DType, Layout, Normalize, OnError};
+use stoker::{DType, Layout, Normalize, OnError, SkipBound};
 
 /// `--size WxH`: two positive integers.
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -34,6 +34,12 @@ pub fn parse_layout(s: &str) -> Result<Layout, String> {
 
 /// `--on-error`: `raise` (or `error`, `fail`) or `skip`.
 pub fn parse_on_error(s: &str) -> Result<OnError, String> {
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
+}
+
+/// `--max-skipped`: a count (`12`) or a percentage (`2%`).
+pub fn parse_skip_bound(s: &str) -> Result<SkipBound, String> {
     s.parse()
         .map_err(|e: stoker::Error| e.message().to_string())
 }
@@ -107,6 +113,9 @@ mod tests {
         assert_eq!(parse_on_error("fail"), Ok(OnError::Raise));
         assert_eq!(parse_on_error("skip"), Ok(OnError::Skip));
         assert!(parse_on_error("ignore").is_err());
+        assert_eq!(parse_skip_bound("2%"), Ok(SkipBound::Fraction(0.02)));
+        assert_eq!(parse_skip_bound("7"), Ok(SkipBound::Count(7)));
+        assert!(parse_skip_bound("lots").unwrap_err().contains("\"lots\""));
         assert_eq!(parse_normalize("none"), Ok(NormalizeArg::None));
         assert_eq!(parse_normalize("ImageNet"), Ok(NormalizeArg::Imagenet));
         assert!(NormalizeArg::Imagenet.get().is_some());

@@ -45,8 +45,10 @@ pub struct TarSource {
 
 impl TarSource {
     /// Maps and indexes one shard. A missing file is an I/O error; a file that is not a tar,
-    /// is cut inside a header or a member, or holds a sample without an image (or with a
-    /// `.cls` that is not an integer) is a format error naming the file.
+    /// or is cut inside a header or a member, is a format error naming the file. What is
+    /// wrong with one sample (no image member, two, a `.cls` that is not an integer, or none
+    /// where other samples have one) is a format error of that sample alone, from
+    /// [`get`](Source::get), which [`OnError::Skip`](crate::OnError::Skip) skips.
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
@@ -71,15 +73,8 @@ impl TarSource {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let fmt = |m: String| Error::format(path, m);
         let members = walk(&map).map_err(fmt)?;
-        let entries = group(&members, &map).map_err(fmt)?;
-        let labelled = entries.first().is_some_and(|e| e.label.is_some());
-        if let Some(e) = entries.iter().find(|e| e.label.is_some() != labelled) {
-            return Err(fmt(format!(
-                "sample '{}' {} a .cls label, unlike the first sample",
-                e.key,
-                if labelled { "lacks" } else { "has" }
-            )));
-        }
+        let entries = group(&members, &map);
+        let labelled = entries.iter().any(|e| e.has_cls);
         Ok(TarSource {
             path: path.to_path_buf(),
             map: Some(map),
@@ -177,7 +172,7 @@ impl TarSource {
         self.entries.get(index).map(|e| e.key.as_str())
     }
 
-    /// The labels of all samples, when the shard has `.cls` members.
+    /// The labels of all samples, when every sample has a readable `.cls` member.
     ///
     /// ```
     /// # use stoker::source::{TarSource, TarWriter};
@@ -190,7 +185,11 @@ impl TarSource {
     /// ```
     pub fn labels(&self) -> Option<Vec<i64>> {
         self.labelled
-            .then(|| self.entries.iter().filter_map(|e| e.label).collect())
+            .then(|| {
+                let label = |e: &Entry| e.fault.is_none().then_some(e.label).flatten();
+                self.entries.iter().map(label).collect::<Option<Vec<_>>>()
+            })
+            .flatten()
     }
 
     fn bytes(&self) -> &[u8] {
@@ -210,6 +209,9 @@ impl Source for TarSource {
                 .file(&self.path)
         };
         let e = self.entries.get(index).ok_or_else(oob)?;
+        if let Some(fault) = &e.fault {
+            return Err(Error::format(&self.path, fault.clone()));
+        }
         // In bounds: `walk` checked every member against the mapped length.
         let bytes = self.bytes().get(e.start..e.start + e.len).ok_or_else(oob)?;
         Ok(Item {
@@ -227,7 +229,8 @@ impl Source for TarSource {
     }
 
     fn label(&self, index: usize) -> Option<i64> {
-        self.entries.get(index)?.label
+        let e = self.entries.get(index)?;
+        e.fault.is_none().then_some(e.label?)
     }
 
     fn describe(&self) -> String {
@@ -373,32 +376,52 @@ mod tests {
                 good[..512 + 1024 + 100].to_vec(),
                 "truncated: header",
             ),
-            (
-                "noimg.tar",
-                tar_bytes(&[("a", "cls", b"1", None)]),
-                "no image member",
-            ),
-            (
-                "twoimg.tar",
-                tar_bytes(&[("a", "jpg", b"1", None), ("a", "png", b"1", None)]),
-                "two image members",
-            ),
-            (
-                "badcls.tar",
-                tar_bytes(&[("a", "jpg", b"1", None), ("a", "cls", b"dog", None)]),
-                "not an integer label",
-            ),
-            (
-                "mixed.tar",
-                tar_bytes(&[("a", "jpg", b"1", Some(1)), ("b", "jpg", b"1", None)]),
-                "lacks a .cls label",
-            ),
         ];
         for (name, bytes, needle) in cases {
             let e = open_bytes(d, name, &bytes).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Format, "{name}: {e}");
             assert_eq!(e.path(), Some(d.join(name).as_path()));
             assert!(e.message().contains(needle), "{name}: {e}");
+        }
+        // What is wrong with one sample is an error of that sample alone: the shard opens,
+        // the good samples read, the bad one (index 1 of 3) fails with a format error.
+        let z = ("z", "jpg", &b"zz"[..], Some(9));
+        let samples: Vec<(&str, Vec<(&str, &str, &[u8], Option<i64>)>, &str)> = vec![
+            (
+                "noimg.tar",
+                vec![("b", "cls", b"1", None)],
+                "sample 'b' has no image member",
+            ),
+            (
+                "twoimg.tar",
+                vec![("b", "jpg", b"1", Some(2)), ("b", "png", b"1", None)],
+                "sample 'b' has two image members",
+            ),
+            (
+                "badcls.tar",
+                vec![("b", "jpg", b"1", None), ("b", "cls", b"dog", None)],
+                "member 'b.cls' is not an integer label",
+            ),
+            (
+                "mixed.tar",
+                vec![("b", "jpg", b"1", None)],
+                "sample 'b' lacks a .cls label",
+            ),
+        ];
+        for (name, middle, needle) in samples {
+            let mut all = vec![("a", "jpg", &b"aa"[..], Some(1))];
+            all.extend(middle);
+            all.push(z);
+            let src = open_bytes(d, name, &tar_bytes(&all)).unwrap();
+            assert_eq!((src.len(), src.has_labels()), (3, true), "{name}");
+            let mut buf = Vec::new();
+            assert_eq!(enc(&src, 0, &mut buf), (&b"aa"[..], Some(1)), "{name}");
+            assert_eq!(enc(&src, 2, &mut buf), (&b"zz"[..], Some(9)), "{name}");
+            let e = src.get(1, &mut buf).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Format, "{name}: {e}");
+            assert_eq!(e.path(), Some(d.join(name).as_path()));
+            assert!(e.message().contains(needle), "{name}: {e}");
+            assert_eq!((src.label(1), src.labels()), (None, None), "{name}");
         }
         let e = TarSource::open(d.join("missing.tar")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
@@ -422,7 +445,13 @@ mod tests {
                 Ok(s) => {
                     let mut buf = Vec::new();
                     for i in 0..s.len() {
-                        s.get(i, &mut buf).unwrap();
+                        // A damaged sample is a format error of its own, never a panic.
+                        if let Err(e) = s.get(i, &mut buf) {
+                            assert_eq!(
+                                (e.kind(), e.path()),
+                                (ErrorKind::Format, Some(p.as_path()))
+                            );
+                        }
                     }
                     ok += 1;
                 }

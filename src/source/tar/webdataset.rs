@@ -6,13 +6,17 @@ use super::ustar::Member;
 /// Image member extensions (lowercase), as WebDataset names them.
 const IMAGE_EXTS: [&str; 3] = ["jpg", "jpeg", "png"];
 
-/// One sample of a shard: where its image bytes are in the map, and its label.
+/// One sample of a shard: where its image bytes are in the map, and its label; or what is
+/// wrong with it (an error for this sample alone, which a skip policy may skip).
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
     pub(super) key: String,
     pub(super) start: usize,
     pub(super) len: usize,
     pub(super) label: Option<i64>,
+    /// The sample's `.cls` member, when it has one (even one that is not an integer).
+    pub(super) has_cls: bool,
+    pub(super) fault: Option<String>,
 }
 
 /// WebDataset's split of a member path: `(key, extension)`, the key up to the first `.` of the
@@ -33,28 +37,36 @@ struct Pending {
     key: String,
     image: Option<(usize, usize)>,
     label: Option<i64>,
+    has_cls: bool,
+    fault: Option<String>,
 }
 
 impl Pending {
-    fn finish(self, entries: &mut Vec<Entry>) -> Result<(), String> {
-        let (start, len) = self.image.ok_or_else(|| {
-            format!(
+    fn finish(self, entries: &mut Vec<Entry>) {
+        let (start, len) = self.image.unwrap_or((0, 0));
+        let fault = match self.image {
+            None => Some(format!(
                 "sample '{}' has no image member (.jpg, .jpeg or .png)",
                 self.key
-            )
-        })?;
+            )),
+            Some(_) => self.fault,
+        };
         entries.push(Entry {
             key: self.key,
             start,
             len,
             label: self.label,
+            has_cls: self.has_cls,
+            fault,
         });
-        Ok(())
     }
 }
 
-/// Groups consecutive members with one key into samples, as WebDataset does.
-pub(super) fn group(members: &[Member], map: &[u8]) -> Result<Vec<Entry>, String> {
+/// Groups consecutive members with one key into samples, as WebDataset does. What is wrong
+/// with one sample (no image, two images, a `.cls` that is not an integer) is kept as that
+/// sample's fault; in a shard where some samples have labels, a sample without one is at
+/// fault too.
+pub(super) fn group(members: &[Member], map: &[u8]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut cur: Option<Pending> = None;
     for m in members {
@@ -70,30 +82,48 @@ pub(super) fn group(members: &[Member], map: &[u8]) -> Result<Vec<Entry>, String
             Some(c) if c.key == key => cur.insert(c),
             other => {
                 if let Some(done) = other {
-                    done.finish(&mut entries)?;
+                    done.finish(&mut entries);
                 }
                 cur.insert(Pending {
                     key: key.to_string(),
                     image: None,
                     label: None,
+                    has_cls: false,
+                    fault: None,
                 })
             }
         };
         if is_image {
             if c.image.is_some() {
-                return Err(format!("sample '{key}' has two image members"));
+                c.fault
+                    .get_or_insert(format!("sample '{key}' has two image members"));
+            } else {
+                c.image = Some((m.start, m.len));
             }
-            c.image = Some((m.start, m.len));
         } else {
-            let label = parse_label(&map[m.start..m.start + m.len])
-                .ok_or_else(|| format!("'{}' is not an integer label", m.name))?;
-            c.label = Some(label);
+            c.has_cls = true;
+            c.label = parse_label(&map[m.start..m.start + m.len]);
+            if c.label.is_none() {
+                c.fault
+                    .get_or_insert(format!("member '{}' is not an integer label", m.name));
+            }
         }
     }
     if let Some(done) = cur {
-        done.finish(&mut entries)?;
+        done.finish(&mut entries);
     }
-    Ok(entries)
+    if entries.iter().any(|e| e.has_cls) {
+        for e in entries
+            .iter_mut()
+            .filter(|e| !e.has_cls && e.fault.is_none())
+        {
+            e.fault = Some(format!(
+                "sample '{}' lacks a .cls label, unlike others in the shard",
+                e.key
+            ));
+        }
+    }
+    entries
 }
 
 #[cfg(test)]

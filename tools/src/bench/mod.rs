@@ -2,6 +2,7 @@
 //! and consumer wait; with a step (simulated, `--gpu-step-ms`, or on the GPU, `--gpu`), who
 //! waits on whom ([`verdict`]), and `--sweep-workers` over every worker count.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,14 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 use stoker::batch::Allocator;
+use stoker::decode::DecodePolicy;
 use stoker::digest::Digest;
 use stoker::source::{AnySource, Source};
-use stoker::{DType, Layout, Loader, OnError};
+use stoker::{DType, ErrorKind, Layout, Loader, OnError, SkipBound};
 
 use crate::args::{
     NormalizeArg, layout_name, parse_dtype, parse_layout, parse_normalize, parse_on_error,
-    parse_size,
+    parse_size, parse_skip_bound,
 };
 
 #[cfg(feature = "cuda")]
@@ -94,6 +96,23 @@ pub struct BenchArgs {
     /// Bad samples: raise (stop with an error) or skip (count and go on).
     #[arg(long, default_value = "raise", value_parser = parse_on_error)]
     pub on_error: OnError,
+    /// With --on-error skip: the most samples one epoch may skip, a count (12) or a
+    /// percentage (2%); past it, or when every sample fails, the run stops with an error.
+    #[arg(long, default_value = "5%", value_parser = parse_skip_bound)]
+    pub max_skipped: SkipBound,
+    /// Refuse every damaged JPEG (today's libjpeg-turbo warnings become errors).
+    #[arg(long, conflicts_with = "lenient_decode")]
+    pub strict_decode: bool,
+    /// Also decode truncated JPEGs (missing rows come back gray), as Pillow's
+    /// LOAD_TRUNCATED_IMAGES does.
+    #[arg(long)]
+    pub lenient_decode: bool,
+    /// Labels must lie in 0..N (else an error naming the file and the first bad sample).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// One label value let through the label check (e.g. -1 or -100).
+    #[arg(long, allow_hyphen_values = true)]
+    pub ignore_label: Option<i64>,
     /// Drop the last partial batch of each epoch.
     #[arg(long)]
     pub drop_last: bool,
@@ -240,7 +259,15 @@ pub fn build_loader(
         .drop_last(a.drop_last)
         .dtype(a.dtype)
         .layout(a.layout)
-        .on_error(a.on_error);
+        .on_error(a.on_error)
+        .max_skipped(a.max_skipped)
+        .decode_policy(decode_policy(a.strict_decode, a.lenient_decode));
+    if let Some(n) = a.num_classes {
+        b = b.num_classes(n);
+    }
+    if let Some(l) = a.ignore_label {
+        b = b.ignore_label(l);
+    }
     if let Some(w) = workers {
         b = b.num_workers(w);
     }
@@ -302,6 +329,13 @@ struct BenchReport {
     samples: u64,
     batches: u64,
     skipped: u64,
+    /// Skips by kind of failure (`"decode"`, `"io"`, `"format"`).
+    skipped_by_kind: BTreeMap<&'static str, u64>,
+    /// Samples that decoded with a warning (corrupt data the decode policy accepts).
+    decoded_with_warnings: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_warning: Option<String>,
+    decode_policy: &'static str,
     epochs: u64,
     seconds: f64,
     bytes_read: u64,
@@ -320,6 +354,20 @@ struct BenchReport {
     digest: Option<String>,
     #[serde(flatten)]
     step: Option<StepReport>,
+}
+
+/// The decode policy the flags ask for.
+pub fn decode_policy(strict: bool, lenient: bool) -> DecodePolicy {
+    match (strict, lenient) {
+        (true, _) => DecodePolicy::Strict,
+        (false, true) => DecodePolicy::Lenient,
+        (false, false) => DecodePolicy::Tolerant,
+    }
+}
+
+/// Skip counts keyed by the kind's name, as the JSON report gives them.
+fn by_kind(counts: &[(ErrorKind, u64)]) -> BTreeMap<&'static str, u64> {
+    counts.iter().map(|(k, n)| (k.as_str(), *n)).collect()
 }
 
 /// Runs `stoker bench`.
@@ -421,6 +469,10 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
             samples: st.samples,
             batches: st.batches,
             skipped: st.skipped,
+            skipped_by_kind: by_kind(&st.skipped_by_kind),
+            decoded_with_warnings: st.decoded_with_warnings,
+            first_warning: st.first_warning.as_ref().map(|w| w.to_string()),
+            decode_policy: decode_policy(a.strict_decode, a.lenient_decode).as_str(),
             epochs,
             seconds: wall,
             bytes_read: st.bytes_read,
@@ -461,6 +513,10 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
     }
     for s in &st.skipped_samples {
         println!("  {}", s.message);
+    }
+    println!("decoded with warnings: {}", st.decoded_with_warnings);
+    if let Some(w) = &st.first_warning {
+        println!("  first: {w}");
     }
     if let Some(d) = &digest {
         println!("digest: {}", d.hex());
@@ -533,6 +589,10 @@ mod tests {
             samples: 64,
             batches: 8,
             skipped: 0,
+            skipped_by_kind: BTreeMap::new(),
+            decoded_with_warnings: 0,
+            first_warning: None,
+            decode_policy: "tolerant",
             epochs: 2,
             seconds: 0.64,
             bytes_read: 1000,
