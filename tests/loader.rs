@@ -261,6 +261,7 @@ fn resume_with_skipped_samples_equals_the_tail() {
         .seed(4)
         .num_workers(2)
         .on_error(OnError::Skip)
+        .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
         .build()
         .unwrap();
     let full: Vec<(Vec<usize>, usize)> = l
@@ -444,6 +445,7 @@ fn skip_policy_counts_bad_files_and_keeps_batches_full() {
             .size(64, 36)
             .num_workers(workers)
             .on_error(OnError::Skip)
+            .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
             .build()
             .unwrap();
         let batches: Vec<_> = l.epoch(0).map(|b| b.unwrap()).collect();
@@ -496,6 +498,7 @@ fn skip_policy_with_drop_last_still_fills_full_batches() {
         .drop_last(true)
         .num_workers(2)
         .on_error(OnError::Skip)
+        .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
         .build()
         .unwrap();
     let b = epoch_indices(&mut l, 0);
@@ -538,6 +541,7 @@ fn the_skip_policy_skips_data_errors_only() {
             .batch_size(4)
             .num_workers(workers)
             .on_error(OnError::Skip)
+            .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
             .build()
             .unwrap();
         let results: Vec<Result<Vec<usize>>> = l
@@ -556,6 +560,7 @@ fn the_skip_policy_skips_data_errors_only() {
             .batch_size(4)
             .num_workers(workers)
             .on_error(OnError::Skip)
+            .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
             .transform(Arc::new(FailAt(6)))
             .build()
             .unwrap();
@@ -862,6 +867,7 @@ fn skipping_and_drop_last_give_the_same_batches_with_work_ahead() {
                 .seed(2)
                 .drop_last(true)
                 .on_error(OnError::Skip)
+                .max_skipped(stoker::SkipBound::Fraction(1.0)) // these tests skip many on purpose
                 .prefetch_next_epoch(ahead)
                 .build()
                 .unwrap()

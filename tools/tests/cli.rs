@@ -152,6 +152,26 @@ fn skip_policy_from_the_command_line() {
     let j = json(&out);
     assert_eq!(j["skipped"], 1);
     assert_eq!(j["samples"], 8);
+    assert_eq!(j["skipped_by_kind"]["decode"], 1);
+    assert_eq!(j["decode_policy"], "tolerant");
+    // No skip allowed: the run stops with the bound's error, naming the first failure.
+    let out = stoker(&[
+        "bench",
+        d,
+        "--epochs",
+        "1",
+        "--json",
+        "--on-error",
+        "skip",
+        "--max-skipped",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let e = common::stderr(&out);
+    assert!(
+        e.contains("skip limit") && e.contains("zz-broken.jpg"),
+        "{e}"
+    );
 }
 
 #[test]
