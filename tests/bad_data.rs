@@ -361,9 +361,9 @@ fn a_bad_tar_member_is_skipped_alone() {
     let p = dir.path().join("shard-000000.tar");
     let mut w = stoker::source::TarWriter::new(std::fs::File::create(&p).unwrap());
     let photos = photos();
-    for k in 0..8 {
+    for (k, photo) in photos.iter().take(8).enumerate() {
         let key = format!("{k:06}");
-        w.append(&format!("{key}.jpg"), &photos[k]).unwrap();
+        w.append(&format!("{key}.jpg"), photo).unwrap();
         let label: &[u8] = if k == 3 { b"dog" } else { b"1" };
         w.append(&format!("{key}.cls"), label).unwrap();
     }

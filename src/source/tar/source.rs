@@ -386,7 +386,8 @@ mod tests {
         // What is wrong with one sample is an error of that sample alone: the shard opens,
         // the good samples read, the bad one (index 1 of 3) fails with a format error.
         let z = ("z", "jpg", &b"zz"[..], Some(9));
-        let samples: Vec<(&str, Vec<(&str, &str, &[u8], Option<i64>)>, &str)> = vec![
+        type Member<'a> = (&'a str, &'a str, &'a [u8], Option<i64>);
+        let samples: Vec<(&str, Vec<Member>, &str)> = vec![
             (
                 "noimg.tar",
                 vec![("b", "cls", b"1", None)],
