@@ -14,8 +14,9 @@ fn temporary(path: &Path) -> PathBuf {
 }
 
 /// Creates `path`'s folder, lets `f` write the temporary file it is given, then renames that
-/// to `path` (nothing is renamed when `f` fails): a killed run never leaves a truncated output.
-/// The one atomic write of the crate and its tools.
+/// to `path` (nothing is renamed when `f` fails, and the temporary is removed): a killed run
+/// never leaves a truncated output under its final name, and a failed write (a full disk, say)
+/// leaves nothing behind. The one atomic write of the crate and its tools.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -27,8 +28,12 @@ pub fn write_with(path: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = temporary(path);
-    f(&tmp)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let r = f(&tmp).and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if r.is_err() {
+        // What `f` wrote is incomplete: never leave it (a rerun would rewrite it anyway).
+        let _ = fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// [`write_with`] over an open file: `data` writes into the created temporary.
@@ -66,5 +71,14 @@ mod tests {
         let r = write_file(&bad, |_| Err(std::io::Error::other("disk full")));
         assert!(r.unwrap_err().to_string().contains(".b.bin.stoker-tmp"));
         assert!(!bad.exists());
+        // The failed write removed its temporary, after writing part of it.
+        let r = write_file(&bad, |f| {
+            f.write_all(b"half")?;
+            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+        });
+        assert_eq!(r.unwrap_err().kind(), crate::ErrorKind::Io);
+        assert!(!bad.exists());
+        assert!(!dir.path().join("sub/.b.bin.stoker-tmp").exists());
+        assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
     }
 }
