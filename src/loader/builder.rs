@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::thread;
 
 use super::schedule::Schedule;
-use super::worker::{Done, LabelCheck, Shared, Task, WorkerCtx, block_once, worker_main};
+use super::worker::{Done, LabelCheck, Shared, Task, WorkerCtx, block_once, locate, worker_main};
 use super::{Ahead, Loader, OnError, SkipBound};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
 use crate::decode::{DecodePolicy, Decoder};
@@ -474,11 +474,7 @@ fn probe_size<S: Source>(
         match probe {
             Ok(size) => return Ok(size),
             Err(e) if e.kind().is_data() => {
-                let e = match (e.path().is_none(), source.path(i)) {
-                    (true, Some(p)) => e.at(i).file(p),
-                    _ => e.at(i),
-                };
-                first.get_or_insert(e);
+                first.get_or_insert(locate(source, e, i));
             }
             Err(e) => return Err(e.at(i)),
         }

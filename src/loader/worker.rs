@@ -39,11 +39,16 @@ pub(super) struct Shared<S> {
 impl<S: Source> Shared<S> {
     /// Adds the sample index and, where the error has none, the file.
     pub fn locate(&self, e: Error, index: usize) -> Error {
-        let e = e.at(index);
-        match (e.path().is_none(), self.source.path(index)) {
-            (true, Some(p)) => e.file(p),
-            _ => e,
-        }
+        locate(&self.source, e, index)
+    }
+}
+
+/// Adds sample `index` and, where the error has none, the file `source` holds it in.
+pub(super) fn locate<S: Source>(source: &S, e: Error, index: usize) -> Error {
+    let e = e.at(index);
+    match (e.path().is_none(), source.path(index)) {
+        (true, Some(p)) => e.file(p),
+        _ => e,
     }
 }
 
@@ -78,11 +83,7 @@ impl LabelCheck {
         }
         for i in 0..source.len() {
             if let Some(problem) = source.label(i).and_then(|l| self.problem(l)) {
-                let e = Error::new(ErrorKind::Format, problem).at(i);
-                return Err(match source.path(i) {
-                    Some(p) => e.file(p),
-                    None => e,
-                });
+                return Err(locate(source, Error::new(ErrorKind::Format, problem), i));
             }
         }
         Ok(())
