@@ -8,8 +8,8 @@ pub enum OnError {
     /// Stop the epoch: `next()` returns the error (naming the file and sample), then `None`.
     #[default]
     Raise,
-    /// Skip a sample that fails with a data error ([`ErrorKind::is_data`]: `Io`, `Format`,
-    /// `Decode`), count it in [`Stats`], log it as a `tracing` warning, and complete the batch
+    /// Skip a sample that fails with a data error ([`ErrorKind::is_data`](crate::ErrorKind::is_data): `Io`, `Format`,
+    /// `Decode`), count it in [`Stats`](crate::Stats), log it as a `tracing` warning, and complete the batch
     /// from the following samples so batch shapes stay fixed. Any other error (a panic, a
     /// usage error from a transform, ...) is raised as under [`OnError::Raise`]. How many may
     /// be skipped in one pass is bounded ([`SkipBound`], default 5%).
