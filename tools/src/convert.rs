@@ -54,6 +54,9 @@ pub struct ConvertArgs {
     /// Print one JSON object on stdout instead of the summary line.
     #[arg(long)]
     pub json: bool,
+    /// Testing aid: sleep this long per sample.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 impl ConvertTo {
@@ -132,12 +135,41 @@ struct ConvertReport {
     output: String,
 }
 
-/// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json`.
+/// Before a run: removes `DST/stoker.json` (it is written last, so a run that is killed never
+/// leaves an index naming the shards of an earlier run) and the hidden temporaries
+/// (`.NAME.stoker-tmp`) that a killed run left in `DST` and its class folders.
+fn clear_leftovers(dst: &Path) -> Result<()> {
+    let index = dst.join(Index::FILE);
+    match fs::remove_file(&index) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&index, e)),
+        _ => {}
+    }
+    let Ok(entries) = fs::read_dir(dst) else {
+        return Ok(());
+    };
+    let mut dirs = vec![dst.to_path_buf()];
+    dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    for d in dirs {
+        for e in fs::read_dir(&d).map_err(|e| Error::io(&d, e))?.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".stoker-tmp") {
+                fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json`. A run that
+/// is killed leaves complete shards only; running it again writes the same bytes.
 pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::usage("--shard-size must be > 0"));
     }
     let src = crate::open::open(&a.src, a.labels.as_deref(), &a.images_key)?;
+    clear_leftovers(&a.dst)?;
+    let delay = std::time::Duration::from_millis(a.delay_ms);
     let n = src.len();
     let labelled = src.has_labels();
     let progress = Progress::new(n, "samples", a.quiet);
@@ -169,6 +201,9 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                         w.append_sample(&format!("{i:08}"), ext, &bytes, item.label)
                             .map_err(|e| Error::io(tmp, e))?;
                         progress.add(1);
+                        if a.delay_ms > 0 {
+                            std::thread::sleep(delay);
+                        }
                     }
                     w.finish().map(|_| ()).map_err(|e| Error::io(tmp, e))
                 })?;
@@ -189,6 +224,9 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                         fs::write(tmp, &bytes).map_err(|e| Error::io(tmp, e))
                     })?;
                     progress.add(1);
+                    if a.delay_ms > 0 {
+                        std::thread::sleep(delay);
+                    }
                 }
             }
             ConvertTo::Npy | ConvertTo::Hdf5 => {
@@ -219,6 +257,9 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     }
                     labels.extend(label);
                     progress.add(1);
+                    if a.delay_ms > 0 {
+                        std::thread::sleep(delay);
+                    }
                 }
                 let (w, h, c, is_f32) = first.unwrap_or((1, 1, 1, false));
                 let shape = [range.len(), h, w, c];

@@ -500,13 +500,34 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     .collect();
                 skipped = rel.len() - todo.len();
                 progress = Progress::new(todo.len(), "images", a.quiet);
+                // A bad input is listed and the run goes on; a failed write (a full disk, a
+                // file size limit, no permission) stops it: every later write would fail too.
+                let write_error: Mutex<Option<Error>> = Mutex::new(None);
                 let results = par_map(todo.len(), workers, &a, &progress, |w, j| {
                     let k = todo[j];
                     let out = outs[k].as_ref().map_err(Clone::clone)?;
+                    if write_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some()
+                    {
+                        return Err("not attempted: an earlier write failed".to_string());
+                    }
                     w.convert(&src_of(&rel[k]), target, Some(a.format))?;
                     let bytes = &w.bytes;
-                    write_atomic(out, |f| f.write_all(bytes)).map_err(|e| e.to_string())
+                    write_atomic(out, |f| f.write_all(bytes)).map_err(|e| {
+                        let m = e.to_string();
+                        write_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        m
+                    })
                 })?;
+                if let Some(e) = write_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    progress.finish();
+                    return Err(e);
+                }
                 for (j, r) in results.into_iter().enumerate() {
                     match r {
                         Ok(()) => written += 1,
