@@ -39,6 +39,8 @@ pub mod cuda;
 pub mod decode;
 pub mod digest;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gpu_convert;
 mod image;
 pub mod loader;

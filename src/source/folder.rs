@@ -115,6 +115,51 @@ fn unquote(s: &str) -> String {
     }
 }
 
+/// The rows of a manifest CSV (`path,label` lines, optional header, quoted fields, a UTF-8
+/// byte-order mark allowed); the error names the line.
+pub(crate) fn parse_manifest(bytes: &[u8]) -> std::result::Result<Vec<(String, i64)>, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not utf-8 text (byte {})", e.valid_up_to()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = Vec::new();
+    let mut first = true;
+    for (k, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if std::mem::take(&mut first) && line.eq_ignore_ascii_case("path,label") {
+            continue;
+        }
+        let bad = |m: String| format!("line {}: {m}", k + 1);
+        let (path, label) = line
+            .rsplit_once(',')
+            .ok_or_else(|| bad("expected path,label".into()))?;
+        let label = unquote(label.trim());
+        let label: i64 = label
+            .parse()
+            .map_err(|_| bad(format!("label {label:?} is not an integer")))?;
+        let path = unquote(path.trim());
+        if path.is_empty() {
+            return Err(bad("empty path".into()));
+        }
+        rows.push((path, label));
+    }
+    if rows.is_empty() {
+        return Err("no samples in manifest".into());
+    }
+    Ok(rows)
+}
+
+/// Fuzzing ([`crate::fuzz::manifest`]): `data` as a manifest CSV. Panics only on a broken
+/// invariant (an empty result, an empty path).
+pub(crate) fn fuzz_manifest(data: &[u8]) {
+    if let Ok(rows) = parse_manifest(data) {
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|(p, _)| !p.is_empty()), "{rows:?}");
+    }
+}
+
 impl ImageFolder {
     /// Walks `root` in torchvision's `ImageFolder` layout: every immediate subdirectory is a
     /// class, labelled `0..` in byte order of the names; its `.jpg`/`.jpeg`/`.png` files
@@ -194,40 +239,9 @@ impl ImageFolder {
     pub fn from_manifest(csv: impl AsRef<Path>) -> Result<ImageFolder> {
         let csv = csv.as_ref();
         let bytes = fs::read(csv).map_err(|e| Error::io(csv, e))?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            Error::format(csv, format!("not utf-8 text (byte {})", e.valid_up_to()))
-        })?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let rows = parse_manifest(&bytes).map_err(|m| Error::format(csv, m))?;
         let base = csv.parent().unwrap_or(Path::new(""));
-        let mut files = Vec::new();
-        let mut labels = Vec::new();
-        let mut first = true;
-        for (k, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            if std::mem::take(&mut first) && line.eq_ignore_ascii_case("path,label") {
-                continue;
-            }
-            let bad = |m: String| Error::format(csv, format!("line {}: {m}", k + 1));
-            let (path, label) = line
-                .rsplit_once(',')
-                .ok_or_else(|| bad("expected path,label".into()))?;
-            let label = unquote(label.trim());
-            let label: i64 = label
-                .parse()
-                .map_err(|_| bad(format!("label {label:?} is not an integer")))?;
-            let path = unquote(path.trim());
-            if path.is_empty() {
-                return Err(bad("empty path".into()));
-            }
-            files.push(base.join(path));
-            labels.push(label);
-        }
-        if files.is_empty() {
-            return Err(Error::format(csv, "no samples in manifest"));
-        }
+        let (files, labels) = rows.into_iter().map(|(p, l)| (base.join(p), l)).unzip();
         Ok(ImageFolder {
             files,
             labels: Some(labels),

@@ -92,6 +92,91 @@ pub enum Hdf5Layout {
     },
 }
 
+/// Fuzzing ([`crate::fuzz::hdf5`]): what stoker does with what the HDF5 library returns (a
+/// dataset's shape, its element size, a contiguous dataset's address and the file's length),
+/// read from `data`. Panics only on a broken invariant (an overflow, rows outside the file).
+pub(crate) fn fuzz(data: &[u8]) {
+    let mut words = data.chunks(8).map(|c| {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        // Small values are the interesting ones as often as huge ones.
+        let v = u64::from_le_bytes(b);
+        usize::try_from(if v & 1 == 0 { v >> 1 } else { (v >> 1) % 4096 }).unwrap_or(usize::MAX)
+    });
+    let head = words.next().unwrap_or(0);
+    let (rank, elem) = (head % 6, if head & 8 == 0 { 1 } else { 4 });
+    let dims: Vec<usize> = words.by_ref().take(rank).collect();
+    let (offset, len) = (words.next().unwrap_or(0), words.next().unwrap_or(0));
+    let Ok((shape, sample_bytes, total)) = image_extent("images", &dims, elem) else {
+        return;
+    };
+    assert!(
+        matches!(shape[3], 1 | 3) && shape[1] > 0 && shape[2] > 0,
+        "{shape:?}"
+    );
+    // Exact in u128 (no overflow was missed).
+    let wide = |v: usize| v as u128;
+    let per = wide(shape[1]) * wide(shape[2]) * wide(shape[3]) * wide(elem);
+    assert_eq!(
+        (wide(sample_bytes), wide(total)),
+        (per, per * wide(shape[0]))
+    );
+    if check_mapped("images", offset, total, len).is_ok() {
+        assert!(wide(offset) + wide(total) <= wide(len));
+    }
+}
+
+/// The shape `[N, H, W, C]`, bytes per sample and bytes in all of an images dataset whose
+/// shape the library gives as `dims`, of `elem`-byte values.
+pub(crate) fn image_extent(
+    images: &str,
+    dims: &[usize],
+    elem: usize,
+) -> std::result::Result<([usize; 4], usize, usize), String> {
+    let shape = match dims[..] {
+        [n, h, w, c @ (1 | 3)] => [n, h, w, c],
+        [n, h, w] => [n, h, w, 1],
+        [_, _, _, c] => {
+            return Err(format!(
+                "'{images}' must have 1 or 3 channels, found {c} (shape {dims:?})"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "'{images}' must have shape (N, H, W, C) or (N, H, W), found rank {} {dims:?}",
+                dims.len()
+            ));
+        }
+    };
+    if shape[1] == 0 || shape[2] == 0 {
+        return Err(format!("'{images}' has zero-size images {dims:?}"));
+    }
+    let sample_bytes = shape[1]
+        .checked_mul(shape[2])
+        .and_then(|v| v.checked_mul(shape[3] * elem))
+        .ok_or_else(|| format!("'{images}' images are too large"))?;
+    let total = sample_bytes
+        .checked_mul(shape[0])
+        .ok_or_else(|| format!("'{images}' is too large"))?;
+    Ok((shape, sample_bytes, total))
+}
+
+/// Checks that `total` bytes at `offset` (the library's address of a contiguous dataset) lie
+/// inside a file of `len` bytes.
+pub(crate) fn check_mapped(
+    images: &str,
+    offset: usize,
+    total: usize,
+    len: usize,
+) -> std::result::Result<(), String> {
+    if offset.checked_add(total).is_none_or(|end| end > len) {
+        return Err(format!(
+            "truncated: '{images}' needs {total} bytes at byte {offset}, the file has {len}"
+        ));
+    }
+    Ok(())
+}
+
 fn h5err(path: &Path, what: &str, e: h5::Error) -> Error {
     let m = e.to_string().to_lowercase();
     let m = m.lines().next().unwrap_or("").trim().to_string();
@@ -128,24 +213,6 @@ impl Hdf5Source {
             .dataset(images)
             .map_err(|e| h5err(path, &format!("no dataset '{images}'"), e))?;
         let dims = ds.shape();
-        let shape = match dims[..] {
-            [n, h, w, c @ (1 | 3)] => [n, h, w, c],
-            [n, h, w] => [n, h, w, 1],
-            [_, _, _, c] => {
-                return Err(fmt(format!(
-                    "'{images}' must have 1 or 3 channels, found {c} (shape {dims:?})"
-                )));
-            }
-            _ => {
-                return Err(fmt(format!(
-                    "'{images}' must have shape (N, H, W, C) or (N, H, W), found rank {} {dims:?}",
-                    dims.len()
-                )));
-            }
-        };
-        if shape[1] == 0 || shape[2] == 0 {
-            return Err(fmt(format!("'{images}' has zero-size images {dims:?}")));
-        }
         let dtype = ds
             .dtype()
             .map_err(|e| h5err(path, &format!("'{images}' dtype"), e))?;
@@ -163,13 +230,7 @@ impl Hdf5Source {
             )));
         };
         let elem = if f32 { 4 } else { 1 };
-        let sample_bytes = shape[1]
-            .checked_mul(shape[2])
-            .and_then(|v| v.checked_mul(shape[3] * elem))
-            .ok_or_else(|| fmt(format!("'{images}' images are too large")))?;
-        let total = sample_bytes
-            .checked_mul(shape[0])
-            .ok_or_else(|| fmt(format!("'{images}' is too large")))?;
+        let (shape, sample_bytes, total) = image_extent(images, &dims, elem).map_err(fmt)?;
         let labels = match labels {
             None => None,
             Some(name) => {
@@ -211,12 +272,7 @@ impl Hdf5Source {
                 // SAFETY: read-only map kept as long as the source; the file must not be
                 // modified while open (documented); reads are bounds-checked below and in `get`.
                 let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
-                if offset.checked_add(total).is_none_or(|end| end > map.len()) {
-                    return Err(fmt(format!(
-                        "truncated: '{images}' needs {total} bytes at byte {offset}, the file has {}",
-                        map.len()
-                    )));
-                }
+                check_mapped(images, offset, total, map.len()).map_err(fmt)?;
                 Store::Mapped { map, offset }
             }
             _ => {

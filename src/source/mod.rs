@@ -30,6 +30,12 @@ mod tar;
 pub use tar::{TarSource, TarWriter};
 mod atomic;
 pub use atomic::{write_file, write_with};
+// The fuzz targets' views of the parsers (see `crate::fuzz`).
+#[cfg(feature = "hdf5")]
+pub(crate) use self::hdf5::fuzz as fuzz_hdf5;
+pub(crate) use folder::fuzz_manifest;
+pub(crate) use npy::fuzz as fuzz_npy;
+pub(crate) use tar::fuzz as fuzz_tar;
 mod index;
 mod open;
 pub use index::Index;

@@ -29,27 +29,29 @@ fn map_file(path: &Path) -> Result<Mmap> {
 /// Reads a 1-D integer `.npy` (`(N,)` or `(N, 1)`) into `i64`s.
 fn read_labels(path: &Path) -> Result<Vec<i64>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let h = parse_header(&bytes).map_err(|m| Error::format(path, m))?;
+    parse_labels(&bytes).map_err(|m| Error::format(path, m))
+}
+
+/// The labels of a whole 1-D integer `.npy` file in memory.
+pub(crate) fn parse_labels(bytes: &[u8]) -> std::result::Result<Vec<i64>, String> {
+    let h = parse_header(bytes)?;
     let elem = Elem::parse(&h.descr).filter(|&e| e != Elem::F4).ok_or_else(|| {
-        Error::format(
-            path,
-            format!(
-                "label dtype {} is not supported (supported: |i1, |u1, <i2, <u2, <i4, <u4, <i8, <u8)",
-                h.descr
-            ),
+        format!(
+            "label dtype {} is not supported (supported: |i1, |u1, <i2, <u2, <i4, <u4, <i8, <u8)",
+            h.descr
         )
     })?;
     // For one dimension (or a trailing 1) Fortran and C order are the same layout.
     let n = match h.shape[..] {
         [n] | [n, 1] => n,
         _ => {
-            return Err(Error::format(
-                path,
-                format!("labels must be 1-D, found shape {}", shape_str(&h.shape)),
+            return Err(format!(
+                "labels must be 1-D, found shape {}",
+                shape_str(&h.shape)
             ));
         }
     };
-    let need = data_len(&h, bytes.len(), elem).map_err(|m| Error::format(path, m))?;
+    let need = data_len(&h, bytes.len(), elem)?;
     let data = &bytes[h.data_offset..h.data_offset + need];
     let sz = elem.size();
     let mut out = Vec::with_capacity(n);
@@ -68,9 +70,8 @@ fn read_labels(path: &Path) -> Result<Vec<i64>> {
                     i64::from_le_bytes(b)
                 } else {
                     let u = u64::from_le_bytes(b);
-                    i64::try_from(u).map_err(|_| {
-                        Error::format(path, format!("label {u} at row {row} does not fit in i64"))
-                    })?
+                    i64::try_from(u)
+                        .map_err(|_| format!("label {u} at row {row} does not fit in i64"))?
                 }
             }
             Elem::F4 => unreachable!("filtered above"),
@@ -78,6 +79,76 @@ fn read_labels(path: &Path) -> Result<Vec<i64>> {
         out.push(v);
     }
     Ok(out)
+}
+
+/// Where the images of an NPY file are: element type, `[N, H, W, C]`, first data byte, bytes
+/// per sample. Every sample lies inside the file (`data_offset + N * sample_bytes <= len`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ImageLayout {
+    pub(crate) f32: bool,
+    pub(crate) shape: [usize; 4],
+    pub(crate) data_offset: usize,
+    pub(crate) sample_bytes: usize,
+}
+
+/// Checks the header of a whole images `.npy` file in memory (or mapped).
+pub(crate) fn image_layout(bytes: &[u8]) -> std::result::Result<ImageLayout, String> {
+    let h = parse_header(bytes)?;
+    let elem = match Elem::parse(&h.descr) {
+        Some(e @ (Elem::U1 | Elem::F4)) => e,
+        _ => {
+            let big = if h.descr.starts_with('>') {
+                "big-endian "
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{big}dtype {} is not supported for images (supported: |u1, <f4)",
+                h.descr
+            ));
+        }
+    };
+    if h.fortran_order {
+        return Err(
+            "fortran-order arrays are not supported; save with numpy.ascontiguousarray".into(),
+        );
+    }
+    let shape = match h.shape[..] {
+        [n, hh, w, c @ (1 | 3)] => [n, hh, w, c],
+        [n, hh, w] => [n, hh, w, 1],
+        [_, _, _, c] => {
+            return Err(format!(
+                "images must have 1 or 3 channels, found {c} (shape {})",
+                shape_str(&h.shape)
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "expected shape (N, H, W, C) or (N, H, W), found {}",
+                shape_str(&h.shape)
+            ));
+        }
+    };
+    if shape[1] == 0 || shape[2] == 0 {
+        return Err(format!(
+            "images have zero size (shape {})",
+            shape_str(&h.shape)
+        ));
+    }
+    data_len(&h, bytes.len(), elem)?;
+    if elem == Elem::F4 && h.data_offset % 4 != 0 {
+        return Err(format!(
+            "f32 data starts at byte {}, not a multiple of 4; re-save with numpy.save",
+            h.data_offset
+        ));
+    }
+    let sample_bytes = shape[1] * shape[2] * shape[3] * elem.size();
+    Ok(ImageLayout {
+        f32: elem == Elem::F4,
+        shape,
+        data_offset: h.data_offset,
+        sample_bytes,
+    })
 }
 
 /// A memory-mapped `.npy` file of images: shape `(N, H, W, C)` with C in {1, 3}, or
@@ -130,57 +201,12 @@ impl NpySource {
     pub fn open(images: impl AsRef<Path>, labels: Option<&Path>) -> Result<NpySource> {
         let path = images.as_ref();
         let map = map_file(path)?;
-        let fmt = |m: String| Error::format(path, m);
-        let h = parse_header(&map).map_err(fmt)?;
-        let elem = match Elem::parse(&h.descr) {
-            Some(e @ (Elem::U1 | Elem::F4)) => e,
-            _ => {
-                let big = if h.descr.starts_with('>') {
-                    "big-endian "
-                } else {
-                    ""
-                };
-                return Err(fmt(format!(
-                    "{big}dtype {} is not supported for images (supported: |u1, <f4)",
-                    h.descr
-                )));
-            }
-        };
-        if h.fortran_order {
-            return Err(fmt(
-                "fortran-order arrays are not supported; save with numpy.ascontiguousarray".into(),
-            ));
-        }
-        let shape = match h.shape[..] {
-            [n, hh, w, c @ (1 | 3)] => [n, hh, w, c],
-            [n, hh, w] => [n, hh, w, 1],
-            [_, _, _, c] => {
-                return Err(fmt(format!(
-                    "images must have 1 or 3 channels, found {c} (shape {})",
-                    shape_str(&h.shape)
-                )));
-            }
-            _ => {
-                return Err(fmt(format!(
-                    "expected shape (N, H, W, C) or (N, H, W), found {}",
-                    shape_str(&h.shape)
-                )));
-            }
-        };
-        if shape[1] == 0 || shape[2] == 0 {
-            return Err(fmt(format!(
-                "images have zero size (shape {})",
-                shape_str(&h.shape)
-            )));
-        }
-        data_len(&h, map.len(), elem).map_err(fmt)?;
-        if elem == Elem::F4 && h.data_offset % 4 != 0 {
-            return Err(fmt(format!(
-                "f32 data starts at byte {}, not a multiple of 4; re-save with numpy.save",
-                h.data_offset
-            )));
-        }
-        let sample_bytes = shape[1] * shape[2] * shape[3] * elem.size();
+        let ImageLayout {
+            f32,
+            shape,
+            data_offset,
+            sample_bytes,
+        } = image_layout(&map).map_err(|m| Error::format(path, m))?;
         let labels = match labels {
             None => None,
             Some(lp) => {
@@ -202,9 +228,9 @@ impl NpySource {
         Ok(NpySource {
             path: path.to_path_buf(),
             map,
-            f32: elem == Elem::F4,
+            f32,
             shape,
-            data_offset: h.data_offset,
+            data_offset,
             sample_bytes,
             labels,
         })
