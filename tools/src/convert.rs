@@ -2,11 +2,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, ImageFormat};
-use stoker::source::{Hdf5Layout, Index, Raw, Source, TarWriter, save_hdf5, save_npy};
+use stoker::source::{
+    AnySource, Hdf5Layout, Index, Item, Raw, Source, TarWriter, save_hdf5, save_npy,
+};
 use stoker::{Error, Pixels, Result};
 
 use crate::progress::Progress;
@@ -54,6 +58,10 @@ pub struct ConvertArgs {
     /// Print one JSON object on stdout instead of the summary line.
     #[arg(long)]
     pub json: bool,
+    /// Threads that read, decode and encode samples (default: one per core). Shards are
+    /// written in order and their bytes do not depend on it.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Testing aid: sleep this long per sample.
     #[arg(long, hide = true, default_value_t = 0)]
     pub delay_ms: u64,
@@ -117,6 +125,66 @@ fn png(o: &Owned) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `f(i, sample i, decoder)` for every `i` of `range`, on `workers` threads each with its own
+/// decoder and read buffer; the results in index order. On errors, the one of the lowest
+/// index is returned (the same whatever the number of threads), and the workers stop taking
+/// new samples.
+fn par_samples<T: Send>(
+    src: &AnySource,
+    range: std::ops::Range<usize>,
+    workers: usize,
+    delay: std::time::Duration,
+    progress: &Progress,
+    f: impl Fn(usize, Item<'_>, &mut Decoder) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(range.start);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<(usize, Result<T>)>> = Mutex::new(Vec::with_capacity(range.len()));
+    let work = || -> Result<()> {
+        let (mut dec, mut buf) = (Decoder::new()?, Vec::new());
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= range.end || failed.load(Ordering::Relaxed) {
+                break;
+            }
+            // Every error names the sample and, where the source has one, its file.
+            let r = src
+                .get(i, &mut buf)
+                .and_then(|item| f(i, item, &mut dec))
+                .map_err(|e| match src.path(i) {
+                    Some(p) => e.at(i).file(p),
+                    None => e.at(i),
+                });
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            mine.push((i, r));
+            progress.add(1);
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+        }
+        done.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+        Ok(())
+    };
+    let threads = workers.clamp(1, range.len().max(1));
+    if threads == 1 {
+        work()?;
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<()>>>()
+        })?;
+    }
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// `stoker convert --json`.
 #[derive(Debug, Serialize)]
 struct ConvertReport {
@@ -173,8 +241,11 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     let n = src.len();
     let labelled = src.has_labels();
     let progress = Progress::new(n, "samples", a.quiet);
-    let mut dec = Decoder::new()?;
-    let mut buf = Vec::new();
+    let workers = match a.workers {
+        Some(0) => return Err(Error::usage("--workers must be > 0")),
+        Some(w) => w,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let mut shards = 0;
     // What `stoker.json` lists: the shards and label files written, in order.
     let mut index = Index::new(a.to.name(), n);
@@ -184,58 +255,74 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     };
     let label_dir =
         |l: Option<i64>| l.map_or_else(|| "unlabelled".to_string(), |l| format!("{l:05}"));
+    // Encoded images are copied as they are; decoded pixels become PNG.
+    let encoded = |i: usize, raw: Raw<'_>, dec: &mut Decoder| -> Result<(Vec<u8>, &'static str)> {
+        Ok(match raw {
+            Raw::Encoded(b) => (b.to_vec(), sniff_ext(b)),
+            raw => (png(&pixels(raw, dec)?).map_err(|e| e.at(i))?, "png"),
+        })
+    };
     for (k, start) in (0..n).step_by(a.shard_size).enumerate() {
         let range = start..(start + a.shard_size).min(n);
+        // Samples are read, decoded and encoded on the workers; each shard is written here,
+        // in order, so its bytes are the same for any number of workers.
         match a.to {
             ConvertTo::Tar => {
+                let samples = par_samples(
+                    &src,
+                    range.clone(),
+                    workers,
+                    delay,
+                    &progress,
+                    |i, item, dec| Ok((encoded(i, item.raw, dec)?, item.label)),
+                )?;
                 let out = a.dst.join(format!("shard-{k:06}.tar"));
                 atomic(&out, |tmp| {
                     let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
                     let mut w = TarWriter::new(std::io::BufWriter::new(f));
-                    for i in range.clone() {
-                        let item = src.get(i, &mut buf)?;
-                        let (bytes, ext) = match item.raw {
-                            Raw::Encoded(b) => (b.to_vec(), sniff_ext(b)),
-                            raw => (png(&pixels(raw, &mut dec)?).map_err(|e| e.at(i))?, "png"),
-                        };
-                        w.append_sample(&format!("{i:08}"), ext, &bytes, item.label)
+                    for (i, ((bytes, ext), label)) in range.clone().zip(&samples) {
+                        w.append_sample(&format!("{i:08}"), ext, bytes, *label)
                             .map_err(|e| Error::io(tmp, e))?;
-                        progress.add(1);
-                        if a.delay_ms > 0 {
-                            std::thread::sleep(delay);
-                        }
                     }
                     w.finish().map(|_| ()).map_err(|e| Error::io(tmp, e))
                 })?;
                 index.shards.push(name(&out));
             }
             ConvertTo::Folder => {
-                for i in range.clone() {
-                    let item = src.get(i, &mut buf)?;
-                    let (bytes, ext) = match item.raw {
-                        Raw::Encoded(b) => (b.to_vec(), sniff_ext(b)),
-                        raw => (png(&pixels(raw, &mut dec)?).map_err(|e| e.at(i))?, "png"),
-                    };
-                    let out = a
-                        .dst
-                        .join(label_dir(item.label))
-                        .join(format!("{i:08}.{ext}"));
-                    atomic(&out, |tmp| {
-                        fs::write(tmp, &bytes).map_err(|e| Error::io(tmp, e))
-                    })?;
-                    progress.add(1);
-                    if a.delay_ms > 0 {
-                        std::thread::sleep(delay);
-                    }
-                }
+                // One file per sample: the workers write them too.
+                par_samples(
+                    &src,
+                    range.clone(),
+                    workers,
+                    delay,
+                    &progress,
+                    |i, item, dec| {
+                        let (bytes, ext) = encoded(i, item.raw, dec)?;
+                        let out = a
+                            .dst
+                            .join(label_dir(item.label))
+                            .join(format!("{i:08}.{ext}"));
+                        atomic(&out, |tmp| {
+                            fs::write(tmp, &bytes).map_err(|e| Error::io(tmp, e))
+                        })
+                    },
+                )?;
             }
             ConvertTo::Npy | ConvertTo::Hdf5 => {
+                let samples = par_samples(
+                    &src,
+                    range.clone(),
+                    workers,
+                    delay,
+                    &progress,
+                    |i, item, dec| {
+                        let label = item.label;
+                        Ok((pixels(item.raw, dec).map_err(|e| e.at(i))?, label))
+                    },
+                )?;
                 let mut first: Option<(usize, usize, usize, bool)> = None;
                 let (mut u8s, mut f32s, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-                for i in range.clone() {
-                    let item = src.get(i, &mut buf)?;
-                    let label = item.label;
-                    let o = pixels(item.raw, &mut dec).map_err(|e| e.at(i))?;
+                for (i, (o, label)) in range.clone().zip(samples) {
                     let kind = match &o {
                         Owned::U8(w, h, c, _) => (*w, *h, *c, false),
                         Owned::F32(w, h, c, _) => (*w, *h, *c, true),
@@ -256,10 +343,6 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                         Owned::F32(.., p) => f32s.extend_from_slice(&p),
                     }
                     labels.extend(label);
-                    progress.add(1);
-                    if a.delay_ms > 0 {
-                        std::thread::sleep(delay);
-                    }
                 }
                 let (w, h, c, is_f32) = first.unwrap_or((1, 1, 1, false));
                 let shape = [range.len(), h, w, c];
@@ -330,6 +413,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     .ok_or_else(|| Error::format(p, "verify: unexpected file"))?;
             }
         }
+        let (mut dec, mut buf) = (Decoder::new()?, Vec::new());
         let (mut dec2, mut buf2) = (Decoder::new()?, Vec::new());
         for (j, &i) in order.iter().enumerate() {
             let a_item = src.get(i, &mut buf)?;

@@ -194,3 +194,110 @@ fn converted_directories_open_as_they_are() {
         assert_eq!(digest(d, None), want, "{to} without stoker.json");
     }
 }
+
+/// Every file below `dir` with its bytes, by relative path.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        d: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn any_number_of_workers_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // From JPEGs (decoded for npy and hdf5, copied into tar and folders) and from pixels
+    // (encoded as PNG into tar and folders).
+    let npy = dir.path().join("from");
+    stoker(&[
+        "convert",
+        "fixtures/photos-256x144",
+        npy.to_str().unwrap(),
+        "--to",
+        "npy",
+        "--shard-size",
+        "9",
+        "--workers",
+        "1",
+    ]);
+    for src in [
+        "fixtures/photos-256x144".to_string(),
+        npy.join("images-*.npy").display().to_string(),
+    ] {
+        for to in ["npy", "hdf5", "tar", "folder"] {
+            let outs: Vec<_> = ["1", "2", "5"]
+                .iter()
+                .map(|w| {
+                    let dst = dir.path().join(format!("{to}-{w}-{}", src.len()));
+                    stoker(&[
+                        "convert",
+                        &src,
+                        dst.to_str().unwrap(),
+                        "--to",
+                        to,
+                        "--shard-size",
+                        "7",
+                        "--workers",
+                        w,
+                        "--quiet",
+                    ]);
+                    tree(&dst)
+                })
+                .collect();
+            assert!(outs[0].len() >= 2, "{to}: {:?}", outs[0].keys());
+            assert!(
+                outs[1] == outs[0] && outs[2] == outs[0],
+                "{src} to {to}: outputs differ with the workers"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_first_bad_sample_is_reported_whatever_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/a");
+    std::fs::create_dir_all(&src).unwrap();
+    let good =
+        std::fs::read(common::root().join("fixtures/photos-256x144/class-a/photo-00.jpg")).unwrap();
+    for i in 0..12 {
+        let bytes = if i == 4 || i == 9 {
+            b"not an image".to_vec()
+        } else {
+            good.clone()
+        };
+        std::fs::write(src.join(format!("{i:02}.jpg")), bytes).unwrap();
+    }
+    for w in ["1", "2", "4"] {
+        let dst = dir.path().join(format!("out-{w}"));
+        let out = common::stoker(&[
+            "convert",
+            dir.path().join("src").to_str().unwrap(),
+            dst.to_str().unwrap(),
+            "--to",
+            "npy",
+            "--workers",
+            w,
+        ]);
+        assert!(!out.status.success());
+        let e = common::stderr(&out);
+        assert!(
+            e.contains("04.jpg") && !e.contains("09.jpg"),
+            "{w} workers: {e}"
+        );
+    }
+}
