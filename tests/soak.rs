@@ -1,7 +1,7 @@
 //! Soak: the resident memory of a loader that runs epoch after epoch (augmentation on, a skip
 //! policy skipping a bad file every epoch) stays within 5% of its value after the first 5
 //! epochs. CI runs 30 epochs; the full 200:
-//! `cargo test --release --test soak -- --ignored --nocapture`.
+//! `cargo test --test soak -- --ignored --nocapture`.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -92,7 +92,7 @@ fn resident_memory_stays_flat_over_30_epochs() {
 }
 
 #[test]
-#[ignore = "the full soak, about a minute in release: cargo test --release --test soak -- --ignored"]
+#[ignore = "the full soak (seconds; run by hand): cargo test --test soak -- --ignored --nocapture"]
 fn resident_memory_stays_flat_over_200_epochs() {
     assert_flat(soak(200));
 }
