@@ -219,3 +219,40 @@ fn typed_values_are_checked_by_clap() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(json(&out)["dtype"], "f32");
 }
+
+#[test]
+fn tune_tries_the_grid_and_suggests_the_fastest() {
+    let out = stoker(&["bench", "--tune", "--workers", "1", "--json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let v = common::json(&out);
+    let trials = v["trials"].as_array().unwrap();
+    // --workers is kept: prefetch 1, 2, 4 × batch 32, 64, 128.
+    assert_eq!(trials.len(), 9, "{v}");
+    assert!(trials.iter().all(|t| t["workers"] == 1), "{v}");
+    let ips: Vec<f64> = trials
+        .iter()
+        .map(|t| common::num(t, "images_per_s"))
+        .collect();
+    assert!(
+        ips.windows(2).all(|w| w[0] >= w[1]),
+        "fastest first: {ips:?}"
+    );
+    assert!(ips.iter().all(|&r| r > 0.0));
+    assert_eq!(v["best"], trials[0]);
+    let (best, current) = (&v["best"], &v["current"]);
+    assert_eq!(
+        (current["prefetch"].as_u64(), current["batch_size"].as_u64()),
+        (Some(2), Some(64))
+    );
+    assert!(common::num(&v, "speedup") >= 1.0, "{v}");
+    assert_eq!(
+        common::text(&v, "builder"),
+        format!(
+            ".batch_size({}).num_workers(1).prefetch({})",
+            best["batch_size"], best["prefetch"]
+        )
+    );
+    // A tuning run is its own run length.
+    let out = stoker(&["bench", "--tune", "--epochs", "2"]);
+    assert!(!out.status.success());
+}

@@ -25,6 +25,7 @@ mod device;
 pub mod pass;
 pub mod svg;
 pub mod sweep;
+pub mod tune;
 pub mod verdict;
 
 #[cfg(not(feature = "cuda"))]
@@ -134,6 +135,11 @@ pub struct BenchArgs {
     /// Run with 0..=cores workers and print images/s and idle % for each.
     #[arg(long)]
     pub sweep_workers: bool,
+    /// Short trials over workers × prefetch × batch size (with --gpu-step-ms: the loop with
+    /// the step, at your batch size); prints the fastest setting, its images/s and the builder
+    /// call. Suggests only; --workers, when given, is kept fixed.
+    #[arg(long, conflicts_with_all = ["sweep_workers", "epochs", "digest"])]
+    pub tune: bool,
     /// With --sweep-workers: write an SVG chart of images/s against workers to this file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -374,6 +380,12 @@ fn by_kind(counts: &[(ErrorKind, u64)]) -> BTreeMap<&'static str, u64> {
 pub fn run(a: BenchArgs) -> stoker::Result<()> {
     if a.gpu {
         let g = device::Gpu::open()?;
+        if a.tune {
+            return Err(stoker::Error::usage(
+                "--tune runs with a simulated step: drop --gpu and pass --gpu-step-ms \
+                 (the step time `stoker bench --gpu` measured)",
+            ));
+        }
         if a.sweep_workers {
             return Err(stoker::Error::usage(
                 "--sweep-workers runs with a simulated step: drop --gpu and pass --gpu-step-ms \
@@ -393,6 +405,9 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
     }
     if a.sweep_workers {
         return sweep::run(&a, step);
+    }
+    if a.tune {
+        return tune::run(&a, step);
     }
     let (mut loader, description, shape) = build_loader(&a, a.workers, None)?;
     let spec = loader.spec().clone();
