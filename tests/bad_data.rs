@@ -204,6 +204,79 @@ fn truncation_is_an_error_unless_lenient() {
     );
 }
 
+/// `px` (RGB) as a PNG: 8-bit RGB, or 16-bit gray (the red channel) when `wide`.
+fn png_of(px: &[u8], w: u32, h: u32, wide: bool) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut out);
+    if wide {
+        // Gray at 16 bits: each pixel's red byte, scaled to 0..=65535 (big-endian pairs).
+        let g: Vec<u8> = px
+            .chunks_exact(3)
+            .flat_map(|p| (u16::from(p[0]) * 257).to_be_bytes())
+            .collect();
+        enc.write_image(&g, w, h, image::ExtendedColorType::L16)
+            .unwrap();
+    } else {
+        enc.write_image(px, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_truncated_png_gives_its_decoded_rows_when_lenient() {
+    let mut d = Decoder::new().unwrap();
+    let clean_rgb = d.decode(&photos()[5], 3, None).unwrap();
+    let (w, h) = (clean_rgb.width, clean_rgb.height);
+    let stoker::Pixels::U8(px) = clean_rgb.pixels else {
+        panic!()
+    };
+    let px = px.to_vec();
+    for wide in [false, true] {
+        for channels in [1, 3] {
+            let png = png_of(&px, w as u32, h as u32, wide);
+            let cut = &png[..png.len() * 3 / 5];
+            let mut d = Decoder::new().unwrap();
+            let clean = match d.decode(&png, channels, None).unwrap().pixels {
+                stoker::Pixels::U8(p) => p.to_vec(),
+                _ => unreachable!(),
+            };
+            // Strict and tolerant: an error, as Pillow by default.
+            for policy in [DecodePolicy::Strict, DecodePolicy::Tolerant] {
+                d.set_policy(policy);
+                let e = d.decode(cut, channels, None).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Decode);
+            }
+            d.set_policy(DecodePolicy::Lenient);
+            let img = d.decode(cut, channels, None).unwrap();
+            assert_eq!((img.width, img.height, img.channels), (w, h, channels));
+            let stoker::Pixels::U8(got) = img.pixels else {
+                panic!()
+            };
+            let got = got.to_vec();
+            let row = w * channels;
+            let same = (0..h)
+                .take_while(|&r| got[r * row..(r + 1) * row] == clean[r * row..(r + 1) * row])
+                .count();
+            assert!(
+                same > h / 4 && same < h,
+                "{same} of {h} rows (wide {wide}, {channels} ch)"
+            );
+            // Every row that did not decode is gray, and the warning says how many did.
+            assert!(
+                got[same * row..].iter().all(|&v| v == 128),
+                "wide {wide}, {channels} ch"
+            );
+            let warning = d.warning().unwrap();
+            assert!(
+                warning.contains(&format!("{same} of {h} rows")),
+                "{warning}"
+            );
+        }
+    }
+}
+
 /// A folder of `good` fixture photos and `bad` files that are not images.
 fn mixed_folder(dir: &Path, good: usize, bad: usize) -> ImageFolder {
     let photos = photos();

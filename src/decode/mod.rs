@@ -482,7 +482,66 @@ impl Decoder {
     }
 
     /// Decodes a PNG into `self.decoded` as `channels` u8 values per pixel; returns its size.
+    /// Under [`DecodePolicy::Lenient`], a PNG cut inside its image data gives the rows that
+    /// decode and gray (128) below them, with a warning, as Pillow's `LOAD_TRUNCATED_IMAGES`.
     fn decode_png(&mut self, bytes: &[u8], channels: usize) -> Result<(usize, usize)> {
+        match self.decode_png_whole(bytes, channels) {
+            Err(e) if self.policy == DecodePolicy::Lenient => {
+                self.decode_png_rows(bytes, channels).ok_or(e)
+            }
+            r => r,
+        }
+    }
+
+    /// The rows of a truncated, non-interlaced PNG that decode (at least one), the rest gray;
+    /// `None` when the image is whole, interlaced, or no row decodes.
+    fn decode_png_rows(&mut self, bytes: &[u8], channels: usize) -> Option<(usize, usize)> {
+        let mut d = png::Decoder::new(Cursor::new(bytes));
+        d.set_transformations(png::Transformations::EXPAND);
+        let mut reader = d.read_info().ok()?;
+        let info = reader.info();
+        let (w, h) = (info.width as usize, info.height as usize);
+        if info.interlaced || w == 0 || h == 0 {
+            return None;
+        }
+        let n = check_pixels(w, h, channels).ok()?;
+        let (color, depth) = reader.output_color_type();
+        let stored = color.samples();
+        let wide = depth == png::BitDepth::Sixteen;
+        let out = scratch(&mut self.decoded, n);
+        let mut row_ne = Vec::new();
+        let mut rows = 0;
+        while rows < h {
+            let Ok(Some(row)) = reader.next_row() else {
+                break;
+            };
+            let dst = &mut out[rows * w * channels..(rows + 1) * w * channels];
+            if wide {
+                // PNG stores 16-bit samples big-endian; `convert` reads native-endian pairs.
+                row_ne.clear();
+                row_ne.extend(
+                    row.data()
+                        .chunks_exact(2)
+                        .flat_map(|b| u16::from_be_bytes([b[0], b[1]]).to_ne_bytes()),
+                );
+                convert::<2>(&row_ne, stored, dst, channels);
+            } else {
+                convert::<1>(row.data(), stored, dst, channels);
+            }
+            rows += 1;
+        }
+        if rows == 0 || rows == h {
+            return None;
+        }
+        out[rows * w * channels..].fill(128);
+        self.set_warning(format_args!(
+            "png: truncated image data: {rows} of {h} rows decoded, the rest gray"
+        ));
+        Some((w, h))
+    }
+
+    /// Decodes a whole PNG through the `image` crate.
+    fn decode_png_whole(&mut self, bytes: &[u8], channels: usize) -> Result<(usize, usize)> {
         let png = PngDecoder::with_limits(Cursor::new(bytes), image::Limits::default())
             .map_err(png_error)?;
         let (w, h) = png.dimensions();
