@@ -25,7 +25,7 @@ pub use npy::{NpySource, save_npy, write_npy};
 mod hdf5;
 #[cfg(feature = "hdf5")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
-pub use self::hdf5::{Hdf5Layout, Hdf5Source, save_hdf5};
+pub use self::hdf5::{Hdf5Layout, Hdf5Read, Hdf5Source, save_hdf5};
 mod tar;
 pub use tar::{TarSource, TarWriter};
 mod atomic;

@@ -1,15 +1,21 @@
 //! HDF5 source: a dataset of images `(N, H, W, C)` or `(N, H, W)`, `u8` or `f32`, with an
 //! optional 1-D integer labels dataset, one file or many shards.
 //!
-//! Two read paths. A **contiguous, uncompressed** dataset (h5py's default for
-//! `create_dataset(name, data=...)` without `chunks=` or `compression=`) is memory-mapped at
-//! `Dataset::offset()` and read by every worker without the library and without a lock: as fast
-//! as NPY. A **chunked or compressed** dataset goes through the HDF5 library, which serialises
-//! every call behind one global lock: each read fetches the whole chunk of rows that holds the
-//! sample (chunk-aligned) and keeps it in the worker's buffer, so consecutive samples of one
-//! chunk cost one library call. For that path, chunks of whole images along the first axis
-//! (`chunks=(k, H, W, C)`) are the fast layout; chunks that cut images read several chunks per
-//! sample.
+//! Three read paths ([`Hdf5Read`]), all but the last without the HDF5 library and its global
+//! lock:
+//! - **contiguous, uncompressed** (h5py's default for `create_dataset(name, data=...)`): the
+//!   file is memory-mapped and the data read at `Dataset::offset()`, as fast as NPY;
+//! - **chunked**, unfiltered or with deflate and/or shuffle (h5py's `chunks=`,
+//!   `compression="gzip"`, `shuffle=True`): each chunk's file address is asked of the library
+//!   once, at the chunk's first use, and kept; a chunk of whole images unfiltered is then a
+//!   slice of the map, no copy; a filtered chunk, or chunks that cut images, are inflated,
+//!   unshuffled and assembled in the worker's buffer, so consecutive samples of one chunk
+//!   cost one inflate and more workers inflate in parallel;
+//! - **through the library** for the rest (other filters such as fletcher32, szip or lzf,
+//!   compact or virtual layouts): each read fetches the whole chunk of rows that holds the
+//!   sample into the worker's buffer, and every call is serialised by the library's lock.
+//!
+//! A chunk that was never written (it reads as the fill value) is read through the library.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,7 +25,13 @@ use ::hdf5 as h5;
 use memmap2::Mmap;
 
 use super::{Access, Concat, Item, Raw, Source};
+
+mod chunks;
+mod filters;
+
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
+use chunks::{Chunks, Grid};
+use filters::Filter;
 
 /// Bytes of the tag that marks which chunk a worker's buffer holds.
 const TAG: usize = 16;
@@ -31,15 +43,72 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 enum Store {
     /// Contiguous and uncompressed: the file mapped, data at `offset`.
     Mapped { map: Mmap, offset: usize },
-    /// Chunked or compressed: through the library, `rows` samples per read.
-    Library { ds: h5::Dataset, rows: usize },
+    /// Chunked, deflate and shuffle at most: from the map by chunk address.
+    Chunked {
+        map: Mmap,
+        ds: h5::Dataset,
+        chunks: Box<Chunks>,
+    },
+    /// Through the library, `rows` samples per read; `why` not one of the paths above.
+    Library {
+        ds: h5::Dataset,
+        rows: usize,
+        why: String,
+    },
+}
+
+/// Which path an [`Hdf5Source`] reads its images by ([`Hdf5Source::read_path`]).
+///
+/// ```
+/// use stoker::source::{save_hdf5, Hdf5Layout, Hdf5Read, Hdf5Source};
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("c.h5");
+/// let layout = Hdf5Layout::Chunked { rows: 1, deflate: Some(4) };
+/// save_hdf5(&p, stoker::Pixels::U8(&[7; 8]), [2, 2, 2, 1], None, layout).unwrap();
+/// let s = Hdf5Source::open(&p, "images", None).unwrap();
+/// let want = Hdf5Read::Chunks { whole_images: true, deflate: true, shuffle: false };
+/// assert_eq!(s.read_path(), want);
+/// assert!(s.read_path().lock_free());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hdf5Read {
+    /// Contiguous and uncompressed: a slice of the memory map.
+    Contiguous,
+    /// Chunked: from the memory map by chunk address, filters undone in the worker.
+    Chunks {
+        /// Every chunk holds whole images (it spans H, W and C): an unfiltered chunk is read
+        /// without a copy.
+        whole_images: bool,
+        /// Deflate-compressed chunks, inflated in the worker.
+        deflate: bool,
+        /// Byte-shuffled chunks, unshuffled in the worker.
+        shuffle: bool,
+    },
+    /// Through the HDF5 library and its global lock (a filter or layout the paths above do
+    /// not handle; [`Hdf5Source::describe`](Source::describe) says which).
+    Library,
+}
+
+impl Hdf5Read {
+    /// Whether reads run without the HDF5 library's global lock (in parallel across workers).
+    ///
+    /// ```
+    /// assert!(!stoker::source::Hdf5Read::Library.lock_free());
+    /// ```
+    pub fn lock_free(self) -> bool {
+        !matches!(self, Hdf5Read::Library)
+    }
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Store::Mapped { offset, .. } => write!(f, "Mapped {{ offset: {offset} }}"),
-            Store::Library { rows, .. } => write!(f, "Library {{ rows: {rows} }}"),
+            Store::Chunked { chunks, .. } => write!(f, "Chunked {{ {chunks:?} }}"),
+            Store::Library { rows, why, .. } => {
+                write!(f, "Library {{ rows: {rows}, why: {why:?} }}")
+            }
         }
     }
 }
@@ -177,6 +246,46 @@ pub(crate) fn check_mapped(
     Ok(())
 }
 
+/// The chunk grid and the filters to undo for a chunked dataset of `dims` (the library's
+/// extent) in chunks of `chunk`, `elem`-byte values, or why it must be read through the
+/// library (a filter other than deflate and shuffle).
+fn chunk_plan(
+    dims: &[usize],
+    chunk: &[usize],
+    elem: usize,
+    filters: &[h5::filters::Filter],
+) -> std::result::Result<(Grid, Vec<Filter>), String> {
+    let pad = |v: &[usize]| match v[..] {
+        [n, h, w, c] => Some([n, h, w, c]),
+        [n, h, w] => Some([n, h, w, 1]),
+        _ => None,
+    };
+    let (Some(d), Some(c)) = (pad(dims), pad(chunk)) else {
+        return Err(format!("chunk shape {chunk:?} does not match {dims:?}"));
+    };
+    if dims.len() != chunk.len() {
+        return Err(format!("chunk shape {chunk:?} does not match {dims:?}"));
+    }
+    let mut pipeline = Vec::with_capacity(filters.len());
+    for f in filters {
+        pipeline.push(match f {
+            h5::filters::Filter::Deflate(_) => Filter::Deflate,
+            h5::filters::Filter::Shuffle => Filter::Shuffle(elem),
+            other => {
+                let name = format!("{other:?}").to_lowercase();
+                let name = name.split(['(', ' ']).next().unwrap_or("").to_string();
+                return Err(format!(
+                    "filter {name} (only deflate and shuffle are undone in the workers)"
+                ));
+            }
+        });
+    }
+    if pipeline.len() > 32 {
+        return Err("more than 32 filters".to_string());
+    }
+    Ok((Grid::new(d, c, elem, dims.len())?, pipeline))
+}
+
 fn h5err(path: &Path, what: &str, e: h5::Error) -> Error {
     let m = e.to_string().to_lowercase();
     let m = m.lines().next().unwrap_or("").trim().to_string();
@@ -264,30 +373,59 @@ impl Hdf5Source {
                 Some(v)
             }
         };
-        let contiguous = ds.layout() == h5::dataset::Layout::Contiguous && ds.filters().is_empty();
+        let layout = ds.layout();
+        let filters = ds.filters();
+        let contiguous = layout == h5::dataset::Layout::Contiguous && filters.is_empty();
         let offset = ds.offset().and_then(|o| usize::try_from(o).ok());
+        let map = || -> Result<Mmap> {
+            let f = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: read-only map kept as long as the source; the file must not be
+            // modified while open (documented); reads are bounds-checked in `get`.
+            unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))
+        };
         let store = match (contiguous, offset) {
             (true, Some(offset)) if offset % elem == 0 => {
-                let f = File::open(path).map_err(|e| Error::io(path, e))?;
-                // SAFETY: read-only map kept as long as the source; the file must not be
-                // modified while open (documented); reads are bounds-checked below and in `get`.
-                let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
+                let map = map()?;
                 check_mapped(images, offset, total, map.len()).map_err(fmt)?;
                 Store::Mapped { map, offset }
             }
             _ => {
-                let rows = ds.chunk().and_then(|c| c.first().copied()).unwrap_or(1);
-                tracing::debug!(
-                    path = %path.display(),
-                    dataset = images,
-                    contiguous,
-                    rows,
-                    "stoker: hdf5 dataset is not mapped (chunked, filtered or unaligned): \
-                     reading through the hdf5 library"
-                );
-                Store::Library {
-                    ds,
-                    rows: rows.clamp(1, shape[0].max(1)),
+                let chunk = ds.chunk();
+                let plan = match (&layout, &chunk) {
+                    (h5::dataset::Layout::Chunked, Some(c)) => chunk_plan(&dims, c, elem, &filters),
+                    (h5::dataset::Layout::Chunked, None) => Err("no chunk shape".to_string()),
+                    (h5::dataset::Layout::Contiguous, _) if offset.is_none() => {
+                        Err("contiguous but never written".to_string())
+                    }
+                    (h5::dataset::Layout::Contiguous, _) if !filters.is_empty() => {
+                        Err("contiguous with filters".to_string())
+                    }
+                    (h5::dataset::Layout::Contiguous, _) => {
+                        Err("contiguous at an address not aligned to its dtype".to_string())
+                    }
+                    (l, _) => Err(format!("{l:?} layout").to_lowercase()),
+                };
+                match plan {
+                    Ok((grid, pipeline)) => Store::Chunked {
+                        map: map()?,
+                        ds,
+                        chunks: Box::new(Chunks::new(grid, pipeline)),
+                    },
+                    Err(why) => {
+                        let rows = chunk.as_ref().and_then(|c| c.first().copied()).unwrap_or(1);
+                        tracing::debug!(
+                            path = %path.display(),
+                            dataset = images,
+                            why,
+                            rows,
+                            "stoker: hdf5 dataset read through the hdf5 library"
+                        );
+                        Store::Library {
+                            ds,
+                            rows: rows.clamp(1, shape[0].max(1)),
+                            why,
+                        }
+                    }
                 }
             }
         };
@@ -368,8 +506,8 @@ impl Hdf5Source {
         Hdf5Source::shards(&paths, images, labels)
     }
 
-    /// Whether the images are read through a memory map (contiguous, uncompressed: the fast
-    /// layout) rather than through the HDF5 library.
+    /// Whether the images are one contiguous, uncompressed block read from the memory map
+    /// ([`Hdf5Read::Contiguous`]); [`read_path`](Self::read_path) tells the other paths apart.
     ///
     /// ```
     /// # use stoker::source::{save_hdf5, Hdf5Layout, Hdf5Source};
@@ -381,6 +519,73 @@ impl Hdf5Source {
     /// ```
     pub fn is_mapped(&self) -> bool {
         matches!(self.store, Store::Mapped { .. })
+    }
+
+    /// The path reads take: a slice of the map, chunks from the map by address (filters
+    /// undone in the worker), or the library (see [`Hdf5Read`]).
+    ///
+    /// ```
+    /// # use stoker::source::{save_hdf5, Hdf5Layout, Hdf5Read, Hdf5Source};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let p = dir.path().join("c.h5");
+    /// save_hdf5(&p, stoker::Pixels::U8(&[0; 4]), [4, 1, 1, 1], None, Hdf5Layout::Contiguous).unwrap();
+    /// assert_eq!(Hdf5Source::open(&p, "images", None).unwrap().read_path(), Hdf5Read::Contiguous);
+    /// ```
+    pub fn read_path(&self) -> Hdf5Read {
+        match &self.store {
+            Store::Mapped { .. } => Hdf5Read::Contiguous,
+            Store::Chunked { chunks, .. } => Hdf5Read::Chunks {
+                whole_images: chunks.grid.whole(),
+                deflate: chunks.pipeline.contains(&Filter::Deflate),
+                shuffle: chunks
+                    .pipeline
+                    .iter()
+                    .any(|f| matches!(f, Filter::Shuffle(_))),
+            },
+            Store::Library { .. } => Hdf5Read::Library,
+        }
+    }
+
+    /// The read path in words, for `describe` and `access`.
+    fn path_words(&self) -> String {
+        match &self.store {
+            Store::Mapped { .. } => "contiguous, memory-mapped, lock-free".to_string(),
+            Store::Chunked { chunks, .. } => {
+                let c = chunks.grid.chunk;
+                let shape = if chunks.grid.rank == 3 {
+                    format!("({}, {}, {})", c[0], c[1], c[2])
+                } else {
+                    format!("({}, {}, {}, {})", c[0], c[1], c[2], c[3])
+                };
+                let mut filters: Vec<&str> = chunks
+                    .pipeline
+                    .iter()
+                    .map(|f| match f {
+                        Filter::Deflate => "deflate",
+                        Filter::Shuffle(_) => "shuffle",
+                    })
+                    .collect();
+                if filters.is_empty() {
+                    filters.push("unfiltered");
+                }
+                format!(
+                    "chunked {shape} {}, read from the memory map by chunk address, lock-free{}",
+                    filters.join("+"),
+                    match (chunks.pipeline.is_empty(), chunks.grid.whole()) {
+                        (true, true) => ", zero copy",
+                        (false, true) => ", inflated in the workers",
+                        (true, false) => ", each image assembled from the chunks that cut it",
+                        (false, false) => {
+                            ", inflated in the workers; chunks cut images, so a shuffled read \
+                             inflates every chunk of its row: chunks=(1, H, W, C) is faster"
+                        }
+                    }
+                )
+            }
+            Store::Library { why, .. } => {
+                format!("through the hdf5 library and its global lock: {why}")
+            }
+        }
     }
 
     /// `[N, H, W, C]` (C = 1 for an `(N, H, W)` dataset).
@@ -421,77 +626,192 @@ impl Hdf5Source {
         format!("{h}x{w}x{c} {}", self.dtype())
     }
 
-    /// The bytes of sample `index`: from the map, or from the chunk cached in `buf`.
+    /// The tag of the rows from `first` on held in a worker's buffer.
+    fn tag(&self, first: usize) -> [u8; TAG] {
+        let mut tag = [0u8; TAG];
+        tag[..8].copy_from_slice(&self.id.to_le_bytes());
+        tag[8..].copy_from_slice(&(first as u64).to_le_bytes());
+        tag
+    }
+
+    /// Whether `buf` holds `rows` images from `first` on, as [`Self::tag`] marks them.
+    fn holds(&self, buf: &[u8], first: usize, rows: usize) -> bool {
+        buf.len() >= TAG + rows * self.sample_bytes && buf[..TAG] == self.tag(first)
+    }
+
+    /// Reads images `first..first + rows` through the library into `buf`, after their tag.
+    fn read_rows(
+        &self,
+        ds: &h5::Dataset,
+        first: usize,
+        n: usize,
+        index: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let err = |e: h5::Error| {
+            let m = e.to_string().to_lowercase();
+            Error::new(ErrorKind::Io, format!("hdf5 read: {m}"))
+                .file(&self.path)
+                .at(index)
+                .with_source(e)
+        };
+        let sel = ndarray::s![first..first + n, .., .., ..];
+        let sel3 = ndarray::s![first..first + n, .., ..];
+        buf.clear();
+        buf.extend_from_slice(&[0; TAG]);
+        if self.f32 {
+            let a = if ds.ndim() == 3 {
+                ds.read_slice::<f32, _, ndarray::Ix3>(sel3)
+                    .map_err(err)?
+                    .into_dyn()
+            } else {
+                ds.read_slice::<f32, _, ndarray::Ix4>(sel)
+                    .map_err(err)?
+                    .into_dyn()
+            };
+            let a = a.as_standard_layout();
+            buf.extend_from_slice(bytemuck::cast_slice(a.as_slice().unwrap_or(&[])));
+        } else {
+            let a = if ds.ndim() == 3 {
+                ds.read_slice::<u8, _, ndarray::Ix3>(sel3)
+                    .map_err(err)?
+                    .into_dyn()
+            } else {
+                ds.read_slice::<u8, _, ndarray::Ix4>(sel)
+                    .map_err(err)?
+                    .into_dyn()
+            };
+            let a = a.as_standard_layout();
+            buf.extend_from_slice(a.as_slice().unwrap_or(&[]));
+        }
+        if buf.len() != TAG + n * self.sample_bytes {
+            buf.clear();
+            return Err(Error::format(&self.path, "short read").at(index));
+        }
+        buf[..TAG].copy_from_slice(&self.tag(first));
+        Ok(())
+    }
+
+    /// The bytes of sample `index`: from the map, or from the rows cached in `buf`.
     fn sample_bytes<'a>(&'a self, index: usize, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
         let sb = self.sample_bytes;
-        match &self.store {
+        let (first, rows) = match &self.store {
             Store::Mapped { map, offset } => {
                 let start = offset + index * sb;
-                map.get(start..start + sb).ok_or_else(|| {
+                return map.get(start..start + sb).ok_or_else(|| {
                     Error::format(&self.path, "sample beyond the end of the file").at(index)
-                })
+                });
             }
-            Store::Library { ds, rows } => {
-                let chunk = index / rows;
-                let first = chunk * rows;
-                let n = (*rows).min(self.shape[0] - first);
-                let mut tag = [0u8; TAG];
-                tag[..8].copy_from_slice(&self.id.to_le_bytes());
-                tag[8..].copy_from_slice(&(chunk as u64).to_le_bytes());
-                if buf.len() != TAG + n * sb || buf[..TAG] != tag {
-                    let err = |e: h5::Error| {
-                        let m = e.to_string().to_lowercase();
-                        Error::new(ErrorKind::Io, format!("hdf5 read: {m}"))
-                            .file(&self.path)
-                            .at(index)
-                            .with_source(e)
-                    };
-                    let sel = ndarray::s![first..first + n, .., .., ..];
-                    buf.clear();
-                    buf.extend_from_slice(&tag);
-                    if self.f32 {
-                        let a = if self.shape[3] == 1 && ds.ndim() == 3 {
-                            ds.read_slice::<f32, _, ndarray::Ix3>(ndarray::s![
-                                first..first + n,
-                                ..,
-                                ..
-                            ])
-                            .map_err(err)?
-                            .into_dyn()
-                        } else {
-                            ds.read_slice::<f32, _, ndarray::Ix4>(sel)
-                                .map_err(err)?
-                                .into_dyn()
-                        };
-                        let a = a.as_standard_layout();
-                        let s = a.as_slice().unwrap_or(&[]);
-                        buf.extend_from_slice(bytemuck::cast_slice(s));
-                    } else {
-                        let a = if ds.ndim() == 3 {
-                            ds.read_slice::<u8, _, ndarray::Ix3>(ndarray::s![
-                                first..first + n,
-                                ..,
-                                ..
-                            ])
-                            .map_err(err)?
-                            .into_dyn()
-                        } else {
-                            ds.read_slice::<u8, _, ndarray::Ix4>(sel)
-                                .map_err(err)?
-                                .into_dyn()
-                        };
-                        let a = a.as_standard_layout();
-                        buf.extend_from_slice(a.as_slice().unwrap_or(&[]));
-                    }
-                    if buf.len() != TAG + n * sb {
-                        buf.clear();
-                        return Err(Error::format(&self.path, "short read").at(index));
-                    }
+            Store::Chunked { map, ds, chunks } => {
+                if let Some(b) = self.read_chunks(map, ds, chunks, index, buf)? {
+                    return Ok(b);
                 }
-                let at = TAG + (index - first) * sb;
-                Ok(&buf[at..at + sb])
+                chunks.slab(index)
             }
+            Store::Library { ds, rows, .. } => {
+                let first = index / rows * rows;
+                let n = (*rows).min(self.shape[0] - first);
+                if !self.holds(buf, first, n) {
+                    self.read_rows(ds, first, n, index, buf)?;
+                }
+                (first, n)
+            }
+        };
+        debug_assert!(self.holds(buf, first, rows));
+        let at = TAG + (index - first) * sb;
+        Ok(&buf[at..at + sb])
+    }
+
+    /// Sample `index` of a chunked dataset: `Some` slice of the map when its chunk is
+    /// stored plain and holds whole images; otherwise `None` once `buf` holds the slab
+    /// ([`Grid::slab`]) with the sample, assembled from its chunks.
+    fn read_chunks<'a>(
+        &self,
+        map: &'a Mmap,
+        ds: &h5::Dataset,
+        chunks: &Chunks,
+        index: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<&'a [u8]>> {
+        let g = &chunks.grid;
+        let sb = self.sample_bytes;
+        let (first, rows) = chunks.slab(index);
+        if self.holds(buf, first, rows) {
+            return Ok(None);
         }
+        let fail = |m: String| Error::format(&self.path, m).at(index);
+        let row = index / g.chunk[0];
+        let cb = g.chunk_bytes();
+        if g.whole() {
+            let l = chunks.locate(ds, g.linear(row, 0)).map_err(fail)?;
+            // Never written (the fill value), or not inside the map: the library reads it.
+            let Some(raw) = Chunks::allocated(&l)
+                .then(|| chunks.stored(map, &l))
+                .flatten()
+            else {
+                self.read_rows(ds, first, rows, index, buf)?;
+                return Ok(None);
+            };
+            if chunks.plain(&l) {
+                if raw.len() != cb {
+                    return Err(fail(format!(
+                        "a chunk holds {} bytes, expected {cb}",
+                        raw.len()
+                    )));
+                }
+                let at = (index - row * g.chunk[0]) * sb;
+                let s = &raw[at..at + sb];
+                if !self.f32 || s.as_ptr().align_offset(4) == 0 {
+                    return Ok(Some(s));
+                }
+                // An f32 chunk at an address that is not a multiple of 4: copied.
+                buf.clear();
+                buf.extend_from_slice(&[0; TAG]);
+                buf.extend_from_slice(&raw[..rows * sb]);
+                buf[..TAG].copy_from_slice(&self.tag(first));
+                return Ok(None);
+            }
+            // One inflate (and unshuffle) per chunk, into the buffer: `[tag | chunk | tmp]`.
+            buf.resize(buf.len().max(TAG + 2 * cb), 0);
+            buf[..TAG].fill(0);
+            let (out, tmp) = buf[TAG..TAG + 2 * cb].split_at_mut(cb);
+            chunks.unfilter(&l, raw, out, tmp).map_err(fail)?;
+            buf[..TAG].copy_from_slice(&self.tag(first));
+            return Ok(None);
+        }
+        // Chunks that cut images: every chunk of this chunk row lends its part of the slab.
+        // The buffer: `[tag | slab | chunk | tmp]`.
+        let slab = rows * sb;
+        buf.resize(buf.len().max(TAG + slab + 2 * cb), 0);
+        buf[..TAG].fill(0);
+        for k in 0..g.per_row() {
+            let lin = g.linear(row, k);
+            let l = chunks.locate(ds, lin).map_err(fail)?;
+            let Some(raw) = Chunks::allocated(&l)
+                .then(|| chunks.stored(map, &l))
+                .flatten()
+            else {
+                self.read_rows(ds, first, rows, index, buf)?;
+                return Ok(None);
+            };
+            let (dst, rest) = buf[TAG..TAG + slab + 2 * cb].split_at_mut(slab);
+            let bytes: &[u8] = if chunks.plain(&l) {
+                if raw.len() != cb {
+                    return Err(fail(format!(
+                        "a chunk holds {} bytes, expected {cb}",
+                        raw.len()
+                    )));
+                }
+                raw
+            } else {
+                let (out, tmp) = rest.split_at_mut(cb);
+                chunks.unfilter(&l, raw, out, tmp).map_err(fail)?;
+                out
+            };
+            g.scatter(lin, bytes, first, rows, dst);
+        }
+        buf[..TAG].copy_from_slice(&self.tag(first));
+        Ok(None)
     }
 }
 
@@ -554,23 +874,19 @@ impl Source for Hdf5Source {
             "hdf5: {} samples of {}, {} ({})",
             self.shape[0],
             self.kind_str(),
-            if self.is_mapped() {
-                "contiguous, memory-mapped"
-            } else {
-                "chunked, through the library"
-            },
+            self.path_words(),
             name.to_string_lossy()
         )
     }
 
     fn access(&self) -> Access {
-        if self.is_mapped() {
-            Access::fast("contiguous, memory-mapped, lock-free")
+        if self.read_path().lock_free() {
+            Access::fast(self.path_words())
         } else {
-            Access::slow(
-                "chunked or compressed: read through the hdf5 library and its global lock; \
-                 `stoker convert --to hdf5` writes contiguous files",
-            )
+            Access::slow(format!(
+                "{}; `stoker convert --to hdf5` writes contiguous files",
+                self.path_words()
+            ))
         }
     }
 }
