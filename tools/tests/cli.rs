@@ -256,3 +256,49 @@ fn tune_tries_the_grid_and_suggests_the_fastest() {
     let out = stoker(&["bench", "--tune", "--epochs", "2"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn against_gives_a_ratio_from_each_round() {
+    for b in ["decode", "fixtures/npy"] {
+        let out = stoker(&[
+            "bench",
+            "--against",
+            b,
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", common::stderr(&out));
+        let v = json(&out);
+        let rounds = v["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 5, "{v}");
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .map(|r| {
+                let (a, bb, q) = (
+                    num(r, "a_images_per_s"),
+                    num(r, "b_images_per_s"),
+                    num(r, "ratio"),
+                );
+                assert!(a > 0.0 && bb > 0.0, "{r}");
+                assert!((q - a / bb).abs() < 1e-9 * q.max(1.0), "{r}");
+                q
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        assert_eq!(num(&v, "ratio"), ratios[2], "{v}");
+        assert!(
+            text(&v, "a").contains("photos") || text(&v, "a").contains("folder"),
+            "{v}"
+        );
+        if b == "decode" {
+            assert!(text(&v, "b").contains("decode only"), "{v}");
+        } else {
+            assert!(text(&v, "b").contains("npy"), "{v}");
+        }
+    }
+    let out = stoker(&["bench", "--against", "decode", "--tune"]);
+    assert!(!out.status.success());
+}

@@ -20,6 +20,7 @@ use crate::args::{
     parse_size, parse_skip_bound,
 };
 
+pub mod against;
 #[cfg(feature = "cuda")]
 mod device;
 pub mod pass;
@@ -140,6 +141,11 @@ pub struct BenchArgs {
     /// call. Suggests only; --workers, when given, is kept fixed.
     #[arg(long, conflicts_with_all = ["sweep_workers", "epochs", "digest"])]
     pub tune: bool,
+    /// Measure against B, in 5 alternating rounds, and print A / B from each round and their
+    /// median: B is another data set (the loader with the same settings; for example the
+    /// same images as NPY) or `decode` (the same samples read and decoded only, no loader).
+    #[arg(long, value_name = "B", conflicts_with_all = ["sweep_workers", "tune", "digest", "gpu"])]
+    pub against: Option<PathBuf>,
     /// With --sweep-workers: write an SVG chart of images/s against workers to this file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -408,6 +414,9 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
     }
     if a.tune {
         return tune::run(&a, step);
+    }
+    if let Some(b) = &a.against {
+        return against::run(&a, &against::Against::parse(b), step);
     }
     let (mut loader, description, shape) = build_loader(&a, a.workers, None)?;
     let spec = loader.spec().clone();
