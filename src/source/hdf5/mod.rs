@@ -193,6 +193,38 @@ pub(crate) fn fuzz(data: &[u8]) {
     if check_mapped("images", offset, total, len).is_ok() {
         assert!(wide(offset) + wide(total) <= wide(len));
     }
+    // The chunk path: a small grid from the same words, every chunk of a row scattered into
+    // its slab (no index may fall outside), and the filters undone on the input's bytes.
+    let small = |v: usize| v % 9 + 1;
+    let d = [small(shape[0]), small(shape[1]), small(shape[2]), shape[3]];
+    let c = [
+        small(offset),
+        small(len),
+        small(head >> 4),
+        1 + (head >> 9) % shape[3],
+    ];
+    let c = [c[0], c[1].min(d[1] + 2), c[2].min(d[2] + 2), c[3]];
+    if let Ok(g) = Grid::new(d, c, elem, 4) {
+        let chunk = vec![1u8; g.chunk_bytes()];
+        let index = (head >> 12) % d[0];
+        for filtered in [false, true] {
+            let (first, rows) = g.slab(index, filtered);
+            assert!(first <= index && index < first + rows && first + rows <= d[0]);
+            let mut slab = vec![0u8; rows * g.sample_bytes()];
+            for k in 0..g.per_row() {
+                g.scatter(g.linear(index / c[0], k), &chunk, first, rows, &mut slab);
+            }
+            assert!(
+                slab.iter().all(|&v| v == 1),
+                "every byte of the slab written"
+            );
+        }
+    }
+    let n = (head >> 16) % 4096;
+    let (mut out, mut tmp) = (vec![0u8; n], vec![0u8; n]);
+    let pipeline = [Filter::Shuffle(elem), Filter::Deflate];
+    let mask = (head >> 20) as u32 & 3;
+    let _ = filters::undo(&pipeline, mask, data, &mut out, &mut tmp);
 }
 
 /// The shape `[N, H, W, C]`, bytes per sample and bytes in all of an images dataset whose
