@@ -41,7 +41,8 @@ fn reports_each_format() {
                 rows: 2,
                 deflate: Some(1),
             },
-            "fast layout: no: chunked or compressed",
+            "fast layout: yes (chunked (2, 1, 3, 1) deflate, read from the memory map by chunk \
+             address, lock-free, inflated in the workers)",
         ),
     ] {
         let p = dir.path().join(name);
