@@ -688,13 +688,17 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
         };
         let portable = make(SimdLevel::Scalar);
         let p = portable.params_for(4, 0, case, (sw, sh), (w, h));
-        // Every dtype and layout: float NCHW takes the fused kernel, the rest the row loops.
+        // Every dtype and layout: NCHW in every dtype and NHWC in f32 and u8 take the fused
+        // kernel, f16 and bf16 NHWC the row loops.
         for (dtype, layout) in [
             (DType::F32, Layout::Nchw),
             (DType::F16, Layout::Nchw),
             (DType::BF16, Layout::Nchw),
-            (DType::F32, Layout::Nhwc),
             (DType::U8, Layout::Nchw),
+            (DType::F32, Layout::Nhwc),
+            (DType::U8, Layout::Nhwc),
+            (DType::F16, Layout::Nhwc),
+            (DType::BF16, Layout::Nhwc),
         ] {
             let mut spec = OutputSpec::new(w, h, 3)
                 .with_dtype(dtype)

@@ -1,7 +1,8 @@
-//! The fused pass of the common case, 8-bit RGB source, bilinear, float NCHW output: sixteen
-//! (AVX-512) or eight (AVX2) output pixels at a time go from the source through the inverse
-//! map, brightness, contrast, noise and normalisation into the slot's three planes, with no
-//! intermediate row.
+//! The fused pass of the common case, 8-bit RGB source, bilinear: sixteen (AVX-512) or eight
+//! (AVX2) output pixels at a time go from the source through the inverse map, brightness,
+//! contrast, noise and normalisation into the slot, with no intermediate row. Targets: the
+//! three planes of NCHW in any dtype (f32, f16, bf16, u8), or interleaved NHWC rows in f32 or
+//! u8 (the three channel vectors interleaved in registers before the store).
 //!
 //! The operations and their order are those of the portable path (warp row, then
 //! [`Photo::apply`], then the store's dtype conversion), with the same fused multiply-adds, so
@@ -21,18 +22,21 @@ pub(super) use x86::pick;
 pub(super) fn pick(
     _: super::FillMode,
     _: u8,
+    _: bool,
     _: super::photometric::Kind,
     _: crate::simd::SimdLevel,
 ) -> Option<RowFn> {
     None
 }
 
-/// Writes output row `y` into the three planes of the slot.
+/// Writes output row `y` into the slot: planar, into the rows of the three planes at
+/// `planes`; interleaved, into the row at `planes[0]` (the other two unused).
 ///
 /// # Safety
 ///
 /// The CPU has the features the function was picked for, `planes` point at `width` writable
-/// elements of its dtype, and `y` is below the output height.
+/// elements of its dtype (interleaved: `planes[0]` at `3 * width`), and `y` is below the output
+/// height.
 pub(super) type RowFn = unsafe fn(&Fused<'_>, usize, [*mut u8; 3]);
 
 /// One sample's fused pass, prepared.
@@ -55,15 +59,17 @@ mod x86 {
     use super::super::warp::avx512::{block_rgb8 as block16, row_in_range, row16};
     use super::super::warp::{self, Fill, pixel, row_map};
     use super::{Fused, RowFn};
-    use crate::simd::avx2::store8;
-    use crate::simd::avx512::store16;
-    use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, SimdLevel, out_size, store1};
+    use crate::simd::avx2::{interleave3 as interleave8, store8};
+    use crate::simd::avx512::{interleave3 as interleave16, store16};
+    use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, OUT_U8, SimdLevel, out_size, store1};
 
-    /// The kernel for `fill`, dtype code `d` and photometric `kind`, at most at `level`
-    /// (AVX-512 or AVX2; `None` below AVX2 or on a CPU without it).
+    /// The kernel for `fill`, dtype code `d`, planar (NCHW) or interleaved output and
+    /// photometric `kind`, at most at `level` (AVX-512 or AVX2; `None` below AVX2, on a CPU
+    /// without it, or for interleaved f16 and bf16).
     pub(in super::super) fn pick(
         fill: FillMode,
         d: u8,
+        planar: bool,
         kind: Kind,
         level: SimdLevel,
     ) -> Option<RowFn> {
@@ -72,32 +78,36 @@ mod x86 {
             SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.is_available() => false,
             _ => return None,
         };
-        Some(match fill {
-            FillMode::Constant => by_dtype::<warp::Constant>(d, kind, wide),
-            FillMode::Nearest => by_dtype::<warp::Nearest>(d, kind, wide),
-            FillMode::Reflect => by_dtype::<warp::Reflect>(d, kind, wide),
-            FillMode::Wrap => by_dtype::<warp::Wrap>(d, kind, wide),
-        })
-    }
-
-    fn by_dtype<F: Fill>(d: u8, kind: Kind, wide: bool) -> RowFn {
-        match d {
-            OUT_F32 => by_kind::<F, OUT_F32>(kind, wide),
-            OUT_F16 => by_kind::<F, OUT_F16>(kind, wide),
-            _ => by_kind::<F, OUT_BF16>(kind, wide),
+        match fill {
+            FillMode::Constant => by_dtype::<warp::Constant>(d, planar, kind, wide),
+            FillMode::Nearest => by_dtype::<warp::Nearest>(d, planar, kind, wide),
+            FillMode::Reflect => by_dtype::<warp::Reflect>(d, planar, kind, wide),
+            FillMode::Wrap => by_dtype::<warp::Wrap>(d, planar, kind, wide),
         }
     }
 
-    fn by_kind<F: Fill, const D: u8>(kind: Kind, wide: bool) -> RowFn {
+    fn by_dtype<F: Fill>(d: u8, planar: bool, kind: Kind, wide: bool) -> Option<RowFn> {
+        Some(match (d, planar) {
+            (OUT_F32, true) => by_kind::<F, OUT_F32, true>(kind, wide),
+            (OUT_F16, true) => by_kind::<F, OUT_F16, true>(kind, wide),
+            (OUT_BF16, true) => by_kind::<F, OUT_BF16, true>(kind, wide),
+            (OUT_U8, true) => by_kind::<F, OUT_U8, true>(kind, wide),
+            (OUT_F32, false) => by_kind::<F, OUT_F32, false>(kind, wide),
+            (OUT_U8, false) => by_kind::<F, OUT_U8, false>(kind, wide),
+            _ => return None,
+        })
+    }
+
+    fn by_kind<F: Fill, const D: u8, const P: bool>(kind: Kind, wide: bool) -> RowFn {
         match (kind, wide) {
-            (Kind::Affine, false) => row::<F, D, false, false>,
-            (Kind::Gauss, false) => row::<F, D, true, false>,
-            (Kind::SaltPepper, false) => row::<F, D, false, true>,
-            (Kind::Both, false) => row::<F, D, true, true>,
-            (Kind::Affine, true) => row512::<F, D, false, false>,
-            (Kind::Gauss, true) => row512::<F, D, true, false>,
-            (Kind::SaltPepper, true) => row512::<F, D, false, true>,
-            (Kind::Both, true) => row512::<F, D, true, true>,
+            (Kind::Affine, false) => row::<F, D, P, false, false>,
+            (Kind::Gauss, false) => row::<F, D, P, true, false>,
+            (Kind::SaltPepper, false) => row::<F, D, P, false, true>,
+            (Kind::Both, false) => row::<F, D, P, true, true>,
+            (Kind::Affine, true) => row512::<F, D, P, false, false>,
+            (Kind::Gauss, true) => row512::<F, D, P, true, false>,
+            (Kind::SaltPepper, true) => row512::<F, D, P, false, true>,
+            (Kind::Both, true) => row512::<F, D, P, true, true>,
         }
     }
 
@@ -105,19 +115,35 @@ mod x86 {
     ///
     /// # Safety
     ///
-    /// `dst` is valid for writing 16 elements of dtype `D`, and the CPU has the features.
+    /// `planes` hold 16 writable elements of dtype `D` from pixel `x` (planar: in each plane;
+    /// interleaved: 48 in `planes[0]`), and the CPU has the features.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    unsafe fn finish16<const C: i32, const D: u8, const GAUSS: bool, const SP: bool>(
+    unsafe fn finish16<const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         t: Tables,
-        v: __m512,
+        [r, g, b]: [__m512; 3],
         h: __m512i,
-        dst: *mut u8,
+        planes: [*mut u8; 3],
+        x: usize,
     ) {
-        let v = value16::<C, GAUSS, SP>(&k.photo, t, v, h);
-        // SAFETY: the caller gives 16 writable elements at `dst`.
-        unsafe { store16::<D>(dst, v) };
+        let r = value16::<0, GAUSS, SP>(&k.photo, t, r, h);
+        let g = value16::<10, GAUSS, SP>(&k.photo, t, g, h);
+        let b = value16::<20, GAUSS, SP>(&k.photo, t, b, h);
+        let sz = out_size(D);
+        // SAFETY: the caller gives the elements written here.
+        unsafe {
+            if P {
+                store16::<D>(planes[0].add(x * sz), r);
+                store16::<D>(planes[1].add(x * sz), g);
+                store16::<D>(planes[2].add(x * sz), b);
+            } else {
+                let at = planes[0].add(3 * x * sz);
+                for (j, v) in interleave16(r, g, b).into_iter().enumerate() {
+                    store16::<D>(at.add(16 * j * sz), v);
+                }
+            }
+        }
     }
 
     /// Two AVX2 vectors as one AVX-512 vector (`lo` first).
@@ -137,7 +163,7 @@ mod x86 {
     ///
     /// The [`RowFn`] preconditions, for AVX-512 F and BW, AVX2, FMA and F16C.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    unsafe fn row512<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
+    unsafe fn row512<F: Fill, const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
         planes: [*mut u8; 3],
@@ -147,7 +173,6 @@ mod x86 {
         let m16 = row16(w, y);
         let width = k.width;
         let in_range = row_in_range(w, y, width);
-        let sz = out_size(D);
         let first = (y * width) as u32;
         let t = tables(&k.photo);
         let mut x = 0;
@@ -161,7 +186,7 @@ mod x86 {
                     block16::<F, true>(w, m16, x)
                 }
             };
-            let [r, g, b] = match block {
+            let rgb = match block {
                 Some(v) => v,
                 None => {
                     // SAFETY: as above.
@@ -176,35 +201,47 @@ mod x86 {
             } else {
                 _mm512_setzero_si512()
             };
-            // SAFETY: each plane row has `width` elements and `x + 16 <= width`.
-            unsafe {
-                finish16::<0, D, GAUSS, SP>(k, t, r, h, planes[0].add(x * sz));
-                finish16::<10, D, GAUSS, SP>(k, t, g, h, planes[1].add(x * sz));
-                finish16::<20, D, GAUSS, SP>(k, t, b, h, planes[2].add(x * sz));
-            }
+            // SAFETY: each row has `width` pixels and `x + 16 <= width`.
+            unsafe { finish16::<D, P, GAUSS, SP>(k, t, rgb, h, planes, x) };
             x += 16;
         }
         // SAFETY: the caller's preconditions; `x <= width`.
-        unsafe { row_from::<F, D, GAUSS, SP>(k, y, planes, x) };
+        unsafe { row_from::<F, D, P, GAUSS, SP>(k, y, planes, x) };
     }
 
-    /// Photometric pass, normalisation and store of channel `C / 10` of eight pixels whose
-    /// noise hashes are `h`.
+    /// Photometric pass, normalisation and store of eight pixels from `x` whose warped
+    /// channels are `rgb` and noise hashes `h`.
     ///
     /// # Safety
     ///
-    /// `dst` is valid for writing 8 elements of dtype `D`, and the CPU has the features.
+    /// `planes` hold 8 writable elements of dtype `D` from pixel `x` (planar: in each plane;
+    /// interleaved: 24 in `planes[0]`), and the CPU has the features.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn finish<const C: i32, const D: u8, const GAUSS: bool, const SP: bool>(
+    unsafe fn finish<const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
-        v: __m256,
+        [r, g, b]: [__m256; 3],
         h: __m256i,
-        dst: *mut u8,
+        planes: [*mut u8; 3],
+        x: usize,
     ) {
-        let v = value8::<C, GAUSS, SP>(&k.photo, v, h);
-        // SAFETY: the caller gives 8 writable elements at `dst`.
-        unsafe { store8::<D>(dst, v) };
+        let r = value8::<0, GAUSS, SP>(&k.photo, r, h);
+        let g = value8::<10, GAUSS, SP>(&k.photo, g, h);
+        let b = value8::<20, GAUSS, SP>(&k.photo, b, h);
+        let sz = out_size(D);
+        // SAFETY: the caller gives the elements written here.
+        unsafe {
+            if P {
+                store8::<D>(planes[0].add(x * sz), r);
+                store8::<D>(planes[1].add(x * sz), g);
+                store8::<D>(planes[2].add(x * sz), b);
+            } else {
+                let at = planes[0].add(3 * x * sz);
+                for (j, v) in interleave8(r, g, b).into_iter().enumerate() {
+                    store8::<D>(at.add(8 * j * sz), v);
+                }
+            }
+        }
     }
 
     /// The AVX2 row.
@@ -213,13 +250,13 @@ mod x86 {
     ///
     /// The [`RowFn`] preconditions, for AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
+    unsafe fn row<F: Fill, const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
         planes: [*mut u8; 3],
     ) {
         // SAFETY: the caller's preconditions.
-        unsafe { row_from::<F, D, GAUSS, SP>(k, y, planes, 0) }
+        unsafe { row_from::<F, D, P, GAUSS, SP>(k, y, planes, 0) }
     }
 
     /// Output row `y` from pixel `x` on: eight pixels at a time, then one at a time.
@@ -229,7 +266,7 @@ mod x86 {
     /// The [`RowFn`] preconditions, for AVX2, FMA and F16C.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_from<F: Fill, const D: u8, const GAUSS: bool, const SP: bool>(
+    unsafe fn row_from<F: Fill, const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_>,
         y: usize,
         planes: [*mut u8; 3],
@@ -243,18 +280,14 @@ mod x86 {
         while x + 8 <= width {
             // SAFETY: the warp's source holds its `sw * sh * 3` bytes (checked before the
             // warp is made).
-            let [r, g, b] = unsafe { block_rgb8::<F>(w, m, x) };
+            let rgb = unsafe { block_rgb8::<F>(w, m, x) };
             let h = if GAUSS || SP {
                 pixel_hash8(&k.photo, first.wrapping_add(x as u32))
             } else {
                 _mm256_setzero_si256()
             };
-            // SAFETY: each plane row has `width` elements and `x + 8 <= width`.
-            unsafe {
-                finish::<0, D, GAUSS, SP>(k, r, h, planes[0].add(x * sz));
-                finish::<10, D, GAUSS, SP>(k, g, h, planes[1].add(x * sz));
-                finish::<20, D, GAUSS, SP>(k, b, h, planes[2].add(x * sz));
-            }
+            // SAFETY: each row has `width` pixels and `x + 8 <= width`.
+            unsafe { finish::<D, P, GAUSS, SP>(k, rgb, h, planes, x) };
             x += 8;
         }
         while x < width {
@@ -263,8 +296,10 @@ mod x86 {
             let h = k.photo.pixel_hash(first.wrapping_add(x as u32));
             for (c, v) in o.into_iter().enumerate() {
                 let v = k.photo.value::<GAUSS, SP>(v, h, c);
-                // SAFETY: each plane row has `width` elements and `x < width`.
-                unsafe { store1::<D>(planes[c].add(x * sz), v) };
+                let at = if P { x * sz } else { (3 * x + c) * sz };
+                let plane = if P { planes[c] } else { planes[0] };
+                // SAFETY: each row has `width` pixels and `x < width`.
+                unsafe { store1::<D>(plane.add(at), v) };
             }
             x += 1;
         }

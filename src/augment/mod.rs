@@ -643,23 +643,29 @@ impl Augment {
         match src.pixels {
             Pixels::U8(px) if c == 3 && interp == Interpolation::Bilinear && simd => {
                 let wp = warp::Warp::new(px, src.width, src.height, m, cval);
-                let fused = store.planar_float().and_then(|d| {
-                    let f = fused::pick(fill, d, photo.kind, self.cfg.simd)?;
-                    Some((f, d))
+                let fused = store.fused_target().and_then(|(d, planar)| {
+                    let f = fused::pick(fill, d, planar, photo.kind, self.cfg.simd)?;
+                    Some((f, d, planar))
                 });
-                if let Some((f, d)) = fused {
+                if let Some((f, d, planar)) = fused {
                     check_slot(slot.len(), spec.sample_bytes())?;
                     let k = fused::Fused {
                         warp: wp,
                         photo,
                         width: w,
                     };
-                    let plane = w * h * crate::output::out_size(d);
-                    let row = w * crate::output::out_size(d);
+                    let sz = crate::output::out_size(d);
+                    // Planar: three planes of `h` rows of `w` elements; interleaved: `h` rows
+                    // of `3 * w`.
+                    let (plane, row) = if planar {
+                        (w * h * sz, w * sz)
+                    } else {
+                        (0, 3 * w * sz)
+                    };
                     let base = slot.as_mut_ptr();
                     for y in 0..h {
-                        // SAFETY: `pick` checked the CPU; the slot holds the sample
-                        // (checked above): three planes of `h` rows of `w` elements.
+                        // SAFETY: `pick` checked the CPU; the slot holds the sample (checked
+                        // above) in the layout the kernel was picked for.
                         unsafe {
                             let at = |ch: usize| base.add(ch * plane + y * row);
                             f(&k, y, [at(0), at(1), at(2)]);

@@ -289,6 +289,7 @@ pub(super) mod avx512 {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
     use super::Photo;
+    use crate::simd::avx2::interleave3;
     use std::arch::x86_64::*;
 
     /// [`super::hash32`] of eight lanes.
@@ -398,26 +399,6 @@ pub(super) mod avx2 {
             _mm256_set1_ps(v[1]),
             _mm256_set1_ps(v[2]),
         )
-    }
-
-    /// Three planar vectors (channel 0, 1, 2 of eight pixels) as 24 interleaved values.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn interleave3(r: __m256, g: __m256, b: __m256) -> [__m256; 3] {
-        // Output vector k, lane l holds value 8k + l: pixel (8k + l) / 3, channel (8k + l) % 3.
-        let r0 = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 0, 0, 1, 0, 0, 2, 0));
-        let g0 = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 2));
-        let b0 = _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0));
-        let v0 = _mm256_blend_ps::<0b0010_0100>(_mm256_blend_ps::<0b1001_0010>(r0, g0), b0);
-        let r1 = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 3, 0, 0, 4, 0, 0, 5));
-        let g1 = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(0, 0, 3, 0, 0, 4, 0, 0));
-        let b1 = _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0));
-        let v1 = _mm256_blend_ps::<0b0100_1001>(_mm256_blend_ps::<0b0010_0100>(r1, g1), b1);
-        let r2 = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 0, 6, 0, 0, 7, 0, 0));
-        let g2 = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(5, 0, 0, 6, 0, 0, 7, 0));
-        let b2 = _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7));
-        let v2 = _mm256_blend_ps::<0b1001_0010>(_mm256_blend_ps::<0b0100_1001>(r2, g2), b2);
-        [v0, v1, v2]
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::kernels::{Plan, RowFn, Scratch, pick_f32, pick_u8};
 use super::spec::{DType, Layout, OutputSpec, SrcType, scale_bias};
-use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, SimdLevel};
+use crate::simd::{OUT_BF16, OUT_F16, OUT_F32, OUT_U8, SimdLevel};
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
 /// The row kernel, by source type.
@@ -149,16 +149,16 @@ impl Store {
         self.level
     }
 
-    /// The planar float target of a fused kernel: the dtype code when this store
-    /// takes f32 rows into 3-channel NCHW float output with the AVX2 kernels, else `None`.
-    pub(crate) fn planar_float(&self) -> Option<u8> {
+    /// The target of a fused augmentation kernel: the output code of the dtype and whether the
+    /// layout is planar, when this store takes `f32` rows at AVX2 or above.
+    pub(crate) fn fused_target(&self) -> Option<(u8, bool)> {
         let d = match self.spec.dtype {
             DType::F32 => OUT_F32,
             DType::F16 => OUT_F16,
             DType::BF16 => OUT_BF16,
-            DType::U8 => return None,
+            DType::U8 => OUT_U8,
         };
-        (self.plan.planar && self.src == SrcType::F32 && self.level >= SimdLevel::Avx2).then_some(d)
+        (self.src == SrcType::F32 && self.level >= SimdLevel::Avx2).then_some((d, self.plan.planar))
     }
 
     /// Writes output row `y` from `src_row` (`width * channels` interleaved `u8` values) into

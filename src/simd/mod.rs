@@ -146,10 +146,17 @@ pub(crate) const OUT_F32: u8 = 0;
 pub(crate) const OUT_F16: u8 = 1;
 /// `bf16` output.
 pub(crate) const OUT_BF16: u8 = 2;
+/// `u8` output: rounded to nearest (ties to even) and saturated to `0..=255`, NaN as 0, as
+/// the output store's `f32 → u8` row (the fused augmentation kernel's 8-bit target).
+pub(crate) const OUT_U8: u8 = 3;
 
-/// Bytes per element of float output code `d`.
+/// Bytes per element of output code `d`.
 pub(crate) const fn out_size(d: u8) -> usize {
-    if d == OUT_F32 { 4 } else { 2 }
+    match d {
+        OUT_F32 => 4,
+        OUT_U8 => 1,
+        _ => 2,
+    }
 }
 
 /// One `f32` stored as dtype `D` at `p` (unaligned): the scalar tail of the vector stores,
@@ -167,8 +174,112 @@ pub(crate) unsafe fn store1<const D: u8>(p: *mut u8, v: f32) {
     } else if D == OUT_F16 {
         // SAFETY: the caller gives 2 writable bytes at `p`; the write is unaligned.
         unsafe { (p as *mut u16).write_unaligned(half::f16::from_f32(v).to_bits()) };
-    } else {
+    } else if D == OUT_BF16 {
         // SAFETY: as for f16.
         unsafe { (p as *mut u16).write_unaligned(half::bf16::from_f32(v).to_bits()) };
+    } else {
+        // SAFETY: the caller gives 1 writable byte at `p`. `as` saturates and maps NaN to 0.
+        unsafe { p.write(v.round_ties_even() as u8) };
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// The vector `u8` stores give the scalar store's bytes on the edge values: ties, the ends
+    /// of the range and past them, infinities, NaN and negative zero.
+    #[test]
+    fn vector_u8_stores_round_and_saturate_as_the_scalar_store() {
+        let edges = [
+            f32::NAN,
+            f32::NEG_INFINITY,
+            -1e10,
+            -0.6,
+            -0.5,
+            -0.0,
+            0.5,
+            1.5,
+            2.5,
+            127.5,
+            254.5,
+            254.6,
+            255.4,
+            255.5,
+            256.0,
+            3e9,
+            f32::INFINITY,
+            -f32::NAN,
+            0.49999997,
+            128.0,
+        ];
+        let mut want = [0u8; 32];
+        for (i, d) in want.iter_mut().enumerate() {
+            // SAFETY: one writable byte.
+            unsafe { store1::<OUT_U8>(d, edges[i % edges.len()]) };
+        }
+        assert_eq!(&want[..4], &[0, 0, 0, 0]);
+        assert_eq!(&want[6..9], &[0, 2, 2]);
+        assert_eq!(want[13], 255);
+        let vals: Vec<f32> = (0..32).map(|i| edges[i % edges.len()]).collect();
+        if SimdLevel::Avx2.is_available() {
+            let mut got = [0u8; 32];
+            for k in 0..4 {
+                // SAFETY: AVX2 and F16C checked; 8 bytes at `8k` of 32.
+                unsafe {
+                    let v = std::arch::x86_64::_mm256_loadu_ps(vals.as_ptr().add(8 * k));
+                    avx2::store8::<OUT_U8>(got.as_mut_ptr().add(8 * k), v);
+                }
+            }
+            assert_eq!(got, want);
+        }
+        if SimdLevel::Avx512.is_available() {
+            let mut got = [0u8; 32];
+            for k in 0..2 {
+                // SAFETY: AVX-512 checked; 16 bytes at `16k` of 32.
+                unsafe {
+                    let v = std::arch::x86_64::_mm512_loadu_ps(vals.as_ptr().add(16 * k));
+                    avx512::store16::<OUT_U8>(got.as_mut_ptr().add(16 * k), v);
+                }
+            }
+            assert_eq!(got, want);
+        }
+    }
+
+    /// The interleaves put channel `c` of pixel `p` at `3p + c`.
+    #[test]
+    fn interleaves_put_each_pixel_s_channels_together() {
+        let planes: Vec<Vec<f32>> = (0..3)
+            .map(|c| (0..16).map(|p| (3 * p + c) as f32).collect())
+            .collect();
+        let want: Vec<f32> = (0..48).map(|n| n as f32).collect();
+        if SimdLevel::Avx2.is_available() {
+            // SAFETY: AVX2 checked; each plane holds 16 values, 8 loaded.
+            let out = unsafe {
+                use std::arch::x86_64::*;
+                let ld = |c: usize| _mm256_loadu_ps(planes[c].as_ptr());
+                avx2::interleave3(ld(0), ld(1), ld(2))
+            };
+            let mut got = [0f32; 24];
+            for (k, v) in out.into_iter().enumerate() {
+                // SAFETY: 8 values at `8k` of 24.
+                unsafe { std::arch::x86_64::_mm256_storeu_ps(got.as_mut_ptr().add(8 * k), v) };
+            }
+            assert_eq!(got[..], want[..24]);
+        }
+        if SimdLevel::Avx512.is_available() {
+            // SAFETY: AVX-512 checked; each plane holds 16 values.
+            let out = unsafe {
+                use std::arch::x86_64::*;
+                let ld = |c: usize| _mm512_loadu_ps(planes[c].as_ptr());
+                avx512::interleave3(ld(0), ld(1), ld(2))
+            };
+            let mut got = [0f32; 48];
+            for (k, v) in out.into_iter().enumerate() {
+                // SAFETY: 16 values at `16k` of 48.
+                unsafe { std::arch::x86_64::_mm512_storeu_ps(got.as_mut_ptr().add(16 * k), v) };
+            }
+            assert_eq!(got[..], want[..]);
+        }
     }
 }
