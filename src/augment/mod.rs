@@ -27,9 +27,9 @@
 //! - Arithmetic: the photometric steps and the normalisation fold into one affine map per
 //!   sample and channel, `v * g + (noise * s + b)`, and the bilinear weights apply as
 //!   `a + f * (b - a)`; both use fused multiply-adds (rounded once), in every loop.
-//! - Speed: 8-bit RGB with bilinear sampling into a float NCHW output (f32, f16, bf16) runs one
-//!   fused kernel from source to slot (AVX-512 where the CPU has it, else AVX2 with FMA); other
-//!   combinations warp a row, then adjust and store it. All give the same bits (tested), as
+//! - Speed: 8-bit RGB with bilinear sampling into NCHW output of any dtype, or NHWC in f32 or
+//!   u8, runs one fused kernel from source to slot (AVX-512 where the CPU has it, else AVX2 with
+//!   FMA); other combinations warp a row, then adjust and store it. All give the same bits (tested), as
 //!   do the portable loops ([`AugmentBuilder::simd`]`(false)`).
 //!
 //! Each sample's parameters come from the loader's [`SampleRng`] (seed, epoch, index); they
