@@ -582,6 +582,83 @@ pub(super) mod avx512 {
         [lerp_c(0), lerp_c(1), lerp_c(2)]
     }
 
+    /// Whether the CPU has AVX-512 VBMI (byte permutes across the register).
+    fn vbmi() -> bool {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        std::arch::is_x86_feature_detected!("avx512vbmi")
+            && !*OFF.get_or_init(|| std::env::var_os("STOKER_NO_VBMI").is_some())
+    }
+
+    /// Lane 0 and lane 15 of `v`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn ends(v: __m512i) -> (i32, i32) {
+        (
+            _mm_cvtsi128_si32(_mm512_castsi512_si128(v)),
+            _mm_extract_epi32::<3>(_mm512_extracti32x4_epi32::<3>(v)),
+        )
+    }
+
+    /// [`taps`] without gathers: the sixteen pixels' left taps `(x0, y0)` lie in a few rows
+    /// and a narrow span of columns (the map is affine, so lanes 0 and 15 bound them); each of
+    /// those rows is loaded once (64 bytes from the leftmost tap) and every lane takes its 8
+    /// bytes with two byte permutes. `None` when the span is wider than one load, the block
+    /// covers more than 8 rows, or a load would pass the end of the image.
+    ///
+    /// # Safety
+    ///
+    /// Every lane's taps are inside the image (`0 <= x0 < sw - 1`, `0 <= y0 < sh - 1`), and
+    /// the CPU has AVX-512 F, BW and VBMI.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx2")]
+    unsafe fn rows_taps(
+        w: &Warp<'_, u8>,
+        x0: __m512i,
+        y0: __m512i,
+        fx: __m512,
+        fy: __m512,
+    ) -> Option<[__m512; 3]> {
+        let ((xa, xb), (ya, yb)) = (ends(x0), ends(y0));
+        let (xmin, xmax, ymin, ymax) = (xa.min(xb), xa.max(xb), ya.min(yb), ya.max(yb));
+        let stride = w.sw * 3;
+        let first = ymin as usize * stride + xmin as usize * 3;
+        let rows = (ymax - ymin) as usize + 2;
+        if (xmax - xmin) * 3 + 8 > 64 || rows > 8 || first + (rows - 1) * stride + 64 > w.src.len()
+        {
+            return None;
+        }
+        // Byte j of lane l's low dword: its left tap's offset in the load, plus j.
+        let o = _mm512_mullo_epi32(
+            _mm512_sub_epi32(x0, _mm512_set1_epi32(xmin)),
+            _mm512_set1_epi32(3 * 0x0101_0101),
+        );
+        let lo_idx = _mm512_add_epi32(o, _mm512_set1_epi32(0x0302_0100));
+        let hi_idx = _mm512_add_epi32(o, _mm512_set1_epi32(0x0706_0504));
+        let z = _mm512_setzero_si512();
+        let (mut l0, mut h0, mut l1, mut h1) = (z, z, z, z);
+        for r in 0..rows {
+            // SAFETY: `first + r * stride + 64 <= len` (checked above); the load is unaligned.
+            let v =
+                unsafe { _mm512_loadu_si512(w.src.as_ptr().add(first + r * stride) as *const _) };
+            let (lo, hi) = (
+                _mm512_permutexvar_epi8(lo_idx, v),
+                _mm512_permutexvar_epi8(hi_idx, v),
+            );
+            let y = _mm512_set1_epi32(ymin + r as i32);
+            let top = _mm512_cmpeq_epi32_mask(y0, y);
+            let bot = _mm512_cmpeq_epi32_mask(_mm512_add_epi32(y0, _mm512_set1_epi32(1)), y);
+            l0 = _mm512_mask_mov_epi32(l0, top, lo);
+            h0 = _mm512_mask_mov_epi32(h0, top, hi);
+            l1 = _mm512_mask_mov_epi32(l1, bot, lo);
+            h1 = _mm512_mask_mov_epi32(h1, bot, hi);
+        }
+        Some([
+            lerp(byte(l0, 0), byte(l0, 3), byte(l1, 0), byte(l1, 3), fx, fy),
+            lerp(byte(l0, 1), byte(h0, 0), byte(l1, 1), byte(h1, 0), fx, fy),
+            lerp(byte(l0, 2), byte(h0, 1), byte(l1, 2), byte(h1, 1), fx, fy),
+        ])
+    }
+
     /// Channels 0, 1, 2 of output pixels `x..x + 16`, bilinear from the 8-bit RGB source,
     /// when every tap of the sixteen is inside the image or the fill mode is `nearest`; `None`
     /// otherwise (the caller takes two AVX2 blocks, which handle the other fill modes).
@@ -624,6 +701,12 @@ pub(super) mod avx512 {
         let inside = _mm512_cmplt_epu32_mask(x0, _mm512_set1_epi32(sw - 1))
             & _mm512_cmplt_epu32_mask(y0, _mm512_set1_epi32(sh - 1));
         if inside == 0xffff {
+            if vbmi() {
+                // SAFETY: VBMI checked; every tap is inside the image (checked above).
+                if let Some(v) = unsafe { rows_taps(w, x0, y0, fx, fy) } {
+                    return Some(v);
+                }
+            }
             let pa = _mm512_add_epi32(_mm512_mullo_epi32(y0, stride), x3(x0));
             // SAFETY: `0 <= x0 < sw - 1` and `0 <= y0 < sh - 1` in every lane: the left taps of
             // rows `y0` and `y0 + 1`, none the last of its row, in the caller's image.
