@@ -6,6 +6,8 @@
 //!   zoom, flip, noise, normalisation, f32 NCHW) into the same slot; `fused_warp_no_noise`
 //!   the same without the noise; `fused_warp_avx2` with the AVX2 kernel (the others take
 //!   AVX-512 where the CPU has it).
+//! - `fused_warp_ycbcr`: the same pass (with the noise) from a real photo's YCbCr planes (the
+//!   `ycbcr` path), next to `fused_warp_photo`, the RGB pass on the same photo.
 //!   Counted in pixels: divan's items/s is pixels/s on one core.
 //! - `loader_identity` / `loader_keras_default`: the loader over the JPEG folder that
 //!   `cargo bench --bench pipeline` makes (`target/bench-data/jpeg-256x144`, 1024 images), or
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use stoker::augment::{Augment, AugmentBuilder, AugmentParams, AugmentScratch};
+use stoker::decode::Decoder;
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
 use stoker::source::ImageFolder;
@@ -98,6 +101,58 @@ fn fused_warp_no_noise(bencher: Bencher) {
         bencher,
         Augment::from_spec("rotation=15,shift=0.1,zoom=0.9:1.1,hflip").unwrap(),
     );
+}
+
+/// A fixture photo: its bytes.
+fn photo() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/photos-256x144/class-a/photo-00.jpg"),
+    )
+    .unwrap()
+}
+
+fn keras_params(aug: &Augment) -> Vec<AugmentParams> {
+    (0..64)
+        .map(|i| aug.params_for(0, 0, i, (W, H), (W, H)))
+        .collect()
+}
+
+/// The RGB pass on the decoded photo (compare with `fused_warp_ycbcr`).
+#[divan::bench(sample_count = 30)]
+fn fused_warp_photo(bencher: Bencher) {
+    let mut decoder = Decoder::new().unwrap();
+    let bytes = photo();
+    let src = decoder.decode(&bytes, 3, None).unwrap();
+    let aug = Augment::keras_default();
+    let mut store = Store::new(&spec(), SrcType::F32).unwrap();
+    let mut slot = vec![0u8; spec().sample_bytes()];
+    let mut scratch = AugmentScratch::new();
+    let params = keras_params(&aug);
+    let mut k = 0;
+    bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
+        k = (k + 1) % params.len();
+        aug.apply_params(&params[k], &src, &mut store, &mut scratch, &mut slot)
+            .unwrap();
+    });
+}
+
+/// The same pass from the photo's YCbCr planes.
+#[divan::bench(sample_count = 30)]
+fn fused_warp_ycbcr(bencher: Bencher) {
+    let mut decoder = Decoder::new().unwrap();
+    let bytes = photo();
+    let planes = decoder.decode_ycbcr(&bytes, (W, H)).unwrap().unwrap();
+    let aug = AugmentBuilder::keras_default().ycbcr(true).build().unwrap();
+    let mut store = Store::new(&spec(), SrcType::F32).unwrap();
+    let mut slot = vec![0u8; spec().sample_bytes()];
+    let mut scratch = AugmentScratch::new();
+    let params = keras_params(&aug);
+    let mut k = 0;
+    bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
+        k = (k + 1) % params.len();
+        aug.apply_ycbcr_params(&params[k], &planes, &mut store, &mut scratch, &mut slot)
+            .unwrap();
+    });
 }
 
 fn folder() -> PathBuf {

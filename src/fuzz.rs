@@ -63,9 +63,10 @@ impl Source for OneImage {
     }
 }
 
-/// `data` decoded as an image under each [`DecodePolicy`], then through a loader with
-/// Keras-style augmentation into a small f16 batch. A decoded image has the size it says;
-/// an error is a decode or usage error, never a panic caught in a worker.
+/// `data` decoded as an image under each [`DecodePolicy`] (as pixels, and as YCbCr planes),
+/// then through loaders with Keras-style augmentation (from pixels, and from planes) into a
+/// small f16 batch. A decoded image has the size it says, planes the sizes their subsampling
+/// gives; an error is a decode or usage error, never a panic caught in a worker.
 pub fn decode_augment(data: &[u8]) {
     let mut dec = Decoder::new().expect("a decoder");
     for policy in [
@@ -91,21 +92,36 @@ pub fn decode_augment(data: &[u8]) {
                 ),
             }
         }
+        match dec.decode_ycbcr(data, (64, 48)) {
+            Ok(Some(v)) => {
+                let (hs, vs) = v.subsampling;
+                let c = (v.width().div_ceil(hs), v.height().div_ceil(vs));
+                assert_eq!((v.cb.width, v.cb.height), c);
+                assert!(v.y.data.len() >= (v.y.height - 1) * v.y.stride + v.y.width);
+            }
+            Ok(None) => {}
+            Err(e) => assert!(
+                matches!(e.kind(), ErrorKind::Decode | ErrorKind::Usage),
+                "{e}"
+            ),
+        }
     }
-    let mut loader = Loader::builder(OneImage(data.to_vec()))
-        .batch_size(1)
-        .size(40, 24)
-        .channels(3)
-        .num_workers(0)
-        .dtype(DType::F16)
-        .normalize(Normalize::imagenet())
-        .transform(Arc::new(Augment::keras_default()))
-        .build()
-        .expect("a one-image loader with a given size builds");
-    for b in loader.epoch(0) {
-        match b {
-            Ok(b) => assert_eq!(b.as_bytes().len(), 40 * 24 * 3 * 2),
-            Err(e) => assert!(e.kind() != ErrorKind::Panic, "a worker panicked: {e}"),
+    for spec in ["default", "default,ycbcr"] {
+        let mut loader = Loader::builder(OneImage(data.to_vec()))
+            .batch_size(1)
+            .size(40, 24)
+            .channels(3)
+            .num_workers(0)
+            .dtype(DType::F16)
+            .normalize(Normalize::imagenet())
+            .transform(Arc::new(Augment::from_spec(spec).expect("a valid spec")))
+            .build()
+            .expect("a one-image loader with a given size builds");
+        for b in loader.epoch(0) {
+            match b {
+                Ok(b) => assert_eq!(b.as_bytes().len(), 40 * 24 * 3 * 2),
+                Err(e) => assert!(e.kind() != ErrorKind::Panic, "a worker panicked: {e}"),
+            }
         }
     }
 }

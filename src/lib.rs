@@ -42,7 +42,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gpu_convert;
-mod image;
+pub mod image;
 pub mod loader;
 mod noise;
 pub mod output;
@@ -58,7 +58,7 @@ pub use augment::Augment;
 pub use batch::Batch;
 pub use error::{Error, ErrorKind, Result};
 pub use gpu_convert::GpuConvert;
-pub use image::{ImageView, Pixels};
+pub use image::{ImageView, Pixels, YCbCrView};
 pub use loader::{Epoch, Loader, LoaderBuilder, OnError, SkipBound};
 pub use output::{DType, Layout, Normalize, OutputSpec};
 pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};

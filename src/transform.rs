@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::output::{SrcType, Store};
 use crate::rng::SampleRng;
-use crate::{ImageView, Pixels, Result};
+use crate::{Error, ImageView, Pixels, Result, YCbCrView};
 
 /// Where one sample is written: its slot in a batch buffer and the prepared converter.
 ///
@@ -107,6 +107,45 @@ pub trait Transform: Send + Sync {
     /// ```
     fn scratch(&self) -> Box<dyn Any + Send> {
         Box::new(())
+    }
+
+    /// Whether the transform takes JPEGs as their YCbCr planes (default false): when true,
+    /// and the output has three channels, the loader decodes a YCbCr JPEG with
+    /// [`Decoder::decode_ycbcr`](crate::decode::Decoder::decode_ycbcr) (at the reduced DCT
+    /// scale, as for [`samples_source`](Transform::samples_source)) and calls
+    /// [`apply_ycbcr`](Transform::apply_ycbcr) instead of [`apply`](Transform::apply). Other
+    /// samples still go to `apply`.
+    ///
+    /// ```
+    /// use stoker::transform::{Identity, Transform};
+    /// assert!(!Identity.takes_ycbcr());
+    /// ```
+    fn takes_ycbcr(&self) -> bool {
+        false
+    }
+
+    /// Transforms a JPEG's YCbCr planes (see [`takes_ycbcr`](Transform::takes_ycbcr)) with
+    /// randomness drawn from `rng` only, and writes the result through `out`. The default is
+    /// a usage error: a transform that takes planes implements it.
+    ///
+    /// ```
+    /// use stoker::{augment::Augment, transform::Transform};
+    /// // The augmentation takes planes when asked to (`Augment::builder().ycbcr(true)`).
+    /// assert!(Augment::from_spec("ycbcr")?.takes_ycbcr());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    fn apply_ycbcr(
+        &self,
+        info: SampleInfo,
+        src: &YCbCrView<'_>,
+        rng: &mut SampleRng,
+        out: &mut SlotWriter<'_>,
+    ) -> Result<()> {
+        let _ = (info, src, rng, out);
+        Err(Error::usage(format!(
+            "transform {:?} does not take YCbCr planes",
+            self.name()
+        )))
     }
 }
 

@@ -630,26 +630,29 @@ fn random_resized_crop_stays_inside_the_image_and_covers_its_scale() {
 #[test]
 fn steady_state_augmentation_allocates_nothing_per_batch() {
     let _serial = SERIAL.write().unwrap_or_else(|e| e.into_inner());
-    let mut l = Loader::builder(ImageFolder::open("fixtures/photos-256x144").unwrap())
-        .batch_size(4)
-        .shuffle(true)
-        .num_workers(1)
-        .dtype(DType::F32)
-        .normalize(Normalize::imagenet())
-        .transform(Arc::new(Augment::keras_default()))
-        .build()
-        .unwrap();
-    let mut per = Vec::new();
-    for e in 0..5 {
-        let mut it = l.epoch(e);
-        drop(it.next().unwrap().unwrap());
-        let before = ALLOCS.load(Ordering::Relaxed);
-        for b in it.by_ref() {
-            drop(b.unwrap());
+    // The pixel path and the YCbCr plane path.
+    for spec in ["default", "default,ycbcr"] {
+        let mut l = Loader::builder(ImageFolder::open("fixtures/photos-256x144").unwrap())
+            .batch_size(4)
+            .shuffle(true)
+            .num_workers(1)
+            .dtype(DType::F32)
+            .normalize(Normalize::imagenet())
+            .transform(Arc::new(Augment::from_spec(spec).unwrap()))
+            .build()
+            .unwrap();
+        let mut per = Vec::new();
+        for e in 0..5 {
+            let mut it = l.epoch(e);
+            drop(it.next().unwrap().unwrap());
+            let before = ALLOCS.load(Ordering::Relaxed);
+            for b in it.by_ref() {
+                drop(b.unwrap());
+            }
+            per.push(ALLOCS.load(Ordering::Relaxed) - before);
         }
-        per.push(ALLOCS.load(Ordering::Relaxed) - before);
+        assert_eq!(per[2..], [0, 0, 0], "{spec}: {per:?}");
     }
-    assert_eq!(per[2..], [0, 0, 0], "{per:?}");
 }
 
 #[test]

@@ -54,6 +54,7 @@ pub(crate) mod photometric;
 mod preview;
 mod settings;
 mod warp;
+mod ycbcr;
 
 use std::any::Any;
 use std::fmt;
@@ -66,7 +67,7 @@ pub use preview::png_grid;
 use crate::output::{DType, SimdLevel, SrcType, Store};
 use crate::rng::SampleRng;
 use crate::transform::{SampleInfo, SlotWriter, Transform};
-use crate::{Error, ErrorKind, ImageView, Pixels, Result};
+use crate::{Error, ErrorKind, ImageView, Pixels, Result, YCbCrView};
 
 /// What the warp reads outside the source image (Keras's `fill_mode`).
 ///
@@ -196,6 +197,8 @@ struct Config {
     contrast: (f32, f32),
     salt_pepper: f32,
     crop: Option<((f64, f64), (f64, f64))>,
+    /// Take JPEGs as YCbCr planes (see [`AugmentBuilder::ycbcr`]).
+    ycbcr: bool,
     /// The highest kernel set to use (capped by the CPU at run time).
     simd: SimdLevel,
 }
@@ -218,6 +221,7 @@ impl Default for Config {
             contrast: (1.0, 1.0),
             salt_pepper: 0.0,
             crop: None,
+            ycbcr: false,
             simd: SimdLevel::Avx512,
         }
     }
@@ -338,6 +342,29 @@ impl AugmentBuilder {
         self
     }
 
+    /// Take JPEGs as their YCbCr planes (default false): the loader decodes them without
+    /// libjpeg-turbo's colour conversion and chroma upsampling, and the warp samples each
+    /// plane bilinearly at its own resolution (a quarter as many chroma samples for 4:2:0)
+    /// and converts to RGB in the same pass. Faster (decode and warp), and a different
+    /// resampling: the output differs from the RGB path by about one level on average, more at
+    /// sharp colour edges (see the `ycbcr` tests for the bound). Other sources (PNG, pixel
+    /// arrays, gray or CMYK JPEGs) take the RGB path. Needs bilinear interpolation and three
+    /// output channels; a constant fill is rounded to a whole level.
+    ///
+    /// ```
+    /// use stoker::augment::{Augment, AugmentBuilder};
+    /// use stoker::transform::Transform;
+    /// let a = AugmentBuilder::keras_default().ycbcr(true).build()?;
+    /// assert!(a.takes_ycbcr());
+    /// assert_eq!(a.to_string(), "rotation=15,wshift=0.1,hshift=0.1,zoom=0.9:1.1,hflip,noise=0.03,ycbcr");
+    /// assert!(Augment::from_spec("ycbcr,nearest").is_err());
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn ycbcr(mut self, on: bool) -> Self {
+        self.cfg.ycbcr = on;
+        self
+    }
+
     /// Use the SIMD loops where the CPU has them (default true); false forces the portable
     /// loops, which give the same bits.
     ///
@@ -417,16 +444,18 @@ impl Augment {
             .expect("preset is valid")
     }
 
-    /// Parses a spec: `none`, `default` ([`Augment::keras_default`]) or comma-separated
-    /// `rotation=DEG`, `shift=R` (both axes), `wshift=R`, `hshift=R`, `zoom=LO:HI` or `zoom=R`
-    /// (`1-R:1+R`), `isozoom`, `hflip`, `vflip`, `fill=MODE`, `cval=V`, `nearest`,
-    /// `noise=SIGMA`, `brightness=LO:HI`, `contrast=LO:HI`, `saltpepper=P`,
-    /// `crop=SLO:SHI[/RLO:RHI]`.
+    /// Parses a spec: `none`, or comma-separated items applied in order: `default`
+    /// ([`Augment::keras_default`]'s settings), `rotation=DEG`, `shift=R` (both axes),
+    /// `wshift=R`, `hshift=R`, `zoom=LO:HI` or `zoom=R` (`1-R:1+R`), `isozoom`, `hflip`,
+    /// `vflip`, `fill=MODE`, `cval=V`, `nearest`, `noise=SIGMA`, `brightness=LO:HI`,
+    /// `contrast=LO:HI`, `saltpepper=P`, `crop=SLO:SHI[/RLO:RHI]`, `ycbcr`.
     ///
     /// ```
     /// use stoker::augment::Augment;
     /// let a = Augment::from_spec("rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03")?;
     /// assert_eq!(a.to_string(), Augment::keras_default().to_string());
+    /// let b = Augment::from_spec("default,noise=0.05,ycbcr")?;
+    /// assert_eq!(b.to_string(), "rotation=15,wshift=0.1,hshift=0.1,zoom=0.9:1.1,hflip,noise=0.05,ycbcr");
     /// assert!(Augment::from_spec("rotation=abc").is_err());
     /// assert!(Augment::from_spec("spin=3").is_err());
     /// # Ok::<(), stoker::Error>(())
@@ -439,6 +468,10 @@ impl Augment {
         }
         let mut b = Augment::builder();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if matches!(item, "default" | "keras") {
+                b.cfg = AugmentBuilder::keras_default().cfg;
+                continue;
+            }
             let (key, val) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (item, None),
@@ -458,7 +491,7 @@ impl Augment {
             };
             let setting = settings::find(key).ok_or_else(|| {
                 Error::usage(format!(
-                    "augment: unknown setting {key:?} ({})",
+                    "augment: unknown setting {key:?} (default, {})",
                     settings::known_keys()
                 ))
             })?;
@@ -516,6 +549,7 @@ impl Augment {
             cval: self.cfg.cval,
             interpolation: self.cfg.interpolation,
             isotropic: self.cfg.isotropic,
+            ycbcr: self.cfg.ycbcr,
             simd: self.cfg.simd,
             ..Config::default()
         } == self.cfg
@@ -648,30 +682,12 @@ impl Augment {
                     Some((f, d, planar))
                 });
                 if let Some((f, d, planar)) = fused {
-                    check_slot(slot.len(), spec.sample_bytes())?;
                     let k = fused::Fused {
-                        warp: wp,
+                        source: wp,
                         photo,
                         width: w,
                     };
-                    let sz = crate::output::out_size(d);
-                    // Planar: three planes of `h` rows of `w` elements; interleaved: `h` rows
-                    // of `3 * w`.
-                    let (plane, row) = if planar {
-                        (w * h * sz, w * sz)
-                    } else {
-                        (0, 3 * w * sz)
-                    };
-                    let base = slot.as_mut_ptr();
-                    for y in 0..h {
-                        // SAFETY: `pick` checked the CPU; the slot holds the sample (checked
-                        // above) in the layout the kernel was picked for.
-                        unsafe {
-                            let at = |ch: usize| base.add(ch * plane + y * row);
-                            f(&k, y, [at(0), at(1), at(2)]);
-                        }
-                    }
-                    return Ok(());
+                    return run_fused(f, &k, (d, planar), (w, h), slot);
                 }
                 let f = warp::pick_rgb8(fill, true)
                     .unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
@@ -705,6 +721,134 @@ impl Augment {
         }
         Ok(())
     }
+
+    /// [`apply_params`](Self::apply_params) for a JPEG's YCbCr planes (the
+    /// [`ycbcr`](AugmentBuilder::ycbcr) path, whatever this augmentation's setting): `p` is
+    /// drawn for the luma plane's size, the output has three channels.
+    ///
+    /// ```
+    /// use stoker::augment::{Augment, AugmentParams, AugmentScratch};
+    /// use stoker::output::{SrcType, Store};
+    /// use stoker::{DType, Layout, OutputSpec};
+    /// let bytes = std::fs::read(concat!(
+    ///     env!("CARGO_MANIFEST_DIR"),
+    ///     "/fixtures/photos-256x144/class-a/photo-00.jpg"
+    /// ))?;
+    /// let mut decoder = stoker::decode::Decoder::new()?;
+    /// let planes = decoder.decode_ycbcr(&bytes, (256, 144))?.unwrap();
+    /// let spec = OutputSpec::new(256, 144, 3).with_dtype(DType::U8).with_layout(Layout::Nhwc);
+    /// let mut store = Store::new(&spec, SrcType::F32)?;
+    /// let mut slot = vec![0u8; spec.sample_bytes()];
+    /// let p = AugmentParams::identity((256, 144), (256, 144));
+    /// let a = Augment::default();
+    /// a.apply_ycbcr_params(&p, &planes, &mut store, &mut AugmentScratch::new(), &mut slot)?;
+    /// // Within rounding of libjpeg-turbo's own RGB decode.
+    /// let rgb = decoder.decode(&bytes, 3, None)?;
+    /// let stoker::Pixels::U8(rgb) = rgb.pixels else { unreachable!() };
+    /// assert!(slot.iter().zip(rgb).all(|(&a, &b)| a.abs_diff(b) <= 3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_ycbcr_params(
+        &self,
+        p: &AugmentParams,
+        src: &YCbCrView<'_>,
+        store: &mut Store,
+        scratch: &mut AugmentScratch,
+        slot: &mut [u8],
+    ) -> Result<()> {
+        let spec = store.spec();
+        let (w, h, c) = (spec.width, spec.height, spec.channels);
+        if store.src() != SrcType::F32 {
+            return Err(Error::new(
+                ErrorKind::DTypeMismatch,
+                "augment: the store must take f32 rows",
+            ));
+        }
+        if c != 3 {
+            return Err(Error::usage(format!(
+                "augment: YCbCr planes give 3 channels, the output has {c}"
+            )));
+        }
+        if self.cfg.interpolation != Interpolation::Bilinear {
+            return Err(Error::usage(
+                "augment: YCbCr planes are sampled bilinearly only",
+            ));
+        }
+        let size = (src.width(), src.height());
+        if p.src_size != size || p.out_size != (w, h) {
+            return Err(Error::usage(format!(
+                "augment: parameters are for {:?} -> {:?}, not {size:?} -> {:?}",
+                p.src_size,
+                p.out_size,
+                (w, h)
+            )));
+        }
+        let unit = if spec.dtype == DType::U8 {
+            1.0
+        } else {
+            1.0 / 255.0
+        };
+        let simd = self.cfg.simd >= SimdLevel::Avx2;
+        let photo =
+            photometric::Photo::new(p, (255.0, unit), store.scale_bias(), &self.gauss, simd);
+        let k = fused::Fused {
+            source: ycbcr::Ycc::new(src, inverse_map(p), self.cfg.fill, self.cfg.cval),
+            photo,
+            width: w,
+        };
+        let fused = store.fused_target().and_then(|(d, planar)| {
+            Some((
+                fused::pick_ycbcr(d, planar, k.photo.kind, self.cfg.simd)?,
+                d,
+                planar,
+            ))
+        });
+        if let Some((f, d, planar)) = fused {
+            return run_fused(f, &k, (d, planar), (w, h), slot);
+        }
+        if scratch.row.len() < 3 * w {
+            scratch.row = vec![0.0; 3 * w];
+        }
+        let row = &mut scratch.row[..3 * w];
+        for y in 0..h {
+            let base = k.source.row(y);
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                px.copy_from_slice(&k.source.pixel(base, x));
+            }
+            k.photo.apply(row, 3, y * w);
+            store.row_f32_normalised(y, row, slot)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs fused kernel `f` over every output row of `k` into `slot`, which must hold one
+/// sample of `w`×`h` in dtype code `d`, planar (NCHW) or interleaved (NHWC).
+fn run_fused<S>(
+    f: fused::RowFn<S>,
+    k: &fused::Fused<'_, S>,
+    (d, planar): (u8, bool),
+    (w, h): (usize, usize),
+    slot: &mut [u8],
+) -> Result<()> {
+    let sz = crate::output::out_size(d);
+    check_slot(slot.len(), 3 * w * h * sz)?;
+    // Planar: three planes of `h` rows of `w` elements; interleaved: `h` rows of `3 * w`.
+    let (plane, row) = if planar {
+        (w * h * sz, w * sz)
+    } else {
+        (0, 3 * w * sz)
+    };
+    let base = slot.as_mut_ptr();
+    for y in 0..h {
+        // SAFETY: the kernel was picked for this CPU; the slot holds the sample (checked
+        // above) in the layout the kernel was picked for.
+        unsafe {
+            let at = |ch: usize| base.add(ch * plane + y * row);
+            f(k, y, [at(0), at(1), at(2)]);
+        }
+    }
+    Ok(())
 }
 
 /// A usage error unless the slot holds exactly one sample.
@@ -760,5 +904,25 @@ impl Transform for Augment {
 
     fn scratch(&self) -> Box<dyn Any + Send> {
         Box::new(AugmentScratch::new())
+    }
+
+    fn takes_ycbcr(&self) -> bool {
+        self.cfg.ycbcr
+    }
+
+    fn apply_ycbcr(
+        &self,
+        _info: SampleInfo,
+        src: &YCbCrView<'_>,
+        rng: &mut SampleRng,
+        out: &mut SlotWriter<'_>,
+    ) -> Result<()> {
+        let (store, slot, scratch) = out.parts_with_scratch(SrcType::F32);
+        let out_size = (store.spec().width, store.spec().height);
+        let p = self.draw(rng, (src.width(), src.height()), out_size);
+        match scratch.downcast_mut::<AugmentScratch>() {
+            Some(s) => self.apply_ycbcr_params(&p, src, store, s, slot),
+            None => self.apply_ycbcr_params(&p, src, store, &mut AugmentScratch::new(), slot),
+        }
     }
 }

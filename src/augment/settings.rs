@@ -250,6 +250,16 @@ pub(super) const SETTINGS: &[Setting] = &[
             (!(0.0..=1.0).contains(&c.salt_pepper)).then_some("salt_pepper must be in [0, 1]")
         },
     },
+    Setting {
+        keys: &["ycbcr"],
+        arg: Arg::Flag,
+        set: |c, _| c.ycbcr = true,
+        show: |c| c.ycbcr.then(|| "ycbcr".into()),
+        check: |c| {
+            (c.ycbcr && c.interpolation != Interpolation::Bilinear)
+                .then_some("ycbcr needs bilinear interpolation (not nearest)")
+        },
+    },
 ];
 
 /// The setting with spec key `key`.
@@ -287,13 +297,18 @@ mod tests {
                     noise=0.02,saltpepper=0.001";
         let a = Augment::from_spec(spec).unwrap();
         assert_eq!(a.to_string(), spec);
-        // Every setting but the `shift` alias is in the spec: none is forgotten by Display.
-        let shown = SETTINGS
-            .iter()
-            .filter(|s| (s.show)(&a.cfg).is_some())
-            .count();
-        assert_eq!(shown, SETTINGS.len() - 1);
+        // Every setting but the `shift` alias and `ycbcr` (which `nearest` excludes) is in the
+        // spec: none is forgotten by Display.
+        let shown = |a: &Augment| {
+            SETTINGS
+                .iter()
+                .filter(|s| (s.show)(&a.cfg).is_some())
+                .count()
+        };
+        assert_eq!(shown(&a), SETTINGS.len() - 2);
         assert_eq!(Augment::from_spec(&a.to_string()).unwrap().cfg, a.cfg);
+        let y = Augment::from_spec("rotation=3,ycbcr").unwrap();
+        assert_eq!((y.to_string().as_str(), shown(&y)), ("rotation=3,ycbcr", 2));
     }
 
     #[test]
@@ -310,6 +325,7 @@ mod tests {
             ("contrast=2:1", "contrast_range"),
             ("noise=-0.1", "noise_std"),
             ("saltpepper=2", "salt_pepper"),
+            ("ycbcr,nearest", "ycbcr"),
         ] {
             let e = Augment::from_spec(spec).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Usage);

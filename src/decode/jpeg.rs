@@ -63,6 +63,31 @@ pub(crate) struct Header {
     pub(crate) width: usize,
     pub(crate) height: usize,
     pub(crate) lossless: bool,
+    /// `TJCS_*`: how the components are coded (YCbCr, RGB, gray, CMYK, YCCK).
+    pub(crate) colorspace: c_int,
+    /// `TJSAMP_*`: the chroma subsampling, `TJSAMP_UNKNOWN` (-1) when TurboJPEG has no name
+    /// for it.
+    pub(crate) subsamp: c_int,
+}
+
+impl Header {
+    /// Luma samples per chroma sample (across, down) of a YCbCr JPEG that TurboJPEG can
+    /// decode to planes; `None` for gray, RGB, CMYK and YCCK JPEGs, lossless ones, and
+    /// subsamplings without a name.
+    pub(crate) fn ycbcr_subsampling(&self) -> Option<(usize, usize)> {
+        if self.lossless || self.colorspace != raw::TJCS_TJCS_YCbCr as c_int {
+            return None;
+        }
+        Some(match self.subsamp as raw::TJSAMP {
+            raw::TJSAMP_TJSAMP_444 => (1, 1),
+            raw::TJSAMP_TJSAMP_422 => (2, 1),
+            raw::TJSAMP_TJSAMP_420 => (2, 2),
+            raw::TJSAMP_TJSAMP_440 => (1, 2),
+            raw::TJSAMP_TJSAMP_411 => (4, 1),
+            raw::TJSAMP_TJSAMP_441 => (1, 4),
+            _ => return None,
+        })
+    }
 }
 
 /// A TurboJPEG decompression instance (one per decoder; not shared between threads).
@@ -156,6 +181,8 @@ impl Jpeg {
             width: width as usize,
             height: height as usize,
             lossless: self.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1,
+            colorspace: self.get(raw::TJPARAM_TJPARAM_COLORSPACE),
+            subsamp: self.get(raw::TJPARAM_TJPARAM_SUBSAMP),
         };
         Ok((header, warning))
     }
@@ -217,6 +244,55 @@ impl Jpeg {
         let e = self.error();
         if e.warning { Ok(Some(e)) } else { Err(e) }
     }
+
+    /// Decodes `bytes` (whose header was just read, with the scale set) into its three YCbCr
+    /// planes: plane `i` is `rows[i]` rows of `strides[i]` bytes at the start of `planes[i]`
+    /// (TurboJPEG's plane sizes for the scaled image, asserted). Warnings as in
+    /// [`Jpeg::decompress`].
+    pub(crate) fn decompress_planes(
+        &mut self,
+        bytes: &[u8],
+        planes: [&mut [u8]; 3],
+        strides: [usize; 3],
+        rows: [usize; 3],
+    ) -> Result<Option<JpegError>, JpegError> {
+        for i in 0..3 {
+            assert!(planes[i].len() >= strides[i] * rows[i]);
+        }
+        let mut ptrs = planes.map(|p| p.as_mut_ptr());
+        let mut pitches = strides.map(|s| s as c_int);
+        // SAFETY: each plane holds `rows[i]` rows of `strides[i]` bytes (asserted), which the
+        // caller computed with tj3YUVPlaneWidth/Height for this header, scale and subsampling;
+        // `bytes` is valid for its length.
+        let rc = unsafe {
+            raw::tj3DecompressToYUVPlanes8(
+                self.ptr(),
+                bytes.as_ptr(),
+                bytes.len() as _,
+                ptrs.as_mut_ptr(),
+                pitches.as_mut_ptr(),
+            )
+        };
+        if rc == 0 {
+            return Ok(None);
+        }
+        let e = self.error();
+        if e.warning { Ok(Some(e)) } else { Err(e) }
+    }
+}
+
+/// TurboJPEG's (width, height) of plane `component` (0 luma, 1 and 2 chroma) of an image of
+/// `size` with subsampling `subsamp`: luma padded to whole chroma samples, chroma rounded up.
+pub(crate) fn plane_size(component: usize, size: (usize, usize), subsamp: c_int) -> (usize, usize) {
+    let c = component as c_int;
+    // SAFETY: plain functions of their arguments.
+    let (w, h) = unsafe {
+        (
+            raw::tj3YUVPlaneWidth(c, size.0 as c_int, subsamp),
+            raw::tj3YUVPlaneHeight(c, size.1 as c_int, subsamp),
+        )
+    };
+    (w.max(0) as usize, h.max(0) as usize)
 }
 
 /// TurboJPEG's message for `handle` (or the global one for a null handle), trimmed and

@@ -14,7 +14,7 @@ use crate::rng::SampleRng;
 use crate::source::{Raw, Source};
 use crate::stats::Counters;
 use crate::transform::{SampleInfo, SlotWriter, Transform};
-use crate::{Error, ErrorKind, ImageView, Result};
+use crate::{Error, ErrorKind, ImageView, Result, YCbCrView};
 
 /// State shared by the consumer and the workers.
 pub(super) struct Shared<S> {
@@ -211,6 +211,12 @@ pub(super) fn run_task<S: Source>(
     }
 }
 
+/// A decoded sample: pixels, or a JPEG's planes for a transform that takes them.
+enum Decoded<'a> {
+    Pixels(ImageView<'a>),
+    Planes(YCbCrView<'a>),
+}
+
 fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Result<Option<i64>> {
     let spec = &*sh.spec;
     let c = &sh.counters;
@@ -222,6 +228,7 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         scratch,
     } = ctx;
     let at_source = sh.transform.samples_source();
+    let ycbcr = sh.transform.takes_ycbcr() && spec.channels == 3;
     decoder.clear_warning();
     let t0 = Instant::now();
     let item = sh
@@ -232,15 +239,32 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         return Err(sh.locate(Error::new(ErrorKind::Format, problem), task.index));
     }
     let t1 = Instant::now();
-    let img: ImageView<'_> = match item.raw {
+    let size = (spec.width, spec.height);
+    let img = match item.raw {
         Raw::Encoded(bytes) => {
             Counters::add(&c.bytes_read, bytes.len() as u64);
-            if at_source {
-                decoder.decode_reduced(bytes, spec.channels, (spec.width, spec.height))
+            let planes = if ycbcr {
+                decoder
+                    .decode_planes(bytes, size)
+                    .map_err(|e| sh.locate(e, task.index))?
             } else {
-                decoder.decode(bytes, spec.channels, Some((spec.width, spec.height)))
+                None
+            };
+            match planes {
+                Some(layout) => Decoded::Planes(
+                    decoder
+                        .planes_view(&layout)
+                        .map_err(|e| sh.locate(e, task.index))?,
+                ),
+                None => Decoded::Pixels(
+                    if at_source {
+                        decoder.decode_reduced(bytes, spec.channels, size)
+                    } else {
+                        decoder.decode(bytes, spec.channels, Some(size))
+                    }
+                    .map_err(|e| sh.locate(e, task.index))?,
+                ),
             }
-            .map_err(|e| sh.locate(e, task.index))?
         }
         Raw::Pixels(v) => {
             let elem = match v.pixels {
@@ -263,13 +287,13 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
                     task.index,
                 ));
             }
-            if at_source || (v.width, v.height) == (spec.width, spec.height) {
+            Decoded::Pixels(if at_source || (v.width, v.height) == size {
                 v
             } else {
                 decoder
                     .resize(v, spec.width, spec.height)
                     .map_err(|e| sh.locate(e, task.index))?
-            }
+            })
         }
     };
     let t2 = Instant::now();
@@ -288,9 +312,11 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         index: task.index,
         epoch: task.epoch,
     };
-    sh.transform
-        .apply(info, &img, &mut rng, &mut out)
-        .map_err(|e| sh.locate(e, task.index))?;
+    match &img {
+        Decoded::Pixels(v) => sh.transform.apply(info, v, &mut rng, &mut out),
+        Decoded::Planes(v) => sh.transform.apply_ycbcr(info, v, &mut rng, &mut out),
+    }
+    .map_err(|e| sh.locate(e, task.index))?;
     let t3 = Instant::now();
     let write = out.write_time;
     Counters::add(&c.read_ns, (t1 - t0).as_nanos() as u64);
