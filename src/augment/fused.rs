@@ -93,8 +93,7 @@ mod x86 {
 
         /// # Safety
         ///
-        /// The CPU has AVX-512 F and BW, AVX2, FMA and F16C (and what [`pick_wide`] asked
-        /// for).
+        /// The CPU has AVX-512 F and BW, AVX2, FMA and F16C.
         unsafe fn row16(s: &Self::Source<'_>, y: usize, width: usize) -> Self::Row16;
 
         /// Output pixels `x..x + 16` of the row.
@@ -185,73 +184,44 @@ mod x86 {
         }
     }
 
-    /// A JPEG's YCbCr planes (see [`ycbcr`]): sixteen pixels with AVX-512 VBMI byte permutes
-    /// where every tap is inside the planes, else two AVX2 blocks (gathers, every fill mode).
+    /// A JPEG's YCbCr planes (see [`ycbcr`]): the row's plane values, made before the row
+    /// runs ([`Ycc::fill_row`]), converted to RGB.
     struct YccKernel;
 
     impl Kernel for YccKernel {
         type Source<'a> = Ycc<'a>;
-        /// The row's start, and whether it fits the blocks' `i32` arithmetic.
-        type Row16 = (ycbcr::RowBase, bool);
-        type Row8 = (ycbcr::RowBase, bool);
+        type Row16 = ();
+        type Row8 = ();
+
+        unsafe fn row16(_: &Ycc<'_>, _: usize, _: usize) {}
 
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-        unsafe fn row16(k: &Ycc<'_>, y: usize, width: usize) -> Self::Row16 {
-            Self::row8(k, y, width)
+        unsafe fn block16(k: &Ycc<'_>, _: &(), x: usize) -> [__m512; 3] {
+            // SAFETY: AVX-512 F; `x + 16` is at most the width (the caller's precondition).
+            unsafe { ycbcr::x86::rgb16_at(k, x) }
         }
 
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,fma,f16c")]
-        unsafe fn block16(k: &Ycc<'_>, &(base, fits): &Self::Row16, x: usize) -> [__m512; 3] {
-            if fits {
-                // SAFETY: the CPU features (`pick_ycbcr` checked VBMI); the row fits.
-                return unsafe { ycbcr::x86::block16(k, base, x) };
-            }
-            let px: [[f32; 3]; 16] = std::array::from_fn(|i| k.pixel(base, x + i));
-            // SAFETY: 16 values are read from each array.
-            std::array::from_fn(|c| unsafe {
-                let v: [f32; 16] = std::array::from_fn(|i| px[i][c]);
-                _mm512_loadu_ps(v.as_ptr())
-            })
-        }
-
-        fn row8(k: &Ycc<'_>, y: usize, width: usize) -> Self::Row8 {
-            let base = k.row(y);
-            (base, ycbcr::x86::row_fits(k, base, width))
-        }
+        fn row8(_: &Ycc<'_>, _: usize, _: usize) {}
 
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn block8(k: &Ycc<'_>, &(base, fits): &Self::Row8, x: usize) -> [__m256; 3] {
-            if fits {
-                // SAFETY: AVX2 and FMA (the caller's precondition); the row fits.
-                return unsafe { ycbcr::x86::block8(k, base, x) };
-            }
-            let px: [[f32; 3]; 8] = std::array::from_fn(|i| k.pixel(base, x + i));
-            // SAFETY: 8 values are read from each array.
-            std::array::from_fn(|c| unsafe {
-                let v: [f32; 8] = std::array::from_fn(|i| px[i][c]);
-                _mm256_loadu_ps(v.as_ptr())
-            })
+        unsafe fn block8(k: &Ycc<'_>, _: &(), x: usize) -> [__m256; 3] {
+            // SAFETY: AVX2 and FMA; `x + 8` is at most the width (the caller's precondition).
+            unsafe { ycbcr::x86::rgb8_at(k, x) }
         }
 
         #[inline]
-        fn pixel(k: &Ycc<'_>, &(base, _): &Self::Row8, x: usize) -> [f32; 3] {
-            k.pixel(base, x)
+        fn pixel(k: &Ycc<'_>, _: &(), x: usize) -> [f32; 3] {
+            k.rgb(x)
         }
     }
 
-    /// Whether the AVX-512 kernel may run at `level` (else the AVX2 one, or `None` below
-    /// it). `vbmi`: the kernel also needs AVX-512 VBMI and VL.
-    fn pick_wide(level: SimdLevel, vbmi: bool) -> Option<bool> {
-        let has_vbmi = || {
-            !vbmi
-                || (std::arch::is_x86_feature_detected!("avx512vbmi")
-                    && std::arch::is_x86_feature_detected!("avx512vl"))
-        };
+    /// Whether the AVX-512 rows may run at `level` (else the AVX2 ones, or `None` below
+    /// AVX2).
+    fn pick_wide(level: SimdLevel) -> Option<bool> {
         match level {
-            SimdLevel::Avx512 if SimdLevel::Avx512.is_available() && has_vbmi() => Some(true),
+            SimdLevel::Avx512 if SimdLevel::Avx512.is_available() => Some(true),
             SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.is_available() => Some(false),
             _ => None,
         }
@@ -267,7 +237,7 @@ mod x86 {
         kind: Kind,
         level: SimdLevel,
     ) -> Option<RowFn<Warp<'a, u8>>> {
-        let wide = pick_wide(level, false)?;
+        let wide = pick_wide(level)?;
         match fill {
             FillMode::Constant => by_dtype::<RgbKernel<warp::Constant>>(d, planar, kind, wide),
             FillMode::Nearest => by_dtype::<RgbKernel<warp::Nearest>>(d, planar, kind, wide),
@@ -283,7 +253,7 @@ mod x86 {
         kind: Kind,
         level: SimdLevel,
     ) -> Option<RowFn<Ycc<'a>>> {
-        by_dtype::<YccKernel>(d, planar, kind, pick_wide(level, true)?)
+        by_dtype::<YccKernel>(d, planar, kind, pick_wide(level)?)
     }
 
     fn by_dtype<'a, K: Kernel>(
@@ -368,7 +338,7 @@ mod x86 {
     ///
     /// # Safety
     ///
-    /// The [`RowFn`] preconditions, for the AVX-512 kernel's features.
+    /// The [`RowFn`] preconditions, for AVX-512 F and BW, AVX2, FMA and F16C.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     unsafe fn row512<K: Kernel, const D: u8, const P: bool, const GAUSS: bool, const SP: bool>(
         k: &Fused<'_, K::Source<'_>>,

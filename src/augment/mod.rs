@@ -141,7 +141,8 @@ pub enum Interpolation {
     Bilinear,
 }
 
-/// Per-worker scratch of [`Augment`]: one output row of `f32`, grown once.
+/// Per-worker scratch of [`Augment`]: one output row of `f32` (and of YCbCr values), grown
+/// once.
 ///
 /// ```
 /// let s = stoker::augment::AugmentScratch::new();
@@ -150,6 +151,7 @@ pub enum Interpolation {
 #[derive(Debug, Default)]
 pub struct AugmentScratch {
     row: Vec<f32>,
+    ycc: Vec<i32>,
 }
 
 impl AugmentScratch {
@@ -682,12 +684,12 @@ impl Augment {
                     Some((f, d, planar))
                 });
                 if let Some((f, d, planar)) = fused {
-                    let k = fused::Fused {
+                    let mut k = fused::Fused {
                         source: wp,
                         photo,
                         width: w,
                     };
-                    return run_fused(f, &k, (d, planar), (w, h), slot);
+                    return run_fused(f, &mut k, (d, planar), (w, h), slot, |_, _| {});
                 }
                 let f = warp::pick_rgb8(fill, true)
                     .unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
@@ -791,8 +793,18 @@ impl Augment {
         let simd = self.cfg.simd >= SimdLevel::Avx2;
         let photo =
             photometric::Photo::new(p, (255.0, unit), store.scale_bias(), &self.gauss, simd);
-        let k = fused::Fused {
-            source: ycbcr::Ycc::new(src, inverse_map(p), self.cfg.fill, self.cfg.cval),
+        let taps = ycbcr::Taps::pick(self.cfg.simd);
+        let vals = std::mem::take(&mut scratch.ycc);
+        let source = ycbcr::Ycc::new(
+            src,
+            inverse_map(p),
+            (self.cfg.fill, self.cfg.cval),
+            w,
+            taps,
+            vals,
+        );
+        let mut k = fused::Fused {
+            source,
             photo,
             width: w,
         };
@@ -803,22 +815,27 @@ impl Augment {
                 planar,
             ))
         });
-        if let Some((f, d, planar)) = fused {
-            return run_fused(f, &k, (d, planar), (w, h), slot);
-        }
-        if scratch.row.len() < 3 * w {
-            scratch.row = vec![0.0; 3 * w];
-        }
-        let row = &mut scratch.row[..3 * w];
-        for y in 0..h {
-            let base = k.source.row(y);
-            for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                px.copy_from_slice(&k.source.pixel(base, x));
+        let result = match fused {
+            Some((f, d, planar)) => run_fused(f, &mut k, (d, planar), (w, h), slot, |k, y| {
+                k.source.fill_row(y)
+            }),
+            None => {
+                if scratch.row.len() < 3 * w {
+                    scratch.row = vec![0.0; 3 * w];
+                }
+                let row = &mut scratch.row[..3 * w];
+                (0..h).try_for_each(|y| {
+                    k.source.fill_row(y);
+                    for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                        px.copy_from_slice(&k.source.rgb(x));
+                    }
+                    k.photo.apply(row, 3, y * w);
+                    store.row_f32_normalised(y, row, slot)
+                })
             }
-            k.photo.apply(row, 3, y * w);
-            store.row_f32_normalised(y, row, slot)?;
-        }
-        Ok(())
+        };
+        scratch.ycc = k.source.into_vals();
+        result
     }
 }
 
@@ -826,10 +843,11 @@ impl Augment {
 /// sample of `w`×`h` in dtype code `d`, planar (NCHW) or interleaved (NHWC).
 fn run_fused<S>(
     f: fused::RowFn<S>,
-    k: &fused::Fused<'_, S>,
+    k: &mut fused::Fused<'_, S>,
     (d, planar): (u8, bool),
     (w, h): (usize, usize),
     slot: &mut [u8],
+    mut before_row: impl FnMut(&mut fused::Fused<'_, S>, usize),
 ) -> Result<()> {
     let sz = crate::output::out_size(d);
     check_slot(slot.len(), 3 * w * h * sz)?;
@@ -841,6 +859,7 @@ fn run_fused<S>(
     };
     let base = slot.as_mut_ptr();
     for y in 0..h {
+        before_row(k, y);
         // SAFETY: the kernel was picked for this CPU; the slot holds the sample (checked
         // above) in the layout the kernel was picked for.
         unsafe {

@@ -78,7 +78,38 @@ impl PlaneMap {
     }
 }
 
-/// The planes, their maps and the fill of one sample.
+/// Which loops compute a row's plane values (the same bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Taps {
+    Portable,
+    /// Eight pixels at a time with AVX2 gathers.
+    Avx2,
+    /// Sixteen pixels at a time with AVX-512 VBMI byte permutes (AVX2 at the edges).
+    Avx512,
+}
+
+impl Taps {
+    /// The fastest loops at most at `level` on this CPU.
+    pub(super) fn pick(level: crate::simd::SimdLevel) -> Taps {
+        use crate::simd::SimdLevel;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let vbmi = std::arch::is_x86_feature_detected!("avx512vbmi")
+                && std::arch::is_x86_feature_detected!("avx512vl");
+            if level >= SimdLevel::Avx512 && SimdLevel::Avx512.is_available() && vbmi {
+                return Taps::Avx512;
+            }
+            if level >= SimdLevel::Avx2 && SimdLevel::Avx2.is_available() {
+                return Taps::Avx2;
+            }
+        }
+        let _ = (level, SimdLevel::Scalar);
+        Taps::Portable
+    }
+}
+
+/// The planes, their maps and the fill of one sample, and the values of the output row
+/// being made.
 pub(super) struct Ycc<'a> {
     /// Y, Cb, Cr.
     pub(super) planes: [Plane<'a>; 3],
@@ -87,6 +118,12 @@ pub(super) struct Ycc<'a> {
     pub(super) fill: FillMode,
     /// What a constant fill reads, per plane.
     pub(super) cval: [u8; 3],
+    /// Output width.
+    width: usize,
+    /// The current row's values (1/4096 levels): Y, Cb, Cr, `pitch` apart.
+    vals: Vec<i32>,
+    pitch: usize,
+    taps: Taps,
     /// The vector blocks' lane offsets.
     #[cfg(target_arch = "x86_64")]
     lanes: x86::Lanes,
@@ -96,24 +133,79 @@ pub(super) struct Ycc<'a> {
 pub(super) type RowBase = [(i64, i64); 2];
 
 impl<'a> Ycc<'a> {
-    pub(super) fn new(src: &YCbCrView<'a>, m: [f64; 6], fill: FillMode, cval: f32) -> Self {
+    /// The sample's planes under the luma map `m`, for output rows of `width`, computed with
+    /// `taps`; `vals` is reused for the row values (see [`Ycc::into_vals`]).
+    pub(super) fn new(
+        src: &YCbCrView<'a>,
+        m: [f64; 6],
+        (fill, cval): (FillMode, f32),
+        width: usize,
+        taps: Taps,
+        mut vals: Vec<i32>,
+    ) -> Self {
         let luma = cval.round().clamp(0.0, 255.0) as u8;
         let maps = [PlaneMap::new(m, (1, 1)), PlaneMap::new(m, src.subsampling)];
+        let pitch = width.next_multiple_of(16);
+        if vals.len() < 3 * pitch {
+            vals = vec![0; 3 * pitch];
+        }
         Ycc {
             planes: [src.y, src.cb, src.cr],
             maps,
             fill,
             cval: [luma, 128, 128],
+            width,
+            vals,
+            pitch,
+            taps,
             #[cfg(target_arch = "x86_64")]
             lanes: x86::Lanes::new(&maps, &[src.y, src.cb, src.cr]),
         }
+    }
+
+    /// The row values' buffer, to keep for the next sample.
+    pub(super) fn into_vals(self) -> Vec<i32> {
+        self.vals
+    }
+
+    /// Computes the values of output row `y`, which [`Ycc::rgb`] then reads.
+    pub(super) fn fill_row(&mut self, y: usize) {
+        let base = self.row(y);
+        let mut vals = std::mem::take(&mut self.vals);
+        #[cfg(target_arch = "x86_64")]
+        let done = x86::row_fits(self, base, self.width)
+            // SAFETY: `Taps::pick` checked the CPU; the row fits the blocks' arithmetic.
+            && unsafe {
+                match self.taps {
+                    Taps::Avx512 => x86::fill16(self, base, &mut vals),
+                    Taps::Avx2 => x86::fill8(self, base, &mut vals, 0),
+                    Taps::Portable => false,
+                }
+            };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = false;
+        if !done {
+            for c in 0..3 {
+                for x in 0..self.width {
+                    vals[c * self.pitch + x] = self.value(c, base, x);
+                }
+            }
+        }
+        self.vals = vals;
+    }
+
+    /// Output pixel `x` of the row [`Ycc::fill_row`] made, RGB in source units.
+    #[inline]
+    pub(super) fn rgb(&self, x: usize) -> [f32; 3] {
+        to_rgb([0, 1, 2].map(|c| self.vals[c * self.pitch + x]))
     }
 
     pub(super) fn row(&self, y: usize) -> RowBase {
         [self.maps[0].row(y), self.maps[1].row(y)]
     }
 
-    /// Plane `c`'s value (1/4096 levels) of output pixel `x` of the row at `base`.
+    /// Plane `c`'s value (1/4096 levels) of output pixel `x` of the row at `base`: what
+    /// every loop computes.
     #[inline]
     pub(super) fn value(&self, c: usize, base: RowBase, x: usize) -> i32 {
         let map = &self.maps[(c > 0) as usize];
@@ -125,12 +217,6 @@ impl<'a> Ycc<'a> {
             self.fill,
             self.cval[c],
         )
-    }
-
-    /// Output pixel `x` of the row at `base`, RGB in source units: what every loop computes.
-    #[inline]
-    pub(super) fn pixel(&self, base: RowBase, x: usize) -> [f32; 3] {
-        to_rgb([0, 1, 2].map(|c| self.value(c, base, x)))
     }
 }
 
@@ -205,6 +291,8 @@ pub(super) mod x86 {
     pub(in super::super) struct Lanes {
         eight: [[[i32; 8]; 2]; 2],
         sixteen: [[[i32; 16]; 2]; 2],
+        /// Per map, the most source rows a sixteen-pixel block's taps touch.
+        rows16: [usize; 2],
         /// Whether `16 * step` fits the blocks' `i32` arithmetic on every axis, and every
         /// plane's byte offsets fit `i32` (the gathers' offsets).
         steps_fit: bool,
@@ -230,6 +318,9 @@ pub(super) mod x86 {
             Lanes {
                 eight: maps.map(|m| axes(&m).map(|s| std::array::from_fn(|i| i as i32 * s))),
                 sixteen: maps.map(|m| axes(&m).map(|s| std::array::from_fn(|j| ORDER[j] * s))),
+                // Sixteen lanes' top taps span at most `15 |step| / 65536 + 1` rows, plus
+                // the bottom taps' row.
+                rows16: maps.map(|m| ((15 * m.step.1.unsigned_abs()) >> 16) as usize + 3),
                 steps_fit,
             }
         }
@@ -237,7 +328,7 @@ pub(super) mod x86 {
 
     /// Whether every position of a row of `width` pixels at `base` fits the blocks' `i32`
     /// arithmetic (positions are affine in x: the ends bound the row).
-    pub(in super::super) fn row_fits(k: &Ycc<'_>, base: RowBase, width: usize) -> bool {
+    pub(super) fn row_fits(k: &Ycc<'_>, base: RowBase, width: usize) -> bool {
         let last = width as i64 + 16;
         k.lanes.steps_fit
             && k.maps.iter().zip(base).all(|(m, (bx, by))| {
@@ -434,37 +525,156 @@ pub(super) mod x86 {
         ]
     }
 
-    /// RGB of output pixels `x..x + 8` of the row at `base` (which [`row_fits`]).
+    /// Plane `c`'s values of output pixels `x..x + 8` of the row at `base` (which
+    /// [`row_fits`]): AVX2 gathers, or pixel by pixel where they cannot go.
     ///
     /// # Safety
     ///
-    /// The CPU has AVX2 and FMA.
+    /// The CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn values8(k: &Ycc<'_>, c: usize, base: RowBase, x: usize) -> __m256i {
+        let m = (c > 0) as usize;
+        let (q0x, q0y) = starts(k, base, x)[m];
+        let (sx, sy) = k.maps[m].step;
+        // SAFETY: 8 values are read from each.
+        let lanes = k.lanes.eight[m].map(|v| unsafe { _mm256_loadu_si256(v.as_ptr() as *const _) });
+        let qv = (
+            _mm256_add_epi32(_mm256_set1_epi32(q0x), lanes[0]),
+            _mm256_add_epi32(_mm256_set1_epi32(q0y), lanes[1]),
+        );
+        let spans = (ends(q0x, sx as i32, 8), ends(q0y, sy as i32, 8));
+        // SAFETY: AVX2 (the caller's precondition).
+        let got = unsafe { plane8(&k.planes[c], k.fill, k.cval[c], qv, spans) };
+        got.unwrap_or_else(|| {
+            let px: [i32; 8] = std::array::from_fn(|i| k.value(c, base, x + i));
+            // SAFETY: 8 values are read.
+            unsafe { _mm256_loadu_si256(px.as_ptr() as *const _) }
+        })
+    }
+
+    /// Fills `vals` with the row at `base` (which [`row_fits`]) from pixel `from` on: eight
+    /// pixels at a time, then one at a time. Always true.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn fill8(k: &Ycc<'_>, base: RowBase, vals: &mut [i32], from: usize) -> bool {
+        for c in 0..3 {
+            let row = &mut vals[c * k.pitch..][..k.width];
+            let mut x = from;
+            while x + 8 <= k.width {
+                // SAFETY: AVX2; 8 values are written, `x + 8 <= width`.
+                unsafe {
+                    let v = values8(k, c, base, x);
+                    _mm256_storeu_si256(row.as_mut_ptr().add(x) as *mut _, v);
+                }
+                x += 8;
+            }
+            for (x, v) in row.iter_mut().enumerate().skip(x) {
+                *v = k.value(c, base, x);
+            }
+        }
+        true
+    }
+
+    /// Fills `vals` with the row at `base` (which [`row_fits`]): sixteen pixels at a time
+    /// with [`rows16`] (luma, then both chroma planes together), else two [`values8`] per
+    /// plane; the rest as [`fill8`]. Always true.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512 F, BW, VL and VBMI, and AVX2.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2")]
+    pub(super) unsafe fn fill16(k: &Ycc<'_>, base: RowBase, vals: &mut [i32]) -> bool {
+        let l = &k.lanes;
+        // SAFETY: 16 values are read from each.
+        let lanes =
+            |m: usize| l.sixteen[m].map(|v| unsafe { _mm512_loadu_si512(v.as_ptr() as *const _) });
+        let step = |m: usize| (k.maps[m].step.0 as i32, k.maps[m].step.1 as i32);
+        let (pitch, width) = (k.pitch, k.width);
+        let [y, cb, cr] = &k.planes;
+        let [cy, cb_, cr_] = k.cval;
+        let end = width - width % 16;
+        let (luma, chroma) = (lanes(0), lanes(1));
+        let mut x = 0;
+        while x < end {
+            let q = starts(k, base, x)[0];
+            // SAFETY: the CPU features; `x + 16 <= width <= pitch`: 16 values written.
+            unsafe {
+                let at = vals.as_mut_ptr().add(x);
+                match rows16([y], [cy], k.fill, luma, q, step(0), l.rows16[0]) {
+                    Some([v]) => _mm512_storeu_si512(at as *mut _, v),
+                    None => {
+                        _mm256_storeu_si256(at as *mut _, values8(k, 0, base, x));
+                        _mm256_storeu_si256(at.add(8) as *mut _, values8(k, 0, base, x + 8));
+                    }
+                }
+            }
+            x += 16;
+        }
+        let mut x = 0;
+        while x < end {
+            let q = starts(k, base, x)[1];
+            // SAFETY: as above, at `pitch + x` and `2 * pitch + x`.
+            unsafe {
+                let at = [1, 2].map(|c| vals.as_mut_ptr().add(c * pitch + x));
+                match rows16(
+                    [cb, cr],
+                    [cb_, cr_],
+                    k.fill,
+                    chroma,
+                    q,
+                    step(1),
+                    l.rows16[1],
+                ) {
+                    Some(v) => {
+                        for (at, v) in at.into_iter().zip(v) {
+                            _mm512_storeu_si512(at as *mut _, v);
+                        }
+                    }
+                    None => {
+                        for (c, at) in [1, 2].into_iter().zip(at) {
+                            let (lo, hi) = (values8(k, c, base, x), values8(k, c, base, x + 8));
+                            _mm256_storeu_si256(at as *mut _, lo);
+                            _mm256_storeu_si256(at.add(8) as *mut _, hi);
+                        }
+                    }
+                }
+            }
+            x += 16;
+        }
+        // SAFETY: AVX2.
+        unsafe { fill8(k, base, vals, end) }
+    }
+
+    /// RGB of pixels `x..x + 8` of the row [`Ycc::fill_row`] made.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX2 and FMA, and `x + 8` is at most the width.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) unsafe fn block8(k: &Ycc<'_>, base: RowBase, x: usize) -> [__m256; 3] {
-        let l = &k.lanes;
-        let q = starts(k, base, x);
-        let mut v = [_mm256_setzero_si256(); 3];
-        for (c, v) in v.iter_mut().enumerate() {
-            let m = (c > 0) as usize;
-            let (q0x, q0y) = q[m];
-            let (sx, sy) = k.maps[m].step;
-            // SAFETY: 8 values are read from each.
-            let lanes = l.eight[m].map(|v| unsafe { _mm256_loadu_si256(v.as_ptr() as *const _) });
-            let qv = (
-                _mm256_add_epi32(_mm256_set1_epi32(q0x), lanes[0]),
-                _mm256_add_epi32(_mm256_set1_epi32(q0y), lanes[1]),
-            );
-            let spans = (ends(q0x, sx as i32, 8), ends(q0y, sy as i32, 8));
-            // SAFETY: AVX2 (the caller's precondition).
-            let got = unsafe { plane8(&k.planes[c], k.fill, k.cval[c], qv, spans) };
-            *v = got.unwrap_or_else(|| {
-                let px: [i32; 8] = std::array::from_fn(|i| k.value(c, base, x + i));
-                // SAFETY: 8 values are read.
-                unsafe { _mm256_loadu_si256(px.as_ptr() as *const _) }
-            });
-        }
-        rgb8(v)
+    pub(in super::super) unsafe fn rgb8_at(k: &Ycc<'_>, x: usize) -> [__m256; 3] {
+        // SAFETY: row `c` of the values holds `width` values from `c * pitch`.
+        rgb8([0, 1, 2].map(|c| unsafe {
+            _mm256_loadu_si256(k.vals.as_ptr().add(c * k.pitch + x) as *const _)
+        }))
+    }
+
+    /// RGB of pixels `x..x + 16` of the row [`Ycc::fill_row`] made.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512 F, and `x + 16` is at most the width.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn rgb16_at(k: &Ycc<'_>, x: usize) -> [__m512; 3] {
+        // SAFETY: row `c` of the values holds `width` values from `c * pitch`.
+        rgb16([0, 1, 2].map(|c| unsafe {
+            _mm512_loadu_si512(k.vals.as_ptr().add(c * k.pitch + x) as *const _)
+        }))
     }
 
     /// The values (1/4096 levels) of sixteen pixels of `N` planes that share a map, from
@@ -480,6 +690,7 @@ pub(super) mod x86 {
     /// The CPU has AVX-512 F, BW, VL and VBMI.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn rows16<const N: usize>(
         planes: [&Plane<'_>; N],
         cval: [u8; N],
@@ -487,6 +698,7 @@ pub(super) mod x86 {
         lanes: [__m512i; 2],
         (q0x, q0y): (i32, i32),
         (sx, sy): (i32, i32),
+        most: usize,
     ) -> Option<[__m512i; N]> {
         let p = planes[0];
         let (xmin0, xmax0) = ends(q0x, sx, 16);
@@ -500,16 +712,25 @@ pub(super) mod x86 {
         let (xmin, xmax) = (xmin0.clamp(0, pw - 1), (xmax0 + 1).clamp(0, pw - 1));
         let (ymin, ymax) = (ymin0.clamp(0, ph - 1), (ymax0 + 1).clamp(0, ph - 1));
         let span = (xmax - xmin + 1) as usize;
-        let rows = (ymax - ymin + 1) as usize;
+        let need = (ymax - ymin + 1) as usize;
         let wide = span > 32;
         let load = if wide { 64 } else { 32 };
         // Each plane's first load (the planes may have different strides).
         let first = planes.map(|q| ymin as usize * q.stride + xmin as usize);
-        let fits =
-            |c: usize| first[c] + (rows - 1) * planes[c].stride + load <= planes[c].data.len();
-        if span > 64 || rows > 64 || !(0..N).all(fits) {
+        let fits = |rows: usize| {
+            (0..N).all(|c| first[c] + (rows - 1) * planes[c].stride + load <= planes[c].data.len())
+        };
+        if span > 64 || need > 64 || !fits(need) {
             return None;
         }
+        // The sample's most rows per block where the loads allow (rows past the block's
+        // taps match no lane): the same count block after block, so that the loop's branch
+        // is predicted.
+        let rows = if most >= need && fits(most) {
+            most
+        } else {
+            need
+        };
         let qx = _mm512_add_epi32(_mm512_set1_epi32(q0x), lanes[0]);
         let qy = _mm512_add_epi32(_mm512_set1_epi32(q0y), lanes[1]);
         // Per lane, in 16 bits: the left and right taps' bytes in a row's load (low and high
@@ -634,51 +855,5 @@ pub(super) mod x86 {
             let hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(ht, hb), vhi);
             _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
         }))
-    }
-
-    /// RGB of output pixels `x..x + 16` of the row at `base` (which [`row_fits`]): byte
-    /// permutes where every tap is inside, else two [`block8`]s.
-    ///
-    /// # Safety
-    ///
-    /// The CPU has AVX-512 F, BW, VL and VBMI, AVX2 and FMA.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,fma")]
-    pub(in super::super) unsafe fn block16(k: &Ycc<'_>, base: RowBase, x: usize) -> [__m512; 3] {
-        let l = &k.lanes;
-        let q = starts(k, base, x);
-        let step = |m: usize| (k.maps[m].step.0 as i32, k.maps[m].step.1 as i32);
-        // SAFETY: 16 values are read from each.
-        let lanes =
-            |m: usize| l.sixteen[m].map(|v| unsafe { _mm512_loadu_si512(v.as_ptr() as *const _) });
-        let [y, cb, cr] = &k.planes;
-        // SAFETY: the CPU features (the caller's precondition).
-        let got = unsafe {
-            let [cy, cb_, cr_] = k.cval;
-            rows16([y], [cy], k.fill, lanes(0), q[0], step(0)).zip(rows16(
-                [cb, cr],
-                [cb_, cr_],
-                k.fill,
-                lanes(1),
-                q[1],
-                step(1),
-            ))
-        };
-        if let Some(([y], [cb, cr])) = got {
-            return rgb16([y, cb, cr]);
-        }
-        // SAFETY: AVX2 and FMA (the caller's precondition).
-        let (a, b) = unsafe { (block8(k, base, x), block8(k, base, x + 8)) };
-        std::array::from_fn(|c| join(a[c], b[c]))
-    }
-
-    /// Two AVX2 vectors as one AVX-512 vector (`lo` first).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn join(lo: __m256, hi: __m256) -> __m512 {
-        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-            _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
-            _mm256_castps_pd(hi),
-        ))
     }
 }
