@@ -219,10 +219,11 @@ fn identity_is_libjpeg_rgb_decode_within_rounding() {
         let (mean, max, _) = diff(&got, &rgb, 2);
         worst = (worst.0.max(mean), worst.1.max(max));
     }
-    // libjpeg-turbo's fancy upsampling is the same triangle filter as bilinear chroma at
-    // the identity; what is left is its rounding (to 8 bits after upsampling, and its
-    // integer colour conversion) against this path's exact values.
-    assert!(worst.0 < 0.5 && worst.1 <= 3, "{worst:?}");
+    // At the identity the chroma samples are the planes' own, upsampled with the triangle
+    // filter of libjpeg-turbo's fancy upsampling; what is left is its rounding (to 8 bits
+    // after upsampling, and its integer colour conversion) against this path's exact values.
+    println!("identity: worst mean {:.3}, largest {}", worst.0, worst.1);
+    assert!(worst.0 < 0.5 && worst.1 <= 2, "{worst:?}");
 }
 
 #[test]
@@ -253,6 +254,7 @@ fn warped_output_stays_near_the_rgb_path() {
     }
     let mean = means.iter().sum::<f64>() / means.len() as f64;
     let worst_far = far.iter().cloned().fold(0.0, f64::max);
+    println!("warped: mean {mean:.3}, worst fraction over 8 levels {worst_far:.5}");
     // About one level on average (chroma interpolated once instead of twice, 1/64-sample
     // weights, no rounding to 8 bits in between); more than 8 levels apart only at sharp
     // colour edges.

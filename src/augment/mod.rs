@@ -794,14 +794,14 @@ impl Augment {
         let photo =
             photometric::Photo::new(p, (255.0, unit), store.scale_bias(), &self.gauss, simd);
         let taps = ycbcr::Taps::pick(self.cfg.simd);
-        let vals = std::mem::take(&mut scratch.ycc);
+        let buf = std::mem::take(&mut scratch.ycc);
         let source = ycbcr::Ycc::new(
             src,
             inverse_map(p),
             (self.cfg.fill, self.cfg.cval),
-            w,
+            (w, h),
             taps,
-            vals,
+            buf,
         );
         let mut k = fused::Fused {
             source,
@@ -834,7 +834,7 @@ impl Augment {
                 })
             }
         };
-        scratch.ycc = k.source.into_vals();
+        scratch.ycc = k.source.into_buf();
         result
     }
 }

@@ -1,26 +1,30 @@
 //! Sampling a JPEG's YCbCr planes through the inverse map (the
-//! [`ycbcr`](super::AugmentBuilder::ycbcr) path): each plane is sampled bilinearly at the
-//! point the map gives it, then the three values become RGB. The decoder skips its colour
-//! conversion and chroma upsampling, and the warp reads one byte per luma pixel and a quarter
-//! as many chroma samples (4:2:0) instead of three bytes per pixel.
+//! [`ycbcr`](super::AugmentBuilder::ycbcr) path). The decoder skips its colour conversion and
+//! chroma upsampling; the warp reads one byte per luma pixel, and chroma once per 2×2 output
+//! pixels, instead of three bytes per pixel.
 //!
-//! - Positions: output pixel `(x, y)` reads plane position `q = base(y) + x * step` on each
-//!   axis, in 1/65536 of a plane sample (16.16 fixed point, `i64`), where `base` and `step`
-//!   come from the inverse map with the plane's subsampling `(hs, vs)`: a chroma position is
+//! - Luma is sampled bilinearly at each output pixel; chroma at half the output resolution
+//!   (sample `(i, j)` at output position `(2i + 0.5, 2j + 0.5)`), then upsampled with the
+//!   triangle filter: output `2i` takes `3/4 c[i] + 1/4 c[i - 1]`, output `2i + 1`
+//!   `3/4 c[i] + 1/4 c[i + 1]`, across and down, the edges repeated (libjpeg's "fancy"
+//!   upsampling). At the identity map this is libjpeg-turbo's RGB decode up to its rounding.
+//! - Positions: sample `x` of a row reads plane position `q = base(y) + x * step` on each
+//!   axis, in 1/65536 of a plane sample (16.16 fixed point, `i64`), with `base` and `step`
+//!   from the inverse map and the plane's subsampling `(hs, vs)`: a chroma position is
 //!   `(X + 0.5) / hs - 0.5` for luma position `X` (JPEG's centred siting). The vector loops
 //!   use `i32` where a whole row fits, with the same values.
 //! - Bilinear in integers: the left tap is `q >> 16` and the weight `w = (q >> 10) & 63`
 //!   (1/64 of a sample); `v = (p00 (64 - wx) + p01 wx) (64 - wy) + (p10 (64 - wx) + p11 wx) wy`
-//!   is exact, in 1/4096 of a level. Outside the plane the [`FillMode`] decides each tap; a
-//!   constant fill is `cval` rounded to a whole level in luma and 128 (grey) in chroma.
+//!   is exact, in 1/4096 of a level (chroma, after the upsampling, in 1/65536). Outside the
+//!   plane the [`FillMode`] decides each tap; a constant fill is `cval` rounded to a whole
+//!   level in luma and 128 (grey) in chroma.
 //! - Colour (JFIF, as libjpeg): `r = y + 1.402 cr'`, `g = y - 0.34414 cb' - 0.71414 cr'`,
 //!   `b = y + 1.772 cb'` with `cb' = cb - 128`, in `f32` with fused multiply-adds, clamped to
 //!   `[0, 255]`; then the photometric pass and the store, as on the RGB path.
 //!
 //! Every loop (portable, AVX2, AVX-512) gives the same bits. Against the RGB path (libjpeg's
-//! RGB decode, then the `f32` warp) the values differ by the chroma interpolation (one
-//! bilinear step on the chroma plane instead of libjpeg's upsampling followed by the warp's),
-//! the 1/64-sample weights and the rounding: the tests bound the difference.
+//! RGB decode, then the `f32` warp) the values differ by the chroma resampling, the
+//! 1/64-sample weights and the rounding: the tests bound the difference.
 
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -109,45 +113,71 @@ impl Taps {
 }
 
 /// The planes, their maps and the fill of one sample, and the values of the output row
-/// being made.
+/// being made: luma at the output's resolution; chroma sampled at half of it (one sample per
+/// 2×2 output pixels, at their centre) and upsampled with the triangle filter (weights 3/4
+/// and 1/4, as libjpeg's "fancy" upsampling).
 pub(super) struct Ycc<'a> {
     /// Y, Cb, Cr.
     pub(super) planes: [Plane<'a>; 3],
-    /// Luma's map, then the chroma planes' (one map for both).
+    /// Luma's map (per output pixel), then the chroma planes' (per half-resolution sample).
     pub(super) maps: [PlaneMap; 2],
     pub(super) fill: FillMode,
     /// What a constant fill reads, per plane.
     pub(super) cval: [u8; 3],
-    /// Output width.
+    /// Output width, and the half-resolution chroma grid's width and height.
     width: usize,
-    /// The current row's values (1/4096 levels): Y, Cb, Cr, `pitch` apart.
-    vals: Vec<i32>,
+    half: (usize, usize),
+    /// The values (1/4096 levels): the luma row; two slots of a half-resolution chroma row
+    /// upsampled across (`3 c[i] + c[i ± 1]`, Cb then Cr); the raw half-resolution row being
+    /// made, each plane with its edge samples repeated on both sides.
+    buf: Vec<i32>,
     pitch: usize,
+    raw_pitch: usize,
+    /// The half-resolution row each slot holds.
+    slots: [Option<usize>; 2],
+    /// The current output row's nearer and farther half-resolution rows' slots.
+    near_far: (usize, usize),
     taps: Taps,
     /// The vector blocks' lane offsets.
     #[cfg(target_arch = "x86_64")]
     lanes: x86::Lanes,
 }
 
-/// The positions of pixel 0 of one output row: luma, then chroma.
-pub(super) type RowBase = [(i64, i64); 2];
+/// The start (pixel 0) of a row under one map: positions across and down.
+pub(super) type RowBase = (i64, i64);
 
 impl<'a> Ycc<'a> {
     /// The sample's planes under the luma map `m`, for output rows of `width`, computed with
-    /// `taps`; `vals` is reused for the row values (see [`Ycc::into_vals`]).
+    /// `taps`; `buf` is reused for the values (see [`Ycc::into_buf`]).
     pub(super) fn new(
         src: &YCbCrView<'a>,
         m: [f64; 6],
         (fill, cval): (FillMode, f32),
-        width: usize,
+        (width, height): (usize, usize),
         taps: Taps,
-        mut vals: Vec<i32>,
+        mut buf: Vec<i32>,
     ) -> Self {
         let luma = cval.round().clamp(0.0, 255.0) as u8;
-        let maps = [PlaneMap::new(m, (1, 1)), PlaneMap::new(m, src.subsampling)];
+        // Half-resolution sample (i, j) sits at output position (2i + 0.5, 2j + 0.5).
+        let half = [
+            2.0 * m[0],
+            2.0 * m[1],
+            m[2] + 0.5 * (m[0] + m[1]),
+            2.0 * m[3],
+            2.0 * m[4],
+            m[5] + 0.5 * (m[3] + m[4]),
+        ];
+        let maps = [
+            PlaneMap::new(m, (1, 1)),
+            PlaneMap::new(half, src.subsampling),
+        ];
         let pitch = width.next_multiple_of(16);
-        if vals.len() < 3 * pitch {
-            vals = vec![0; 3 * pitch];
+        let hw = width.div_ceil(2);
+        // Room for the repeated edges and a 16-value load from any sample.
+        let raw_pitch = hw + 2 + 16;
+        let len = 5 * pitch + 2 * raw_pitch;
+        if buf.len() < len {
+            buf = vec![0; len];
         }
         Ycc {
             planes: [src.y, src.cb, src.cr],
@@ -155,61 +185,154 @@ impl<'a> Ycc<'a> {
             fill,
             cval: [luma, 128, 128],
             width,
-            vals,
+            half: (hw, height.div_ceil(2)),
+            buf,
             pitch,
+            raw_pitch,
+            slots: [None; 2],
+            near_far: (0, 0),
             taps,
             #[cfg(target_arch = "x86_64")]
             lanes: x86::Lanes::new(&maps, &[src.y, src.cb, src.cr]),
         }
     }
 
-    /// The row values' buffer, to keep for the next sample.
-    pub(super) fn into_vals(self) -> Vec<i32> {
-        self.vals
+    /// The values' buffer, to keep for the next sample.
+    pub(super) fn into_buf(self) -> Vec<i32> {
+        self.buf
+    }
+
+    /// Where slot `s`'s upsampled row of chroma plane `p` (0 Cb, 1 Cr) starts in `buf`.
+    fn slot_at(&self, s: usize, p: usize) -> usize {
+        self.pitch * (1 + 2 * s + p)
+    }
+
+    /// Where the raw half-resolution row of chroma plane `p` starts in `buf` (its first
+    /// sample is at `+ 1`).
+    fn raw_at(&self, p: usize) -> usize {
+        5 * self.pitch + p * self.raw_pitch
     }
 
     /// Computes the values of output row `y`, which [`Ycc::rgb`] then reads.
     pub(super) fn fill_row(&mut self, y: usize) {
-        let base = self.row(y);
-        let mut vals = std::mem::take(&mut self.vals);
+        let mut buf = std::mem::take(&mut self.buf);
+        let base = self.maps[0].row(y);
+        let luma = self.pitch;
+        self.fill_group(0, base, self.width, &mut buf[..luma], None);
+        // Output row y sits at half-resolution row (y - 0.5) / 2: its nearer row j gets 3/4,
+        // the farther one (above for an even y, below for an odd one) 1/4, at the edges the
+        // same row.
+        let j = y / 2;
+        let far = if y.is_multiple_of(2) {
+            j.saturating_sub(1)
+        } else {
+            (j + 1).min(self.half.1 - 1)
+        };
+        let near = self.ensure_half(j, far, &mut buf);
+        let far = self.ensure_half(far, j, &mut buf);
+        self.near_far = (near, far);
+        self.buf = buf;
+    }
+
+    /// The slot that holds half-resolution row `j`, made now if no slot does (in the slot
+    /// that does not hold row `keep`).
+    fn ensure_half(&mut self, j: usize, keep: usize, buf: &mut [i32]) -> usize {
+        if let Some(s) = self.slots.iter().position(|&h| h == Some(j)) {
+            return s;
+        }
+        let s = if self.slots[0] == Some(keep) { 1 } else { 0 };
+        let hw = self.half.0;
+        let base = self.maps[1].row(j);
+        let (cb, cr) = (self.raw_at(0), self.raw_at(1));
+        let (a, b) = buf[cb..].split_at_mut(self.raw_pitch);
+        self.fill_group(1, base, hw, &mut a[1..1 + hw], Some(&mut b[1..1 + hw]));
+        for at in [cb, cr] {
+            buf[at] = buf[at + 1];
+            buf[at + 1 + hw] = buf[at + hw];
+        }
+        for p in 0..2 {
+            let (raw, out) = (self.raw_at(p), self.slot_at(s, p));
+            self.upsample(buf, raw, out);
+        }
+        self.slots[s] = Some(j);
+        s
+    }
+
+    /// Plane group `m`'s values (luma; or Cb and Cr) of the row at `base`, `width` of them.
+    fn fill_group(
+        &self,
+        m: usize,
+        base: RowBase,
+        width: usize,
+        first: &mut [i32],
+        second: Option<&mut [i32]>,
+    ) {
         #[cfg(target_arch = "x86_64")]
-        let done = x86::row_fits(self, base, self.width)
-            // SAFETY: `Taps::pick` checked the CPU; the row fits the blocks' arithmetic.
-            && unsafe {
+        if self.taps != Taps::Portable && x86::row_fits(self, m, base, width) {
+            let outs = [first, second.unwrap_or_default()];
+            // SAFETY: `Taps::pick` checked the CPU; the row fits the blocks' arithmetic; each
+            // output holds `width` values (or none: the luma group has one output).
+            unsafe {
                 match self.taps {
-                    Taps::Avx512 => x86::fill16(self, base, &mut vals),
-                    Taps::Avx2 => x86::fill8(self, base, &mut vals, 0),
-                    Taps::Portable => false,
-                }
-            };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = false;
-        if !done {
-            for c in 0..3 {
-                for x in 0..self.width {
-                    vals[c * self.pitch + x] = self.value(c, base, x);
+                    Taps::Avx512 => x86::fill16(self, m, base, width, outs),
+                    _ => x86::fill8(self, m, base, width, outs, 0),
                 }
             }
+            return;
         }
-        self.vals = vals;
+        self.fill_portable(m, base, width, first, second);
     }
 
-    /// Output pixel `x` of the row [`Ycc::fill_row`] made, RGB in source units.
+    fn fill_portable(
+        &self,
+        m: usize,
+        base: RowBase,
+        width: usize,
+        first: &mut [i32],
+        second: Option<&mut [i32]>,
+    ) {
+        // Luma is plane 0; chroma planes 1 and 2 share map 1.
+        for (x, v) in first[..width].iter_mut().enumerate() {
+            *v = self.value(m, base, x);
+        }
+        if let Some(second) = second {
+            for (x, v) in second[..width].iter_mut().enumerate() {
+                *v = self.value(2, base, x);
+            }
+        }
+    }
+
+    /// `buf[out + x] = 3 c[x / 2] + c[x / 2 ± 1]` for the output row (`-` for an even `x`),
+    /// from the raw row at `raw` (edges repeated).
+    fn upsample(&self, buf: &mut [i32], raw: usize, out: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if self.taps != Taps::Portable {
+            // SAFETY: `Taps::pick` checked the CPU; the raw row has `raw_pitch` values, of
+            // which the loads read at most `width / 2 + 17`; the output row has `pitch`.
+            return unsafe { x86::upsample(self.taps, buf, raw, out, self.width) };
+        }
+        for x in 0..self.width {
+            let i = raw + 1 + x / 2;
+            let n = if x.is_multiple_of(2) { i - 1 } else { i + 1 };
+            buf[out + x] = 3 * buf[i] + buf[n];
+        }
+    }
+
+    /// Output pixel `x` of the row [`Ycc::fill_row`] made, RGB in source units: what every
+    /// loop computes.
     #[inline]
     pub(super) fn rgb(&self, x: usize) -> [f32; 3] {
-        to_rgb([0, 1, 2].map(|c| self.vals[c * self.pitch + x]))
+        let (near, far) = self.near_far;
+        let chroma =
+            |p: usize| 3 * self.buf[self.slot_at(near, p) + x] + self.buf[self.slot_at(far, p) + x];
+        to_rgb([self.buf[x], chroma(0), chroma(1)])
     }
 
-    pub(super) fn row(&self, y: usize) -> RowBase {
-        [self.maps[0].row(y), self.maps[1].row(y)]
-    }
-
-    /// Plane `c`'s value (1/4096 levels) of output pixel `x` of the row at `base`: what
-    /// every loop computes.
+    /// Plane `c`'s value (1/4096 levels) at sample `x` of the row at `base` under its map
+    /// (luma: an output pixel; chroma: a half-resolution sample).
     #[inline]
-    pub(super) fn value(&self, c: usize, base: RowBase, x: usize) -> i32 {
+    pub(super) fn value(&self, c: usize, (bx, by): RowBase, x: usize) -> i32 {
         let map = &self.maps[(c > 0) as usize];
-        let (bx, by) = base[(c > 0) as usize];
         let x = x as i64;
         sample(
             &self.planes[c],
@@ -256,13 +379,13 @@ fn tap(p: &Plane<'_>, x: i64, y: i64, fill: FillMode, cval: u8) -> u8 {
     at.map_or(cval, |(x, y)| p.at(x, y))
 }
 
-/// JFIF's YCbCr to RGB of values in 1/4096 levels, clamped to `[0, 255]`.
+/// JFIF's YCbCr to RGB of luma in 1/4096 levels and chroma in 1/65536 (upsampled),
+/// clamped to `[0, 255]`.
 #[inline]
 pub(super) fn to_rgb([y, cb, cr]: [i32; 3]) -> [f32; 3] {
-    const K: f32 = 1.0 / 4096.0;
-    let y = y as f32 * K;
-    let cb = fmadd(cb as f32, K, -128.0);
-    let cr = fmadd(cr as f32, K, -128.0);
+    let y = y as f32 * LUMA_UNIT;
+    let cb = fmadd(cb as f32, CHROMA_UNIT, -128.0);
+    let cr = fmadd(cr as f32, CHROMA_UNIT, -128.0);
     let clamp = |v: f32| v.clamp(0.0, 255.0);
     [
         clamp(fmadd(RCR, cr, y)),
@@ -271,6 +394,8 @@ pub(super) fn to_rgb([y, cb, cr]: [i32; 3]) -> [f32; 3] {
     ]
 }
 
+const LUMA_UNIT: f32 = 1.0 / 4096.0;
+const CHROMA_UNIT: f32 = 1.0 / 65536.0;
 const RCR: f32 = 1.402;
 const GCB: f32 = -0.34414;
 const GCR: f32 = -0.71414;
@@ -282,7 +407,7 @@ const BCB: f32 = 1.772;
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{BCB, GCB, GCR, PlaneMap, RCR, RowBase, Ycc};
+    use super::{BCB, CHROMA_UNIT, GCB, GCR, LUMA_UNIT, PlaneMap, RCR, RowBase, Taps, Ycc};
     use crate::augment::FillMode;
     use crate::image::Plane;
 
@@ -326,25 +451,24 @@ pub(super) mod x86 {
         }
     }
 
-    /// Whether every position of a row of `width` pixels at `base` fits the blocks' `i32`
-    /// arithmetic (positions are affine in x: the ends bound the row).
-    pub(super) fn row_fits(k: &Ycc<'_>, base: RowBase, width: usize) -> bool {
+    /// Whether every position of a row of `width` samples at `base` under map `m` fits the
+    /// blocks' `i32` arithmetic (positions are affine in x: the ends bound the row).
+    pub(super) fn row_fits(k: &Ycc<'_>, m: usize, (bx, by): RowBase, width: usize) -> bool {
         let last = width as i64 + 16;
+        let map = &k.maps[m];
         k.lanes.steps_fit
-            && k.maps.iter().zip(base).all(|(m, (bx, by))| {
-                fits(bx) && fits(by) && fits(bx + last * m.step.0) && fits(by + last * m.step.1)
-            })
+            && fits(bx)
+            && fits(by)
+            && fits(bx + last * map.step.0)
+            && fits(by + last * map.step.1)
     }
 
-    /// The block's first position on each axis, per map (the row fits `i32`).
+    /// A block's first position on each axis under map `m` (the row fits `i32`).
     #[inline]
-    fn starts(k: &Ycc<'_>, base: RowBase, x: usize) -> [(i32, i32); 2] {
+    fn starts(k: &Ycc<'_>, m: usize, (bx, by): RowBase, x: usize) -> (i32, i32) {
         let x = x as i64;
-        [0, 1].map(|i| {
-            let (bx, by) = base[i];
-            let (sx, sy) = k.maps[i].step;
-            ((bx + x * sx) as i32, (by + x * sy) as i32)
-        })
+        let (sx, sy) = k.maps[m].step;
+        ((bx + x * sx) as i32, (by + x * sy) as i32)
     }
 
     /// The tap range of `n` lanes from `q0` by `step`: (first left tap, last left tap).
@@ -491,11 +615,11 @@ pub(super) mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn rgb8([y, cb, cr]: [__m256i; 3]) -> [__m256; 3] {
-        let k = _mm256_set1_ps(1.0 / 4096.0);
+        let (k, kc) = (_mm256_set1_ps(LUMA_UNIT), _mm256_set1_ps(CHROMA_UNIT));
         let m128 = _mm256_set1_ps(-128.0);
         let y = _mm256_mul_ps(_mm256_cvtepi32_ps(y), k);
-        let cb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cb), k, m128);
-        let cr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr), k, m128);
+        let cb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cb), kc, m128);
+        let cr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cr), kc, m128);
         let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
         let clamp = |v: __m256| _mm256_min_ps(_mm256_max_ps(v, lo), hi);
         let s = _mm256_set1_ps;
@@ -510,11 +634,11 @@ pub(super) mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn rgb16([y, cb, cr]: [__m512i; 3]) -> [__m512; 3] {
-        let k = _mm512_set1_ps(1.0 / 4096.0);
+        let (k, kc) = (_mm512_set1_ps(LUMA_UNIT), _mm512_set1_ps(CHROMA_UNIT));
         let m128 = _mm512_set1_ps(-128.0);
         let y = _mm512_mul_ps(_mm512_cvtepi32_ps(y), k);
-        let cb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cb), k, m128);
-        let cr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cr), k, m128);
+        let cb = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cb), kc, m128);
+        let cr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cr), kc, m128);
         let (lo, hi) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
         let clamp = |v: __m512| _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         let s = _mm512_set1_ps;
@@ -525,8 +649,8 @@ pub(super) mod x86 {
         ]
     }
 
-    /// Plane `c`'s values of output pixels `x..x + 8` of the row at `base` (which
-    /// [`row_fits`]): AVX2 gathers, or pixel by pixel where they cannot go.
+    /// Plane `c`'s values at samples `x..x + 8` of the row at `base` under its map (which
+    /// [`row_fits`]): AVX2 gathers, or one by one where they cannot go.
     ///
     /// # Safety
     ///
@@ -535,7 +659,7 @@ pub(super) mod x86 {
     #[target_feature(enable = "avx2")]
     unsafe fn values8(k: &Ycc<'_>, c: usize, base: RowBase, x: usize) -> __m256i {
         let m = (c > 0) as usize;
-        let (q0x, q0y) = starts(k, base, x)[m];
+        let (q0x, q0y) = starts(k, m, base, x);
         let (sx, sy) = k.maps[m].step;
         // SAFETY: 8 values are read from each.
         let lanes = k.lanes.eight[m].map(|v| unsafe { _mm256_loadu_si256(v.as_ptr() as *const _) });
@@ -553,92 +677,101 @@ pub(super) mod x86 {
         })
     }
 
-    /// Fills `vals` with the row at `base` (which [`row_fits`]) from pixel `from` on: eight
-    /// pixels at a time, then one at a time. Always true.
+    /// Fills `outs` (plane 0, or planes 1 and 2: the group of map `m`) with the `width`
+    /// samples of the row at `base` (which [`row_fits`]) from sample `from` on: eight at a
+    /// time, then one at a time.
     ///
     /// # Safety
     ///
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn fill8(k: &Ycc<'_>, base: RowBase, vals: &mut [i32], from: usize) -> bool {
-        for c in 0..3 {
-            let row = &mut vals[c * k.pitch..][..k.width];
+    pub(super) unsafe fn fill8(
+        k: &Ycc<'_>,
+        m: usize,
+        base: RowBase,
+        width: usize,
+        outs: [&mut [i32]; 2],
+        from: usize,
+    ) {
+        for (i, out) in outs.into_iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let c = m + i;
+            let out = &mut out[..width];
             let mut x = from;
-            while x + 8 <= k.width {
+            while x + 8 <= width {
                 // SAFETY: AVX2; 8 values are written, `x + 8 <= width`.
                 unsafe {
                     let v = values8(k, c, base, x);
-                    _mm256_storeu_si256(row.as_mut_ptr().add(x) as *mut _, v);
+                    _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut _, v);
                 }
                 x += 8;
             }
-            for (x, v) in row.iter_mut().enumerate().skip(x) {
+            for (x, v) in out.iter_mut().enumerate().skip(x) {
                 *v = k.value(c, base, x);
             }
         }
-        true
     }
 
-    /// Fills `vals` with the row at `base` (which [`row_fits`]): sixteen pixels at a time
-    /// with [`rows16`] (luma, then both chroma planes together), else two [`values8`] per
-    /// plane; the rest as [`fill8`]. Always true.
+    /// [`fill8`], sixteen samples at a time with [`rows16`] (both chroma planes together),
+    /// else two [`values8`] per plane; the rest as [`fill8`].
     ///
     /// # Safety
     ///
     /// The CPU has AVX-512 F, BW, VL and VBMI, and AVX2.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2")]
-    pub(super) unsafe fn fill16(k: &Ycc<'_>, base: RowBase, vals: &mut [i32]) -> bool {
+    pub(super) unsafe fn fill16(
+        k: &Ycc<'_>,
+        m: usize,
+        base: RowBase,
+        width: usize,
+        [a, b]: [&mut [i32]; 2],
+    ) {
         let l = &k.lanes;
         // SAFETY: 16 values are read from each.
-        let lanes =
-            |m: usize| l.sixteen[m].map(|v| unsafe { _mm512_loadu_si512(v.as_ptr() as *const _) });
-        let step = |m: usize| (k.maps[m].step.0 as i32, k.maps[m].step.1 as i32);
-        let (pitch, width) = (k.pitch, k.width);
-        let [y, cb, cr] = &k.planes;
-        let [cy, cb_, cr_] = k.cval;
+        let lanes = l.sixteen[m].map(|v| unsafe { _mm512_loadu_si512(v.as_ptr() as *const _) });
+        let step = (k.maps[m].step.0 as i32, k.maps[m].step.1 as i32);
         let end = width - width % 16;
-        let (luma, chroma) = (lanes(0), lanes(1));
         let mut x = 0;
         while x < end {
-            let q = starts(k, base, x)[0];
-            // SAFETY: the CPU features; `x + 16 <= width <= pitch`: 16 values written.
+            let q = starts(k, m, base, x);
+            // SAFETY: the CPU features; `x + 16 <= width`, and each output holds `width`
+            // values: 16 written to each.
             unsafe {
-                let at = vals.as_mut_ptr().add(x);
-                match rows16([y], [cy], k.fill, luma, q, step(0), l.rows16[0]) {
-                    Some([v]) => _mm512_storeu_si512(at as *mut _, v),
-                    None => {
-                        _mm256_storeu_si256(at as *mut _, values8(k, 0, base, x));
-                        _mm256_storeu_si256(at.add(8) as *mut _, values8(k, 0, base, x + 8));
-                    }
-                }
-            }
-            x += 16;
-        }
-        let mut x = 0;
-        while x < end {
-            let q = starts(k, base, x)[1];
-            // SAFETY: as above, at `pitch + x` and `2 * pitch + x`.
-            unsafe {
-                let at = [1, 2].map(|c| vals.as_mut_ptr().add(c * pitch + x));
-                match rows16(
-                    [cb, cr],
-                    [cb_, cr_],
-                    k.fill,
-                    chroma,
-                    q,
-                    step(1),
-                    l.rows16[1],
-                ) {
-                    Some(v) => {
-                        for (at, v) in at.into_iter().zip(v) {
-                            _mm512_storeu_si512(at as *mut _, v);
+                if m == 0 {
+                    let at = a.as_mut_ptr().add(x);
+                    match rows16(
+                        [&k.planes[0]],
+                        [k.cval[0]],
+                        k.fill,
+                        lanes,
+                        q,
+                        step,
+                        l.rows16[0],
+                    ) {
+                        Some([v]) => _mm512_storeu_si512(at as *mut _, v),
+                        None => {
+                            _mm256_storeu_si256(at as *mut _, values8(k, 0, base, x));
+                            _mm256_storeu_si256(at.add(8) as *mut _, values8(k, 0, base, x + 8));
                         }
                     }
-                    None => {
-                        for (c, at) in [1, 2].into_iter().zip(at) {
-                            let (lo, hi) = (values8(k, c, base, x), values8(k, c, base, x + 8));
-                            _mm256_storeu_si256(at as *mut _, lo);
-                            _mm256_storeu_si256(at.add(8) as *mut _, hi);
+                } else {
+                    let at = [a.as_mut_ptr().add(x), b.as_mut_ptr().add(x)];
+                    let planes = [&k.planes[1], &k.planes[2]];
+                    let cval = [k.cval[1], k.cval[2]];
+                    match rows16(planes, cval, k.fill, lanes, q, step, l.rows16[1]) {
+                        Some(v) => {
+                            for (at, v) in at.into_iter().zip(v) {
+                                _mm512_storeu_si512(at as *mut _, v);
+                            }
+                        }
+                        None => {
+                            for (c, at) in [1, 2].into_iter().zip(at) {
+                                let (lo, hi) = (values8(k, c, base, x), values8(k, c, base, x + 8));
+                                _mm256_storeu_si256(at as *mut _, lo);
+                                _mm256_storeu_si256(at.add(8) as *mut _, hi);
+                            }
                         }
                     }
                 }
@@ -646,35 +779,118 @@ pub(super) mod x86 {
             x += 16;
         }
         // SAFETY: AVX2.
-        unsafe { fill8(k, base, vals, end) }
+        unsafe { fill8(k, m, base, width, [a, b], end) }
+    }
+
+    /// [`Ycc::upsample`](super::Ycc::upsample) with `taps`' vectors: sixteen or eight
+    /// outputs at a time from one load of the raw row, by permutes.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has what `taps` needs; the raw row at `raw` holds `width / 2 + 17` values and
+    /// the output row at `out` `width` rounded up to 16.
+    pub(super) unsafe fn upsample(
+        taps: Taps,
+        buf: &mut [i32],
+        raw: usize,
+        out: usize,
+        width: usize,
+    ) {
+        assert!(
+            raw + 1 + width / 2 + 16 <= buf.len() && out + width.next_multiple_of(16) <= buf.len()
+        );
+        // SAFETY: the CPU features (the caller's precondition); the lengths (asserted).
+        unsafe {
+            match taps {
+                Taps::Avx512 => upsample16(buf, raw, out, width),
+                _ => upsample8(buf, raw, out, width),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn upsample16(buf: &mut [i32], raw: usize, out: usize, width: usize) {
+        // Output 2i takes c[i] and c[i - 1], output 2i + 1 c[i] and c[i + 1]; the load at
+        // c[x / 2 - 1] puts c[x / 2 + i] in lane i + 1.
+        let near = _mm512_setr_epi32(1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8);
+        let far = _mm512_setr_epi32(0, 2, 1, 3, 2, 4, 3, 5, 4, 6, 5, 7, 6, 8, 7, 9);
+        let p = buf.as_mut_ptr();
+        let mut x = 0;
+        while x < width {
+            // SAFETY: the load reads `raw + x / 2 .. + 16`, the store `out + x .. + 16`
+            // (`x < width`, lengths asserted by the caller's caller).
+            unsafe {
+                let v = _mm512_loadu_si512(p.add(raw + x / 2) as *const _);
+                let n = _mm512_permutexvar_epi32(near, v);
+                let f = _mm512_permutexvar_epi32(far, v);
+                let h = _mm512_add_epi32(_mm512_add_epi32(n, _mm512_slli_epi32::<1>(n)), f);
+                _mm512_storeu_si512(p.add(out + x) as *mut _, h);
+            }
+            x += 16;
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn upsample8(buf: &mut [i32], raw: usize, out: usize, width: usize) {
+        let near = _mm256_setr_epi32(1, 1, 2, 2, 3, 3, 4, 4);
+        let far = _mm256_setr_epi32(0, 2, 1, 3, 2, 4, 3, 5);
+        let p = buf.as_mut_ptr();
+        let mut x = 0;
+        while x < width {
+            // SAFETY: as in `upsample16`, 8 values each.
+            unsafe {
+                let v = _mm256_loadu_si256(p.add(raw + x / 2) as *const _);
+                let n = _mm256_permutevar8x32_epi32(v, near);
+                let f = _mm256_permutevar8x32_epi32(v, far);
+                let h = _mm256_add_epi32(_mm256_add_epi32(n, _mm256_slli_epi32::<1>(n)), f);
+                _mm256_storeu_si256(p.add(out + x) as *mut _, h);
+            }
+            x += 8;
+        }
     }
 
     /// RGB of pixels `x..x + 8` of the row [`Ycc::fill_row`] made.
     ///
     /// # Safety
     ///
-    /// The CPU has AVX2 and FMA, and `x + 8` is at most the width.
+    /// The CPU has AVX2 and FMA, and `x + 8` is at most the width rounded up to 16.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(in super::super) unsafe fn rgb8_at(k: &Ycc<'_>, x: usize) -> [__m256; 3] {
-        // SAFETY: row `c` of the values holds `width` values from `c * pitch`.
-        rgb8([0, 1, 2].map(|c| unsafe {
-            _mm256_loadu_si256(k.vals.as_ptr().add(c * k.pitch + x) as *const _)
-        }))
+        let (near, far) = k.near_far;
+        // SAFETY: each row in `buf` holds `pitch` values.
+        let load =
+            |at: usize| unsafe { _mm256_loadu_si256(k.buf.as_ptr().add(at + x) as *const _) };
+        let chroma = |p: usize| {
+            let n = load(k.slot_at(near, p));
+            _mm256_add_epi32(
+                _mm256_add_epi32(n, _mm256_slli_epi32::<1>(n)),
+                load(k.slot_at(far, p)),
+            )
+        };
+        rgb8([load(0), chroma(0), chroma(1)])
     }
 
     /// RGB of pixels `x..x + 16` of the row [`Ycc::fill_row`] made.
     ///
     /// # Safety
     ///
-    /// The CPU has AVX-512 F, and `x + 16` is at most the width.
+    /// The CPU has AVX-512 F, and `x + 16` is at most the width rounded up to 16.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(in super::super) unsafe fn rgb16_at(k: &Ycc<'_>, x: usize) -> [__m512; 3] {
-        // SAFETY: row `c` of the values holds `width` values from `c * pitch`.
-        rgb16([0, 1, 2].map(|c| unsafe {
-            _mm512_loadu_si512(k.vals.as_ptr().add(c * k.pitch + x) as *const _)
-        }))
+        let (near, far) = k.near_far;
+        // SAFETY: each row in `buf` holds `pitch` values.
+        let load =
+            |at: usize| unsafe { _mm512_loadu_si512(k.buf.as_ptr().add(at + x) as *const _) };
+        let chroma = |p: usize| {
+            let n = load(k.slot_at(near, p));
+            _mm512_add_epi32(
+                _mm512_add_epi32(n, _mm512_slli_epi32::<1>(n)),
+                load(k.slot_at(far, p)),
+            )
+        };
+        rgb16([load(0), chroma(0), chroma(1)])
     }
 
     /// The values (1/4096 levels) of sixteen pixels of `N` planes that share a map, from
