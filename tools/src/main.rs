@@ -77,7 +77,19 @@ fn init_logs(quiet: bool) {
         .try_init();
 }
 
+/// A closed standard output (`stoker inspect DIR | head -1`) ends the program quietly, as it
+/// does other Unix tools, rather than in a panic: Rust ignores SIGPIPE by default, so a write
+/// to a closed pipe fails and `println!` panics on it.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     init_logs(cli.command.quiet());
     let r = match cli.command {

@@ -302,3 +302,48 @@ fn against_gives_a_ratio_from_each_round() {
     let out = stoker(&["bench", "--against", "decode", "--tune"]);
     assert!(!out.status.success());
 }
+
+/// `stoker inspect DIR | head -1`: a closed stdout ends the program quietly (killed by
+/// SIGPIPE, as other Unix tools), not in a panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["inspect", "fixtures/photos-256x144"][..],
+        &[
+            "plan",
+            "--preset",
+            "resnet18",
+            "--input",
+            "224x224x3",
+            "--batch-size",
+            "8",
+            "--gpu-memory",
+            "12GiB",
+        ],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoker"))
+            .args(args)
+            .current_dir(common::root())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc_sigpipe()),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+/// SIGPIPE's number (13 on Linux and the BSDs).
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}
