@@ -125,7 +125,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub digest: bool,
     /// Augmentation: none, default (rotation 15, shift 0.1, zoom 0.9:1.1, hflip, noise 0.03)
-    /// or a spec like `rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03`.
+    /// or a spec like `rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03`; add `ycbcr`
+    /// (`default,ycbcr`) to take JPEGs as YCbCr planes (faster, not the same bits).
     #[arg(long, default_value = "none")]
     pub augment: String,
     /// Simulate a training step of this many ms per batch in the consumer (it sleeps, then
