@@ -426,3 +426,51 @@ fn json_report_lists_bad_inputs_and_resumed_work() {
     assert_eq!(j["already_done"], inputs.len());
     assert_eq!(j["failed"], 2);
 }
+
+#[test]
+fn decode_only_at_the_stored_size_or_at_the_resize_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let inputs = make_src(&src);
+    let report = |how: Option<&str>| {
+        let mut args = vec![
+            "resize",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+            "--size",
+            "64x36",
+            "--json",
+            "--quiet",
+            "--decode-only",
+        ];
+        args.extend(how);
+        common::json(&run(&args))
+    };
+    let n = inputs.len() as u64;
+    // The 256x144 fixtures: the stored size, or the 1/4 DCT scale the resize decodes at.
+    for (how, pixels) in [
+        (None, 256 * 144),
+        (Some("full"), 256 * 144),
+        (Some("scaled"), 64 * 36),
+    ] {
+        let j = report(how);
+        assert_eq!(j["mode"], "decoded", "{how:?}");
+        assert_eq!(j["written"], inputs.len(), "{how:?}");
+        assert_eq!(j["decoded_pixels"], n * pixels, "{how:?}");
+    }
+    assert!(
+        files(&dst).is_empty(),
+        "decode-only wrote {:?}",
+        files(&dst)
+    );
+    let resized = common::json(&run(&[
+        "resize",
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+        "--size",
+        "64x36",
+        "--json",
+        "--quiet",
+    ]));
+    assert!(resized["decoded_pixels"].is_null(), "{resized}");
+}
