@@ -399,3 +399,34 @@ fn a_damaged_jpeg_follows_the_decode_policy_on_the_plane_path() {
     assert_eq!(stats.decoded_with_warnings, 1);
     assert_eq!(stats.first_warning.unwrap().index, cut);
 }
+
+#[test]
+fn mismatched_calls_are_errors() {
+    let mut rng = SampleRng::new(3);
+    let planes = Planes::random(&mut rng, (32, 16), (2, 2), true);
+    let view = planes.view();
+    let a = Augment::from_spec("rotation=10,ycbcr").unwrap();
+    let p = a.params_for(0, 0, 0, (32, 16), (16, 8));
+    let spec = OutputSpec::new(16, 8, 3);
+    let call = |a: &Augment, p: &AugmentParams, spec: &OutputSpec, src: SrcType| {
+        let mut store = Store::new(spec, src).unwrap();
+        let mut slot = vec![0u8; spec.sample_bytes()];
+        a.apply_ycbcr_params(p, &view, &mut store, &mut AugmentScratch::new(), &mut slot)
+            .map_err(|e| e.kind())
+    };
+    assert_eq!(call(&a, &p, &spec, SrcType::F32), Ok(()));
+    assert_eq!(
+        call(&a, &p, &spec, SrcType::U8),
+        Err(ErrorKind::DTypeMismatch)
+    );
+    let gray = OutputSpec::new(16, 8, 1);
+    assert_eq!(call(&a, &p, &gray, SrcType::F32), Err(ErrorKind::Usage));
+    let other = a.params_for(0, 0, 0, (64, 32), (16, 8));
+    assert_eq!(call(&a, &other, &spec, SrcType::F32), Err(ErrorKind::Usage));
+    let nearest = Augment::from_spec("rotation=10,nearest").unwrap();
+    assert_eq!(
+        call(&nearest, &p, &spec, SrcType::F32),
+        Err(ErrorKind::Usage)
+    );
+    assert!(Augment::from_spec("nearest,ycbcr").is_err());
+}

@@ -631,14 +631,9 @@ impl Augment {
         scratch: &mut AugmentScratch,
         slot: &mut [u8],
     ) -> Result<()> {
+        check_store(store)?;
         let spec = store.spec();
         let (w, h, c) = (spec.width, spec.height, spec.channels);
-        if store.src() != SrcType::F32 {
-            return Err(Error::new(
-                ErrorKind::DTypeMismatch,
-                "augment: the store must take f32 rows",
-            ));
-        }
         if src.channels != c {
             return Err(Error::usage(format!(
                 "augment: image has {} channel(s), output has {c}",
@@ -655,15 +650,7 @@ impl Augment {
                 src.width, src.height
             )));
         }
-        if p.src_size != (src.width, src.height) || p.out_size != (w, h) {
-            return Err(Error::usage(format!(
-                "augment: parameters are for {:?} -> {:?}, not {:?} -> {:?}",
-                p.src_size,
-                p.out_size,
-                (src.width, src.height),
-                (w, h)
-            )));
-        }
+        check_params(p, (src.width, src.height), (w, h))?;
         // 8-bit sources written as floats go through the f32 store: scale them to [0, 1]
         // here, as the u8 store would.
         let unit = match (src.pixels, spec.dtype) {
@@ -762,14 +749,9 @@ impl Augment {
         scratch: &mut AugmentScratch,
         slot: &mut [u8],
     ) -> Result<()> {
+        check_store(store)?;
         let spec = store.spec();
         let (w, h, c) = (spec.width, spec.height, spec.channels);
-        if store.src() != SrcType::F32 {
-            return Err(Error::new(
-                ErrorKind::DTypeMismatch,
-                "augment: the store must take f32 rows",
-            ));
-        }
         if c != 3 {
             return Err(Error::usage(format!(
                 "augment: YCbCr planes give 3 channels, the output has {c}"
@@ -780,15 +762,7 @@ impl Augment {
                 "augment: YCbCr planes are sampled bilinearly only",
             ));
         }
-        let size = (src.width(), src.height());
-        if p.src_size != size || p.out_size != (w, h) {
-            return Err(Error::usage(format!(
-                "augment: parameters are for {:?} -> {:?}, not {size:?} -> {:?}",
-                p.src_size,
-                p.out_size,
-                (w, h)
-            )));
-        }
+        check_params(p, (src.width(), src.height()), (w, h))?;
         let unit = if spec.dtype == DType::U8 {
             1.0
         } else {
@@ -872,6 +846,30 @@ fn run_fused<S>(
         }
     }
     Ok(())
+}
+
+/// A dtype mismatch unless `store` takes f32 rows (what the augmentation writes).
+fn check_store(store: &Store) -> Result<()> {
+    if store.src() == SrcType::F32 {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::DTypeMismatch,
+            "augment: the store must take f32 rows",
+        ))
+    }
+}
+
+/// A usage error unless `p` was drawn for a source of `src` and an output of `out`.
+fn check_params(p: &AugmentParams, src: (usize, usize), out: (usize, usize)) -> Result<()> {
+    if p.src_size == src && p.out_size == out {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "augment: parameters are for {:?} -> {:?}, not {src:?} -> {out:?}",
+            p.src_size, p.out_size
+        )))
+    }
 }
 
 /// A usage error unless the slot holds exactly one sample.
