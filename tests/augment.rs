@@ -1,6 +1,6 @@
 //! The augmentation engine against exact permutations, a plain reference implementation,
 //! noise statistics, and the loader (determinism across workers, recordable parameters,
-//! no allocation per batch).
+//! no allocation per batch); the YCbCr plane path in `ycbcr`.
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use stoker::rng::SampleRng;
 use stoker::source::{ImageFolder, Raw, Source};
 use stoker::transform::Identity;
 use stoker::{DType, ErrorKind, ImageView, Layout, Loader, Normalize, OutputSpec, Pixels};
+
+#[path = "augment/ycbcr.rs"]
+mod ycbcr;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);

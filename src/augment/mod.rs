@@ -352,7 +352,7 @@ impl AugmentBuilder {
     /// triangle filter), and converts to RGB in the same pass. Faster (about 1.5× the
     /// images/s on 256×144 photos) and a different resampling: within one level of
     /// libjpeg-turbo's RGB decode at the identity map, under one level from the RGB path on
-    /// average under augmentation, more at sharp colour edges (`tests/ycbcr.rs` holds the
+    /// average under augmentation, more at sharp colour edges (`tests/augment/ycbcr.rs` holds the
     /// bounds). Other sources (PNG, pixel arrays, gray or CMYK JPEGs) take the RGB path. Needs
     /// bilinear interpolation and three output channels; a constant fill is rounded to a whole
     /// level.

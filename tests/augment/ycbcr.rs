@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use super::shared;
+
 use stoker::augment::{Augment, AugmentParams, AugmentScratch, FillMode};
 use stoker::decode::{DecodePolicy, Decoder, PLANE_PAD};
 use stoker::image::{Plane, YCbCrView};
@@ -101,6 +103,7 @@ const SUBSAMPLINGS: [(usize, usize); 6] = [(1, 1), (2, 1), (2, 2), (1, 2), (4, 1
 
 #[test]
 fn vector_loops_give_the_bits_of_the_portable_loop() {
+    let _serial = shared();
     let mut rng = SampleRng::new(21);
     let levels: Vec<SimdLevel> = SimdLevel::available()
         .into_iter()
@@ -204,6 +207,7 @@ fn u8_spec(w: usize, h: usize) -> OutputSpec {
 
 #[test]
 fn identity_is_libjpeg_rgb_decode_within_rounding() {
+    let _serial = shared();
     let spec = u8_spec(256, 144);
     let a = Augment::builder().ycbcr(true).build().unwrap();
     let mut worst = (0.0f64, 0u8);
@@ -228,6 +232,7 @@ fn identity_is_libjpeg_rgb_decode_within_rounding() {
 
 #[test]
 fn warped_output_stays_near_the_rgb_path() {
+    let _serial = shared();
     let spec = u8_spec(256, 144);
     let spec_str = "rotation=15,shift=0.1,zoom=0.9:1.1,hflip";
     let rgb_aug = Augment::from_spec(spec_str).unwrap();
@@ -341,6 +346,7 @@ fn loader(folder: ImageFolder, spec: &str, workers: usize) -> Loader<ImageFolder
 
 #[test]
 fn the_loader_takes_planes_for_ycbcr_jpegs_and_pixels_for_the_rest() {
+    let _serial = shared();
     let spec = "rotation=15,shift=0.1,zoom=0.9:1.1,hflip,noise=0.03";
     let dir = mixed_folder(false);
     let folder = open(&dir);
@@ -376,6 +382,7 @@ fn the_loader_takes_planes_for_ycbcr_jpegs_and_pixels_for_the_rest() {
 
 #[test]
 fn a_damaged_jpeg_follows_the_decode_policy_on_the_plane_path() {
+    let _serial = shared();
     let dir = mixed_folder(true);
     let folder = open(&dir);
     let cut = (0..folder.len())
@@ -402,6 +409,7 @@ fn a_damaged_jpeg_follows_the_decode_policy_on_the_plane_path() {
 
 #[test]
 fn mismatched_calls_are_errors() {
+    let _serial = shared();
     let mut rng = SampleRng::new(3);
     let planes = Planes::random(&mut rng, (32, 16), (2, 2), true);
     let view = planes.view();
