@@ -63,9 +63,13 @@ fn store_plain(bencher: Bencher) {
         .bench_local(|| store.store_image(&src, &mut slot).unwrap());
 }
 
-fn fused(bencher: Bencher, aug: Augment) {
-    let px = image();
-    let src = ImageView::new(W, H, 3, Pixels::U8(&px)).unwrap();
+/// The fused pass of `aug` run by `apply` with 64 parameter sets drawn for W×H, in turn,
+/// into one f32 NCHW ImageNet-normalised slot.
+fn run_params(
+    bencher: Bencher,
+    aug: &Augment,
+    mut apply: impl FnMut(&AugmentParams, &mut Store, &mut AugmentScratch, &mut [u8]),
+) {
     let mut store = Store::new(&spec(), SrcType::F32).unwrap();
     let mut slot = vec![0u8; spec().sample_bytes()];
     let mut scratch = AugmentScratch::new();
@@ -75,9 +79,20 @@ fn fused(bencher: Bencher, aug: Augment) {
     let mut k = 0;
     bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
         k = (k + 1) % params.len();
-        aug.apply_params(&params[k], &src, &mut store, &mut scratch, &mut slot)
-            .unwrap();
+        apply(&params[k], &mut store, &mut scratch, &mut slot);
     });
+}
+
+/// `aug`'s fused pass from the RGB pixels `px`.
+fn fused_on(bencher: Bencher, aug: Augment, px: &[u8]) {
+    let src = ImageView::new(W, H, 3, Pixels::U8(px)).unwrap();
+    run_params(bencher, &aug, |p, store, scratch, slot| {
+        aug.apply_params(p, &src, store, scratch, slot).unwrap()
+    });
+}
+
+fn fused(bencher: Bencher, aug: Augment) {
+    fused_on(bencher, aug, &image());
 }
 
 #[divan::bench(sample_count = 30)]
@@ -111,29 +126,14 @@ fn photo() -> Vec<u8> {
     .unwrap()
 }
 
-fn keras_params(aug: &Augment) -> Vec<AugmentParams> {
-    (0..64)
-        .map(|i| aug.params_for(0, 0, i, (W, H), (W, H)))
-        .collect()
-}
-
 /// The RGB pass on the decoded photo (compare with `fused_warp_ycbcr`).
 #[divan::bench(sample_count = 30)]
 fn fused_warp_photo(bencher: Bencher) {
     let mut decoder = Decoder::new().unwrap();
-    let bytes = photo();
-    let src = decoder.decode(&bytes, 3, None).unwrap();
-    let aug = Augment::keras_default();
-    let mut store = Store::new(&spec(), SrcType::F32).unwrap();
-    let mut slot = vec![0u8; spec().sample_bytes()];
-    let mut scratch = AugmentScratch::new();
-    let params = keras_params(&aug);
-    let mut k = 0;
-    bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
-        k = (k + 1) % params.len();
-        aug.apply_params(&params[k], &src, &mut store, &mut scratch, &mut slot)
-            .unwrap();
-    });
+    let Pixels::U8(px) = decoder.decode(&photo(), 3, None).unwrap().pixels else {
+        unreachable!("the decoder gives u8 pixels")
+    };
+    fused_on(bencher, Augment::keras_default(), px);
 }
 
 /// The same pass from the photo's YCbCr planes.
@@ -143,15 +143,9 @@ fn fused_warp_ycbcr(bencher: Bencher) {
     let bytes = photo();
     let planes = decoder.decode_ycbcr(&bytes, (W, H)).unwrap().unwrap();
     let aug = AugmentBuilder::keras_default().ycbcr(true).build().unwrap();
-    let mut store = Store::new(&spec(), SrcType::F32).unwrap();
-    let mut slot = vec![0u8; spec().sample_bytes()];
-    let mut scratch = AugmentScratch::new();
-    let params = keras_params(&aug);
-    let mut k = 0;
-    bencher.counter(ItemsCount::new(W * H)).bench_local(|| {
-        k = (k + 1) % params.len();
-        aug.apply_ycbcr_params(&params[k], &planes, &mut store, &mut scratch, &mut slot)
-            .unwrap();
+    run_params(bencher, &aug, |p, store, scratch, slot| {
+        aug.apply_ycbcr_params(p, &planes, store, scratch, slot)
+            .unwrap()
     });
 }
 

@@ -848,6 +848,27 @@ fn run_fused<S>(
     Ok(())
 }
 
+impl Augment {
+    /// Draws the sample's parameters for a source of `src_size` from `rng` and runs `apply`
+    /// with them and the slot writer's f32 store, slot and [`AugmentScratch`] (a fresh one if
+    /// the worker's scratch is not ours): what both [`Transform`] entry points do.
+    fn with_parts(
+        &self,
+        rng: &mut SampleRng,
+        src_size: (usize, usize),
+        out: &mut SlotWriter<'_>,
+        apply: impl FnOnce(&AugmentParams, &mut Store, &mut AugmentScratch, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (store, slot, scratch) = out.parts_with_scratch(SrcType::F32);
+        let out_size = (store.spec().width, store.spec().height);
+        let p = self.draw(rng, src_size, out_size);
+        match scratch.downcast_mut::<AugmentScratch>() {
+            Some(s) => apply(&p, store, s, slot),
+            None => apply(&p, store, &mut AugmentScratch::new(), slot),
+        }
+    }
+}
+
 /// A dtype mismatch unless `store` takes f32 rows (what the augmentation writes).
 fn check_store(store: &Store) -> Result<()> {
     if store.src() == SrcType::F32 {
@@ -906,13 +927,12 @@ impl Transform for Augment {
         rng: &mut SampleRng,
         out: &mut SlotWriter<'_>,
     ) -> Result<()> {
-        let (store, slot, scratch) = out.parts_with_scratch(SrcType::F32);
-        let out_size = (store.spec().width, store.spec().height);
-        let p = self.draw(rng, (src.width, src.height), out_size);
-        match scratch.downcast_mut::<AugmentScratch>() {
-            Some(s) => self.apply_params(&p, src, store, s, slot),
-            None => self.apply_params(&p, src, store, &mut AugmentScratch::new(), slot),
-        }
+        self.with_parts(
+            rng,
+            (src.width, src.height),
+            out,
+            |p, store, scratch, slot| self.apply_params(p, src, store, scratch, slot),
+        )
     }
 
     fn name(&self) -> &str {
@@ -938,12 +958,11 @@ impl Transform for Augment {
         rng: &mut SampleRng,
         out: &mut SlotWriter<'_>,
     ) -> Result<()> {
-        let (store, slot, scratch) = out.parts_with_scratch(SrcType::F32);
-        let out_size = (store.spec().width, store.spec().height);
-        let p = self.draw(rng, (src.width(), src.height()), out_size);
-        match scratch.downcast_mut::<AugmentScratch>() {
-            Some(s) => self.apply_ycbcr_params(&p, src, store, s, slot),
-            None => self.apply_ycbcr_params(&p, src, store, &mut AugmentScratch::new(), slot),
-        }
+        self.with_parts(
+            rng,
+            (src.width(), src.height()),
+            out,
+            |p, store, scratch, slot| self.apply_ycbcr_params(p, src, store, scratch, slot),
+        )
     }
 }
