@@ -9,6 +9,10 @@
 //! - `fused_warp_ycbcr`: the same pass (with the noise) from a real photo's YCbCr planes (the
 //!   `ycbcr` path), next to `fused_warp_photo`, the RGB pass on the same photo.
 //!   Counted in pixels: divan's items/s is pixels/s on one core.
+//! - The VBMI argument (`auto`, `on`, `off`) of `fused_warp`, `fused_warp_photo` and
+//!   `fused_warp_ycbcr`: the AVX-512 kernel's taps by VBMI byte permutes (`on`), by gathers
+//!   (`off`), or whichever the first samples timed faster (`auto`, the default). The same
+//!   bits; on a CPU without VBMI all three run the gathers.
 //! - `loader_identity` / `loader_keras_default`: the loader over the JPEG folder that
 //!   `cargo bench --bench pipeline` makes (`target/bench-data/jpeg-256x144`, 1024 images), or
 //!   the 32 fixture JPEGs when it is absent; batch 64, 1 and 2 workers, f32 NCHW normalised.
@@ -25,6 +29,7 @@ use stoker::augment::{Augment, AugmentBuilder, AugmentParams, AugmentScratch};
 use stoker::decode::Decoder;
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
+use stoker::simd::Vbmi;
 use stoker::source::ImageFolder;
 use stoker::transform::{Identity, Transform};
 use stoker::{ImageView, Loader, Normalize, OutputSpec, Pixels};
@@ -95,9 +100,16 @@ fn fused(bencher: Bencher, aug: Augment) {
     fused_on(bencher, aug, &image());
 }
 
-#[divan::bench(sample_count = 30)]
-fn fused_warp(bencher: Bencher) {
-    fused(bencher, Augment::keras_default());
+/// The VBMI settings the benches take.
+const VBMI: [&str; 3] = ["auto", "on", "off"];
+
+fn keras(vbmi: &str) -> AugmentBuilder {
+    AugmentBuilder::keras_default().vbmi(vbmi.parse::<Vbmi>().unwrap())
+}
+
+#[divan::bench(args = VBMI, sample_count = 30)]
+fn fused_warp(bencher: Bencher, vbmi: &str) {
+    fused(bencher, keras(vbmi).build().unwrap());
 }
 
 /// `fused_warp` with the AVX2 kernel (the default takes AVX-512 where the CPU has it).
@@ -127,22 +139,22 @@ fn photo() -> Vec<u8> {
 }
 
 /// The RGB pass on the decoded photo (compare with `fused_warp_ycbcr`).
-#[divan::bench(sample_count = 30)]
-fn fused_warp_photo(bencher: Bencher) {
+#[divan::bench(args = VBMI, sample_count = 30)]
+fn fused_warp_photo(bencher: Bencher, vbmi: &str) {
     let mut decoder = Decoder::new().unwrap();
     let Pixels::U8(px) = decoder.decode(&photo(), 3, None).unwrap().pixels else {
         unreachable!("the decoder gives u8 pixels")
     };
-    fused_on(bencher, Augment::keras_default(), px);
+    fused_on(bencher, keras(vbmi).build().unwrap(), px);
 }
 
 /// The same pass from the photo's YCbCr planes.
-#[divan::bench(sample_count = 30)]
-fn fused_warp_ycbcr(bencher: Bencher) {
+#[divan::bench(args = VBMI, sample_count = 30)]
+fn fused_warp_ycbcr(bencher: Bencher, vbmi: &str) {
     let mut decoder = Decoder::new().unwrap();
     let bytes = photo();
     let planes = decoder.decode_ycbcr(&bytes, (W, H)).unwrap().unwrap();
-    let aug = AugmentBuilder::keras_default().ycbcr(true).build().unwrap();
+    let aug = keras(vbmi).ycbcr(true).build().unwrap();
     run_params(bencher, &aug, |p, store, scratch, slot| {
         aug.apply_ycbcr_params(p, &planes, store, scratch, slot)
             .unwrap()

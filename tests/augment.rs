@@ -10,6 +10,7 @@ use stoker::augment::{Augment, AugmentParams, AugmentScratch, FillMode, Interpol
 use stoker::decode::Decoder;
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
+use stoker::simd::Vbmi;
 use stoker::source::{ImageFolder, Raw, Source};
 use stoker::transform::Identity;
 use stoker::{DType, ErrorKind, ImageView, Layout, Loader, Normalize, OutputSpec, Pixels};
@@ -72,6 +73,20 @@ fn u8_spec(w: usize, h: usize, c: usize) -> OutputSpec {
 }
 
 /// Runs the fused pass with `p` into a fresh slot of `spec`.
+/// Every vector kernel set this CPU has: each level with the gathers, and the AVX-512 level
+/// with the VBMI byte permutes too where the CPU has them.
+fn kernel_sets() -> Vec<(SimdLevel, Vbmi)> {
+    let mut sets: Vec<(SimdLevel, Vbmi)> = SimdLevel::available()
+        .into_iter()
+        .filter(|&l| l != SimdLevel::Scalar)
+        .map(|l| (l, Vbmi::Off))
+        .collect();
+    if Vbmi::available() {
+        sets.push((SimdLevel::Avx512, Vbmi::On));
+    }
+    sets
+}
+
 fn run(aug: &Augment, p: &AugmentParams, src: &ImageView<'_>, spec: &OutputSpec) -> Vec<u8> {
     let mut store = Store::new(spec, SrcType::F32).unwrap();
     let mut slot = vec![0xa5u8; spec.sample_bytes()];
@@ -502,6 +517,42 @@ fn same_seed_same_batches_for_any_worker_count_and_epochs_differ() {
     }
 }
 
+/// The VBMI setting changes the time, never a bit: `auto` (which times both variants on its
+/// first samples, in whichever worker reaches them), `on` and `off` give the same batches, RGB
+/// and YCbCr, with 0 and 2 workers; `auto` has decided once an epoch has run.
+#[test]
+fn vbmi_auto_on_and_off_give_the_same_batches() {
+    let _serial = shared();
+    for spec in ["default", "default,ycbcr"] {
+        let make = |v: Vbmi| {
+            let b = stoker::augment::AugmentBuilder::keras_default().vbmi(v);
+            let b = if spec.ends_with("ycbcr") {
+                b.ycbcr(true)
+            } else {
+                b
+            };
+            Arc::new(b.build().unwrap())
+        };
+        let off = collect(2, make(Vbmi::Off), 0);
+        assert_eq!(off, collect(0, make(Vbmi::On), 0), "{spec}");
+        for workers in [0, 2] {
+            let auto = make(Vbmi::Auto);
+            assert_eq!(auto.vbmi_choice().0.is_none(), Vbmi::available());
+            assert_eq!(
+                off,
+                collect(workers, Arc::clone(&auto), 0),
+                "{spec}, {workers}"
+            );
+            let (rgb, ycc) = auto.vbmi_choice();
+            let ran = if spec.ends_with("ycbcr") { ycc } else { rgb };
+            assert!(ran.is_some(), "{spec}: undecided after an epoch");
+            if !Vbmi::available() {
+                assert_eq!(ran, Some(false));
+            }
+        }
+    }
+}
+
 #[test]
 fn params_for_replays_what_the_loader_did() {
     let _serial = shared();
@@ -663,11 +714,9 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
     let _serial = shared();
     let mut rng = SampleRng::new(8);
     let mut compared = 0;
-    // Every kernel set this CPU has (AVX2 and AVX-512 here), each against the portable loops.
-    let levels: Vec<SimdLevel> = SimdLevel::available()
-        .into_iter()
-        .filter(|&l| l != SimdLevel::Scalar)
-        .collect();
+    // Every kernel set this CPU has (AVX2, AVX-512 with gathers and with VBMI permutes here),
+    // each against the portable loops.
+    let sets = kernel_sets();
     for case in 0..60 {
         let (sw, sh) = (9 + rng.below(80) as usize, 5 + rng.below(40) as usize);
         let (w, h) = (1 + rng.below(70) as usize, 1 + rng.below(20) as usize);
@@ -676,7 +725,7 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
         let fill = FILLS[case % 4];
         // One case in three is mild (most 16-pixel blocks wholly inside the image).
         let mild = case % 3 == 1;
-        let make = |level: SimdLevel| {
+        let make = |(level, vbmi): (SimdLevel, Vbmi)| {
             Augment::builder()
                 .rotation_range(if mild { 5.0 } else { 40.0 })
                 .width_shift_range(if mild { 0.02 } else { 0.2 })
@@ -689,10 +738,11 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
                 .brightness_range(0.8, 1.2)
                 .contrast_range(0.7, 1.3)
                 .simd_level(level)
+                .vbmi(vbmi)
                 .build()
                 .unwrap()
         };
-        let portable = make(SimdLevel::Scalar);
+        let portable = make((SimdLevel::Scalar, Vbmi::Off));
         let p = portable.params_for(4, 0, case, (sw, sh), (w, h));
         // Every dtype and layout: NCHW in every dtype and NHWC in f32 and u8 take the fused
         // kernel, f16 and bf16 NHWC the row loops.
@@ -718,9 +768,9 @@ fn simd_loop_gives_the_bits_of_the_portable_loop() {
             portable
                 .apply_params(&p, &src, &mut store, &mut AugmentScratch::new(), &mut b)
                 .unwrap();
-            for &level in &levels {
-                let a = run(&make(level), &p, &src, &spec);
-                assert_eq!(a, b, "case {case}, {level:?} {dtype:?} {layout:?}: {p}");
+            for &set in &sets {
+                let a = run(&make(set), &p, &src, &spec);
+                assert_eq!(a, b, "case {case}, {set:?} {dtype:?} {layout:?}: {p}");
                 compared += a.len();
             }
         }

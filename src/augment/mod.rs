@@ -68,6 +68,7 @@ pub use preview::png_grid;
 
 use crate::output::{DType, SimdLevel, SrcType, Store};
 use crate::rng::SampleRng;
+use crate::simd::{Race, Split, Vbmi};
 use crate::transform::{SampleInfo, SlotWriter, Transform};
 use crate::{Error, ErrorKind, ImageView, Pixels, Result, YCbCrView};
 
@@ -182,7 +183,14 @@ pub struct Augment {
     cfg: Config,
     /// The gaussian draw's tables (see [`photometric`]).
     gauss: Box<photometric::Gauss>,
+    /// Under [`Vbmi::Auto`], whether the VBMI loops are faster than the gathers here: for the
+    /// RGB kernel and for the YCbCr one (shared by clones, which run the same kernels).
+    races: std::sync::Arc<[Race; 2]>,
 }
+
+/// The kernels a [`Race`] is kept for.
+const RGB: usize = 0;
+const YCBCR: usize = 1;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Config {
@@ -205,6 +213,8 @@ struct Config {
     ycbcr: bool,
     /// The highest kernel set to use (capped by the CPU at run time).
     simd: SimdLevel,
+    /// VBMI permutes or gathers (`None`: as `STOKER_VBMI` says, else timed).
+    vbmi: Option<Vbmi>,
 }
 
 impl Default for Config {
@@ -227,6 +237,7 @@ impl Default for Config {
             crop: None,
             ycbcr: false,
             simd: SimdLevel::Avx512,
+            vbmi: None,
         }
     }
 }
@@ -402,6 +413,22 @@ impl AugmentBuilder {
         self
     }
 
+    /// Whether the AVX-512 kernels take their taps with VBMI byte permutes or with gathers:
+    /// the same bits, and which is faster depends on the CPU. Unset, the environment variable
+    /// `STOKER_VBMI` (`auto`, `on`, `off`) decides, and without it [`Vbmi::Auto`]: both are
+    /// timed on the first samples and the faster is kept (see [`crate::simd::Vbmi`]).
+    ///
+    /// ```
+    /// use stoker::{augment::AugmentBuilder, simd::Vbmi};
+    /// let a = AugmentBuilder::keras_default().vbmi(Vbmi::Off).build()?;
+    /// assert_eq!(a.vbmi_choice(), (Some(false), Some(false)));
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn vbmi(mut self, v: Vbmi) -> Self {
+        self.cfg.vbmi = Some(v);
+        self
+    }
+
     /// Checks every setting: a usage error names the first bad one.
     pub fn build(self) -> Result<Augment> {
         if let Some(what) = settings::SETTINGS.iter().find_map(|s| (s.check)(&self.cfg)) {
@@ -412,6 +439,7 @@ impl AugmentBuilder {
         Ok(Augment {
             cfg,
             gauss: photometric::Gauss::new(),
+            races: std::sync::Arc::new([Race::new(), Race::new()]),
         })
     }
 }
@@ -557,6 +585,7 @@ impl Augment {
             isotropic: self.cfg.isotropic,
             ycbcr: self.cfg.ycbcr,
             simd: self.cfg.simd,
+            vbmi: self.cfg.vbmi,
             ..Config::default()
         } == self.cfg
     }
@@ -680,7 +709,16 @@ impl Augment {
                         photo,
                         width: w,
                     };
-                    return run_fused(f, &mut k, (d, planar), (w, h), slot, |_, _| {});
+                    // Only the AVX-512 blocks have a VBMI variant.
+                    let wide = self.cfg.simd >= SimdLevel::Avx512;
+                    let mut split = self.vbmi_split(RGB, wide, h)?;
+                    let result = run_fused(f, &mut k, (d, planar), (w, h), slot, |k, y| {
+                        if let Some(on) = split.at_row(y) {
+                            k.source.set_vbmi(on);
+                        }
+                    });
+                    split.finish(result.is_ok());
+                    return result;
                 }
                 let f = warp::pick_rgb8(fill, true)
                     .unwrap_or_else(|| warp::pick::<u8>(c, fill, interp));
@@ -771,39 +809,45 @@ impl Augment {
         let simd = self.cfg.simd >= SimdLevel::Avx2;
         let photo =
             photometric::Photo::new(p, (255.0, unit), store.scale_bias(), &self.gauss, simd);
-        let taps = ycbcr::Taps::pick(self.cfg.simd);
-        let buf = std::mem::take(&mut scratch.ycc);
+        let m = inverse_map(p);
+        let wide = ycbcr::Taps::pick(self.cfg.simd, true) == ycbcr::Taps::Avx512;
+        let fused = store.fused_target().and_then(|(d, planar)| {
+            Some((
+                fused::pick_ycbcr(d, planar, photo.kind, self.cfg.simd)?,
+                d,
+                planar,
+            ))
+        });
+        let mut split = self.vbmi_split(YCBCR, wide, h)?;
+        let taps = |on: bool| ycbcr::Taps::pick(self.cfg.simd, on);
         let source = ycbcr::Ycc::new(
             src,
-            inverse_map(p),
+            m,
             (self.cfg.fill, self.cfg.cval),
             (w, h),
-            taps,
-            buf,
+            taps(false),
+            std::mem::take(&mut scratch.ycc),
         );
         let mut k = fused::Fused {
             source,
             photo,
             width: w,
         };
-        let fused = store.fused_target().and_then(|(d, planar)| {
-            Some((
-                fused::pick_ycbcr(d, planar, k.photo.kind, self.cfg.simd)?,
-                d,
-                planar,
-            ))
-        });
+        let mut fill_row = |k: &mut fused::Fused<'_, ycbcr::Ycc<'_>>, y: usize| {
+            if let Some(on) = split.at_row(y) {
+                k.source.set_taps(taps(on));
+            }
+            k.source.fill_row(y)
+        };
         let result = match fused {
-            Some((f, d, planar)) => run_fused(f, &mut k, (d, planar), (w, h), slot, |k, y| {
-                k.source.fill_row(y)
-            }),
+            Some((f, d, planar)) => run_fused(f, &mut k, (d, planar), (w, h), slot, fill_row),
             None => {
                 if scratch.row.len() < 3 * w {
                     scratch.row = vec![0.0; 3 * w];
                 }
                 let row = &mut scratch.row[..3 * w];
                 (0..h).try_for_each(|y| {
-                    k.source.fill_row(y);
+                    fill_row(&mut k, y);
                     for (x, px) in row.chunks_exact_mut(3).enumerate() {
                         px.copy_from_slice(&k.source.rgb(x));
                     }
@@ -812,8 +856,49 @@ impl Augment {
                 })
             }
         };
+        split.finish(result.is_ok());
         scratch.ycc = k.source.into_buf();
         result
+    }
+
+    /// How the `rows` rows of a sample take the VBMI loops: never where `eligible` is false
+    /// (no VBMI variant at this level) or the CPU lacks VBMI; else as the setting says, and
+    /// under [`Vbmi::Auto`] as the kernel's race (`races[which]`) says: the gathers until it
+    /// is decided, half of the rows each way in its trials.
+    fn vbmi_split(&self, which: usize, eligible: bool, rows: usize) -> Result<Split<'_>> {
+        if !eligible || !Vbmi::available() {
+            return Ok(Split::always(false));
+        }
+        Ok(match self.cfg.vbmi.map_or_else(Vbmi::env, Ok)? {
+            Vbmi::On => Split::always(true),
+            Vbmi::Off => Split::always(false),
+            Vbmi::Auto => self.races[which].split(false, rows),
+        })
+    }
+
+    /// Which variants this augmentation runs, for the RGB kernel and the YCbCr one: `true` the
+    /// VBMI permutes, `false` the gathers, `None` while [`Vbmi::Auto`] is still timing them.
+    /// `Some(false)` where the CPU has no VBMI.
+    ///
+    /// ```
+    /// use stoker::{augment::AugmentBuilder, simd::Vbmi};
+    /// let a = AugmentBuilder::keras_default().vbmi(Vbmi::On).build()?;
+    /// let on = Vbmi::available();
+    /// assert_eq!(a.vbmi_choice(), (Some(on), Some(on)));
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn vbmi_choice(&self) -> (Option<bool>, Option<bool>) {
+        let pick = |which: usize| {
+            if !Vbmi::available() {
+                return Some(false);
+            }
+            match self.cfg.vbmi.map_or_else(Vbmi::env, Ok) {
+                Ok(Vbmi::On) => Some(true),
+                Ok(Vbmi::Off) | Err(_) => Some(false),
+                Ok(Vbmi::Auto) => self.races[which].decided(),
+            }
+        };
+        (pick(RGB), pick(YCBCR))
     }
 }
 

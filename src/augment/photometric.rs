@@ -44,6 +44,7 @@ pub(super) enum Kind {
 
 /// One sample's photometric pass and normalisation, prepared: the variant is chosen once per
 /// sample.
+#[derive(Clone, Copy)]
 pub(super) struct Photo<'a> {
     /// Per channel: `v * g + (t * s + b)`.
     pub(super) g: [f32; 3],

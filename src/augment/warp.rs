@@ -82,6 +82,9 @@ pub(super) struct Warp<'a, T> {
     pub(super) sh: usize,
     pub(super) m: [f64; 6],
     pub(super) cval: f32,
+    /// The AVX-512 blocks take their taps with VBMI byte permutes (only where the CPU has
+    /// them: see [`Warp::set_vbmi`]).
+    vbmi: bool,
 }
 
 impl<'a, T: Px> Warp<'a, T> {
@@ -92,7 +95,14 @@ impl<'a, T: Px> Warp<'a, T> {
             sh,
             m,
             cval,
+            vbmi: false,
         }
+    }
+
+    /// Whether the AVX-512 blocks use VBMI byte permutes instead of gathers (the same bits);
+    /// `true` counts only where the CPU has them.
+    pub(super) fn set_vbmi(&mut self, on: bool) {
+        self.vbmi = on && crate::simd::Vbmi::available();
     }
 }
 
@@ -582,13 +592,6 @@ pub(super) mod avx512 {
         [lerp_c(0), lerp_c(1), lerp_c(2)]
     }
 
-    /// Whether the CPU has AVX-512 VBMI (byte permutes across the register).
-    fn vbmi() -> bool {
-        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        std::arch::is_x86_feature_detected!("avx512vbmi")
-            && !*OFF.get_or_init(|| std::env::var_os("STOKER_NO_VBMI").is_some())
-    }
-
     /// Lane 0 and lane 15 of `v`.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -701,8 +704,9 @@ pub(super) mod avx512 {
         let inside = _mm512_cmplt_epu32_mask(x0, _mm512_set1_epi32(sw - 1))
             & _mm512_cmplt_epu32_mask(y0, _mm512_set1_epi32(sh - 1));
         if inside == 0xffff {
-            if vbmi() {
-                // SAFETY: VBMI checked; every tap is inside the image (checked above).
+            if w.vbmi {
+                // SAFETY: VBMI checked (`Warp::set_vbmi`); every tap is inside the image
+                // (checked above).
                 if let Some(v) = unsafe { rows_taps(w, x0, y0, fx, fy) } {
                     return Some(v);
                 }

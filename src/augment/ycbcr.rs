@@ -93,21 +93,20 @@ pub(super) enum Taps {
 }
 
 impl Taps {
-    /// The fastest loops at most at `level` on this CPU.
-    pub(super) fn pick(level: crate::simd::SimdLevel) -> Taps {
+    /// The widest loops at most at `level` on this CPU; the VBMI ones only with `vbmi` (the
+    /// AVX2 ones give the same bits).
+    pub(super) fn pick(level: crate::simd::SimdLevel, vbmi: bool) -> Taps {
         use crate::simd::SimdLevel;
         #[cfg(target_arch = "x86_64")]
         {
-            let vbmi = std::arch::is_x86_feature_detected!("avx512vbmi")
-                && std::arch::is_x86_feature_detected!("avx512vl");
-            if level >= SimdLevel::Avx512 && SimdLevel::Avx512.is_available() && vbmi {
+            if vbmi && level >= SimdLevel::Avx512 && crate::simd::Vbmi::available() {
                 return Taps::Avx512;
             }
             if level >= SimdLevel::Avx2 && SimdLevel::Avx2.is_available() {
                 return Taps::Avx2;
             }
         }
-        let _ = (level, SimdLevel::Scalar);
+        let _ = (level, vbmi, SimdLevel::Scalar);
         Taps::Portable
     }
 }
@@ -195,6 +194,11 @@ impl<'a> Ycc<'a> {
             #[cfg(target_arch = "x86_64")]
             lanes: x86::Lanes::new(&maps, &[src.y, src.cb, src.cr]),
         }
+    }
+
+    /// The loops the next rows are computed with (the same bits whichever).
+    pub(super) fn set_taps(&mut self, taps: Taps) {
+        self.taps = taps;
     }
 
     /// The values' buffer, to keep for the next sample.

@@ -4,6 +4,8 @@
 //!
 //! - [`SimdLevel::detect`] is where the CPU is asked what it has; a kernel is picked once per
 //!   store or sample from a level, never per row or pixel.
+//! - [`Vbmi`]: where two AVX-512 variants write the same bits (VBMI byte permutes or gathers),
+//!   the faster on this CPU, timed on the first samples (`calibrate`).
 //! - `avx2` and `avx512` (x86-64 only, crate-internal) hold the store helpers that write eight
 //!   or sixteen `f32` lanes as `f32`, `f16` or `bf16` (round to nearest, ties to even), with the
 //!   bits of the portable conversions in `half`; `store1` is the scalar tail of both.
@@ -24,6 +26,10 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+mod calibrate;
+
+pub(crate) use calibrate::{Race, Split};
+pub use calibrate::{TRIALS, VBMI_ENV, Vbmi};
 
 /// A kernel set: every level writes the same bits, faster ones need CPU support.
 ///

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use super::shared;
+use super::{kernel_sets, shared};
 
 use stoker::augment::{Augment, AugmentParams, AugmentScratch, FillMode};
 use stoker::decode::{DecodePolicy, Decoder, PLANE_PAD};
 use stoker::image::{Plane, YCbCrView};
 use stoker::output::{SimdLevel, SrcType, Store};
 use stoker::rng::SampleRng;
+use stoker::simd::Vbmi;
 use stoker::source::{ImageFolder, Source};
 use stoker::{DType, ErrorKind, ImageView, Layout, Loader, Normalize, OutputSpec, Pixels};
 
@@ -105,10 +106,7 @@ const SUBSAMPLINGS: [(usize, usize); 6] = [(1, 1), (2, 1), (2, 2), (1, 2), (4, 1
 fn vector_loops_give_the_bits_of_the_portable_loop() {
     let _serial = shared();
     let mut rng = SampleRng::new(21);
-    let levels: Vec<SimdLevel> = SimdLevel::available()
-        .into_iter()
-        .filter(|&l| l != SimdLevel::Scalar)
-        .collect();
+    let sets = kernel_sets();
     let fills = [
         FillMode::Constant,
         FillMode::Nearest,
@@ -134,7 +132,7 @@ fn vector_loops_give_the_bits_of_the_portable_loop() {
             1 => (40.0, (0.5, 1.6), 0.2),
             _ => (180.0, (0.2, 4.0), 0.45),
         };
-        let make = |level: SimdLevel| {
+        let make = |(level, vbmi): (SimdLevel, Vbmi)| {
             Augment::builder()
                 .rotation_range(rot)
                 .width_shift_range(shift)
@@ -150,10 +148,11 @@ fn vector_loops_give_the_bits_of_the_portable_loop() {
                 .contrast_range(0.7, 1.3)
                 .ycbcr(true)
                 .simd_level(level)
+                .vbmi(vbmi)
                 .build()
                 .unwrap()
         };
-        let portable = make(SimdLevel::Scalar);
+        let portable = make((SimdLevel::Scalar, Vbmi::Off));
         let p = portable.params_for(4, 0, case, (sw, sh), (w, h));
         for (dtype, layout) in [
             (DType::F32, Layout::Nchw),
@@ -171,12 +170,12 @@ fn vector_loops_give_the_bits_of_the_portable_loop() {
                 spec = spec.with_normalize(Normalize::imagenet());
             }
             let want = ycbcr_run(&portable, &p, &view, &spec, SimdLevel::Scalar);
-            for &level in &levels {
-                let got = ycbcr_run(&make(level), &p, &view, &spec, level);
+            for &(level, vbmi) in &sets {
+                let got = ycbcr_run(&make((level, vbmi)), &p, &view, &spec, level);
                 let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
                 assert!(
                     bad.is_empty(),
-                    "case {case}, {level:?} {dtype:?} {layout:?} {fill:?} {:?}, {} of {} bytes differ, first at {}: {p}",
+                    "case {case}, {level:?} {vbmi:?} {dtype:?} {layout:?} {fill:?} {:?}, {} of {} bytes differ, first at {}: {p}",
                     planes.subsampling,
                     bad.len(),
                     got.len(),
@@ -186,7 +185,7 @@ fn vector_loops_give_the_bits_of_the_portable_loop() {
             }
         }
     }
-    assert!(levels.is_empty() || compared > 100_000, "{compared}");
+    assert!(sets.is_empty() || compared > 100_000, "{compared}");
 }
 
 /// Mean and largest absolute difference of two u8 images, and the fraction of values more

@@ -11,12 +11,21 @@ use stoker::source::{Raw, Source};
 use stoker::transform::{Identity, Transform};
 use stoker::{DType, Layout, Loader};
 
-/// The transform of `--augment`: `none` (the identity stage), `default`
+/// The augmentation of `--augment`: `None` for `none`, else `default`
 /// (`Augment::keras_default()`) or a spec such as `rotation=15,shift=0.1,zoom=0.9:1.1,hflip`.
-pub fn transform(spec: &str) -> stoker::Result<Arc<dyn Transform>> {
+pub fn augment(spec: &str) -> stoker::Result<Option<Augment>> {
     match spec.trim() {
-        "none" => Ok(Arc::new(Identity)),
-        s => Ok(Arc::new(Augment::from_spec(s)?)),
+        "none" => Ok(None),
+        s => Ok(Some(Augment::from_spec(s)?)),
+    }
+}
+
+/// `augment` as the loader's transform (the identity stage for `None`). A clone of an
+/// [`Augment`] shares its kernel timings, so the caller's copy reports what the loader chose.
+pub fn transform_of(augment: Option<Augment>) -> Arc<dyn Transform> {
+    match augment {
+        None => Arc::new(Identity),
+        Some(a) => Arc::new(a),
     }
 }
 
@@ -158,6 +167,7 @@ mod tests {
 
     #[test]
     fn augment_flag_picks_the_transform() {
+        let transform = |s: &str| augment(s).map(transform_of);
         assert_eq!(transform("none").unwrap().name(), "identity");
         let t = transform("default").unwrap();
         assert_eq!(t.name(), "augment");

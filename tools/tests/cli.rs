@@ -347,3 +347,109 @@ fn a_closed_stdout_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// `stoker bench --json` names the CPU and what the augmentation ran on it; `STOKER_VBMI`
+/// forces a variant (with the same digest), and a bad value is a usage error naming it.
+#[test]
+fn bench_reports_the_cpu_and_the_vbmi_choice() {
+    let run = |vbmi: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoker"))
+            .args([
+                "bench",
+                "--json",
+                "--digest",
+                "--epochs",
+                "2",
+                "--workers",
+                "2",
+            ])
+            .args(["--batch-size", "8", "--augment", "default"])
+            .env("STOKER_VBMI", vbmi)
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{vbmi}: {}", common::stderr(&out));
+        json(&out)
+    };
+    let mut digests = Vec::new();
+    for vbmi in ["on", "off", "auto"] {
+        let j = run(vbmi);
+        let cpu = &j["cpu"];
+        assert!(!text(cpu, "model").is_empty());
+        assert_eq!(text(cpu, "vbmi"), vbmi);
+        let has = cpu["has_vbmi"].as_bool().unwrap();
+        let kept = &cpu["vbmi_rgb"];
+        match vbmi {
+            // 64 samples: the 16 trials are done, a choice is kept.
+            "auto" => assert!(kept.is_boolean(), "{cpu}"),
+            v => assert_eq!(kept.as_bool(), Some(v == "on" && has), "{cpu}"),
+        }
+        if vbmi == "auto" && has {
+            assert!(cpu["vbmi_ycbcr"].is_null(), "no YCbCr sample ran: {cpu}");
+        }
+        digests.push(text(&j, "digest").to_string());
+    }
+    assert!(digests.windows(2).all(|d| d[0] == d[1]), "{digests:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoker"))
+        .args(["bench", "--json", "--epochs", "1", "--augment", "default"])
+        .env("STOKER_VBMI", "sometimes")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("STOKER_VBMI=\"sometimes\""));
+}
+
+/// `tools/ab.sh` runs two variants of `stoker bench` alternately and reports each pair, the
+/// medians and the CPU as JSON; a variant that fails stops it with that variant's error.
+#[test]
+fn ab_script_alternates_two_variants_and_gives_the_median_ratio() {
+    let bin = env!("CARGO_BIN_EXE_stoker");
+    let ab = common::root().join("tools/ab.sh");
+    let run = |a: String, b: String| {
+        std::process::Command::new("bash")
+            .arg(&ab)
+            .args(["-n", "2", "--json", &a, &b, "--"])
+            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        format!("STOKER_VBMI=on {bin} --augment=default"),
+        bin.to_string(),
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let j = json(&out);
+    assert!(!text(&j, "cpu_model").is_empty());
+    let pairs = j["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2);
+    // Odd pairs run A first, even ones B first.
+    assert_eq!(
+        (text(&pairs[0], "first"), text(&pairs[1], "first")),
+        ("A", "B")
+    );
+    let mut ratios = Vec::new();
+    for p in pairs {
+        let (a, b) = (num(p, "a_images_per_s"), num(p, "b_images_per_s"));
+        assert!(a > 0.0 && b > 0.0);
+        let r = num(p, "images_per_s_ratio");
+        assert!((r - a / b).abs() < 1e-9 * r.max(1.0));
+        ratios.push(r);
+        // A augments, B does not: the transform stage has no ratio, A's CPU says VBMI on.
+        assert!(num(&p["a_stage_ms"], "transform") > 0.0);
+        assert!(p["stage_ratio"]["transform"].is_null());
+        assert_eq!(text(&p["a_cpu"], "vbmi"), "on");
+        assert_eq!(text(&p["b_cpu"], "vbmi"), "auto");
+    }
+    let median = num(&j["median"], "images_per_s_ratio");
+    assert!((median - (ratios[0] + ratios[1]) / 2.0).abs() < 1e-9);
+    // A variant that fails.
+    let out = run(format!("{bin} --augment=spin"), bin.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("--augment=spin") && err.contains("spin"),
+        "{err}"
+    );
+}

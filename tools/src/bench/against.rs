@@ -71,7 +71,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// The loader over `a`'s data: images/s of one pass; also its source's description and
 /// worker count.
 fn loader_pass(a: &BenchArgs, step: Option<Duration>) -> stoker::Result<(f64, String, usize)> {
-    let (mut loader, description, _) = build_loader(a, a.workers, None)?;
+    let (mut loader, description, _, _) = build_loader(a, a.workers, None)?;
     let p = run_pass(&mut loader, a.epochs, PASS_SECS, step, None, None)?;
     Ok((
         p.samples as f64 / p.wall.max(1e-9),

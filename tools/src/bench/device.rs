@@ -371,7 +371,7 @@ pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
         la.normalize = NormalizeArg::None;
     }
     let alloc = g.allocator();
-    let (mut loader, description, shape) = super::build_loader(&la, a.workers, Some(&alloc))?;
+    let (mut loader, description, shape, _) = super::build_loader(&la, a.workers, Some(&alloc))?;
     let host_spec = loader.spec().clone();
     let convert = match convert_to {
         Some(d) => {

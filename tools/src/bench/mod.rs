@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
+use stoker::augment::Augment;
 use stoker::batch::Allocator;
 use stoker::decode::DecodePolicy;
 use stoker::digest::Digest;
@@ -21,6 +22,7 @@ use crate::args::{
 };
 
 pub mod against;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 mod device;
 pub mod pass;
@@ -259,7 +261,7 @@ pub fn build_loader(
     a: &BenchArgs,
     workers: Option<usize>,
     allocator: Option<&Arc<dyn Allocator>>,
-) -> stoker::Result<(BenchLoader, String, SourceShape)> {
+) -> stoker::Result<(BenchLoader, String, SourceShape, Option<Augment>)> {
     let path = a.path.clone().unwrap_or_else(crate::args::default_data);
     let source = crate::open::open(&path, a.labels.as_deref(), "images")?;
     let description = source.describe();
@@ -293,8 +295,9 @@ pub fn build_loader(
     if let Some(n) = a.normalize.get() {
         b = b.normalize(n);
     }
-    b = b.transform(crate::augment::transform(&a.augment)?);
-    Ok((b.build()?, description, shape))
+    let augment = crate::augment::augment(&a.augment)?;
+    b = b.transform(crate::augment::transform_of(augment.clone()));
+    Ok((b.build()?, description, shape, augment))
 }
 
 /// Prints the source and loader lines of the bench report.
@@ -362,6 +365,7 @@ struct BenchReport {
     channels: usize,
     stage_ms_per_image: StageReport,
     consumer_wait_s: f64,
+    cpu: cpu::CpuReport,
     memory: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
@@ -385,6 +389,8 @@ fn by_kind(counts: &[(ErrorKind, u64)]) -> BTreeMap<&'static str, u64> {
 
 /// Runs `stoker bench`.
 pub fn run(a: BenchArgs) -> stoker::Result<()> {
+    // A mistyped A/B switch stops here, not at the first augmented sample.
+    stoker::simd::Vbmi::from_env()?;
     if a.gpu {
         let g = device::Gpu::open()?;
         if a.tune {
@@ -419,7 +425,7 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
     if let Some(b) = &a.against {
         return against::run(&a, &against::Against::parse(b), step);
     }
-    let (mut loader, description, shape) = build_loader(&a, a.workers, None)?;
+    let (mut loader, description, shape, augment) = build_loader(&a, a.workers, None)?;
     let spec = loader.spec().clone();
     if !a.json {
         print_loader(&loader, &description, a.layout);
@@ -478,6 +484,7 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
         stages,
     });
     let verdict = figures.as_ref().map(verdict::verdict);
+    let cpu = cpu::CpuReport::new(augment.as_ref())?;
     if a.json {
         let step = match (&figures, &verdict, &combined) {
             (Some(f), Some(v), Some(c)) => Some(StepReport::new(
@@ -511,6 +518,7 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
             channels: spec.channels,
             stage_ms_per_image: stages.into(),
             consumer_wait_s: st.consumer_wait.as_secs_f64(),
+            cpu,
             memory: loader.allocator_name().to_string(),
             digest: digest.as_ref().map(Digest::hex),
             step,
@@ -532,6 +540,7 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
         st.consumer_wait.as_secs_f64(),
         100.0 * st.consumer_wait.as_secs_f64() / wall
     );
+    println!("{}", cpu.line());
     println!("skipped: {}", st.skipped);
     for (kind, n) in &st.skipped_by_kind {
         println!("  {n} {}", kind.as_str());
@@ -631,6 +640,7 @@ mod tests {
             channels: 3,
             stage_ms_per_image: StageMs::default().into(),
             consumer_wait_s: 0.1,
+            cpu: cpu::CpuReport::new(None).unwrap(),
             memory: "aligned".into(),
             digest,
             step,

@@ -91,7 +91,7 @@ pub fn run(a: &BenchArgs, step: Option<Duration>) -> stoker::Result<()> {
     let mut step_rate = None;
     let mut description = String::new();
     for w in 0..=cores {
-        let (mut loader, d, _) = build_loader(a, Some(w), None)?;
+        let (mut loader, d, _, _) = build_loader(a, Some(w), None)?;
         description = d;
         let alone = run_pass(&mut loader, a.epochs, 1.0, None, None, None)?;
         let loader_ips = alone.samples as f64 / alone.wall.max(1e-9);

@@ -68,7 +68,7 @@ fn trial(
     let mut args = a.clone();
     args.prefetch = p;
     args.batch_size = b;
-    let (mut loader, _, _) = build_loader(&args, Some(w), None)?;
+    let (mut loader, _, _, _) = build_loader(&args, Some(w), None)?;
     let pass = run_pass(&mut loader, None, TRIAL_SECS, step, None, None)?;
     Ok(Trial {
         workers: w,
