@@ -280,3 +280,48 @@ fn a_data_file_renamed_over_while_mapped_keeps_its_old_contents_for_the_loader()
     stoker::source::write_with(&shard, |tmp| write_tar(tmp, 20)).unwrap();
     assert_eq!(epoch_bytes(&mut l, 1), before);
 }
+
+/// `poll_batch` returns `Pending` while reads are slow, never loses a sample across the
+/// returns, and gives the batches of an `Epoch` iterator; `begin_epoch` past the end is a
+/// usage error, and `end_epoch` mid-way lets a new pass start cleanly.
+#[test]
+fn polling_with_a_deadline_waits_in_steps_and_yields_the_epoch_s_batches() {
+    let slow = || Slow {
+        n: 10,
+        delay: Duration::from_millis(15),
+        reading: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
+        px: [7; 24],
+    };
+    for workers in [0, 2] {
+        let mut l = Loader::builder(slow())
+            .batch_size(3)
+            .num_workers(workers)
+            .build()
+            .unwrap();
+        let want: Vec<Vec<usize>> = l.epoch(1).map(|b| b.unwrap().indices().to_vec()).collect();
+        l.begin_epoch(1, 0).unwrap();
+        let (mut got, mut pending) = (Vec::new(), 0);
+        loop {
+            match l.poll_batch(Duration::from_millis(1)) {
+                std::task::Poll::Pending => pending += 1,
+                std::task::Poll::Ready(Some(b)) => got.push(b.unwrap().indices().to_vec()),
+                std::task::Poll::Ready(None) => break,
+            }
+        }
+        assert_eq!(got, want, "{workers} workers");
+        if workers > 0 {
+            // 15 ms reads against 1 ms waits: the caller got control back many times.
+            assert!(pending > 5, "{pending}");
+        }
+        let e = l.begin_epoch(1, 11).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        l.begin_epoch(2, 3).unwrap();
+        let first = l.next_batch().unwrap().unwrap();
+        assert_eq!(first.first_position(), 3);
+        drop(first);
+        l.end_epoch();
+        l.begin_epoch(2, 0).unwrap();
+        assert_eq!(l.next_batch().unwrap().unwrap().first_position(), 0);
+    }
+}

@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -545,25 +546,40 @@ impl<S: Source + 'static> Loader<S> {
     }
 
     /// Waits for results: sleeps until enough have arrived to fill the front batch (one
-    /// wake-up per batch, not per sample), then takes them.
-    fn receive(&mut self) -> Result<()> {
+    /// wake-up per batch, not per sample), then takes them. `Ok(false)` when `deadline` came
+    /// first (nothing is lost: the results are taken on the next call).
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<bool> {
         if self.take_arrived()? > 0 {
-            return Ok(());
+            return Ok(true);
         }
         let target = self.received + self.schedule.pending_for_front() as u64;
         let t = Instant::now();
         self.shared.wake_at.store(target, Ordering::SeqCst);
+        let mut arrived = true;
         while self.shared.sent.load(Ordering::SeqCst) < target {
-            if let Err(RecvTimeoutError::Timeout) =
-                self.bell_rx.recv_timeout(Duration::from_millis(50))
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(Duration::from_millis(50)),
+                    _ => {
+                        arrived = false;
+                        break;
+                    }
+                },
+                None => Duration::from_millis(50),
+            };
+            if let Err(RecvTimeoutError::Timeout) = self.bell_rx.recv_timeout(wait)
                 && self.workers.iter().all(|w| w.is_finished())
             {
+                self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);
                 return Err(workers_gone());
             }
         }
         self.shared.wake_at.store(u64::MAX, Ordering::SeqCst);
         Counters::add(&self.shared.counters.wait_ns, t.elapsed().as_nanos() as u64);
-        self.take_arrived().map(|_| ())
+        if !arrived {
+            return Ok(false);
+        }
+        self.take_arrived().map(|_| true)
     }
 
     /// The front batch, when it is full (or the last one of the pass).
@@ -577,19 +593,90 @@ impl<S: Source + 'static> Loader<S> {
         Some(self.pool.hand_out(buf))
     }
 
-    pub(crate) fn next_batch(&mut self) -> Option<Result<Batch>> {
-        loop {
+    /// The next batch of the pass that [`begin_epoch`](Self::begin_epoch) started (or
+    /// `None` at its end): what an [`Epoch`] yields, for code that cannot hold the borrow of
+    /// an `Epoch` (a binding to another language, a loader kept in a struct). Blocks until
+    /// the batch is ready.
+    ///
+    /// ```
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(10).build()?;
+    /// loader.begin_epoch(0, 20)?;
+    /// let mut sizes = Vec::new();
+    /// while let Some(b) = loader.next_batch() {
+    ///     sizes.push(b?.len());
+    /// }
+    /// assert_eq!(sizes, [10, 2]);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn next_batch(&mut self) -> Option<Result<Batch>> {
+        match self.poll(None) {
+            Poll::Ready(next) => next,
+            Poll::Pending => unreachable!("no deadline"),
+        }
+    }
+
+    /// [`next_batch`](Self::next_batch), waiting at most about `wait` for samples to arrive:
+    /// `Poll::Pending` when the batch is not ready by then. Call again to go on waiting (no
+    /// sample is lost): a caller that must stay responsive (to a signal, a cancellation)
+    /// checks between calls.
+    ///
+    /// ```
+    /// # use std::{task::Poll, time::Duration};
+    /// # use stoker::{Loader, source::NpySource};
+    /// let mut loader = Loader::builder(NpySource::glob("fixtures/npy/images-*.npy", None)?)
+    ///     .batch_size(16).build()?;
+    /// loader.begin_epoch(0, 0)?;
+    /// let mut batches = 0;
+    /// loop {
+    ///     match loader.poll_batch(Duration::from_millis(10)) {
+    ///         Poll::Pending => continue, // check for a signal here
+    ///         Poll::Ready(Some(b)) => { b?; batches += 1; }
+    ///         Poll::Ready(None) => break,
+    ///     }
+    /// }
+    /// assert_eq!(batches, 2);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn poll_batch(&mut self, wait: Duration) -> Poll<Option<Result<Batch>>> {
+        self.poll(Some(Instant::now() + wait))
+    }
+
+    /// Starts `epoch` at stream position `position` for [`next_batch`](Self::next_batch) and
+    /// [`poll_batch`](Self::poll_batch), as [`epoch_from`](Self::epoch_from) does for an
+    /// iterator; a pass still in progress is cancelled first. A position past the epoch's end
+    /// is a usage error.
+    pub fn begin_epoch(&mut self, epoch: u64, position: usize) -> Result<()> {
+        match self.begin(epoch, position, None) {
+            Some(e) => {
+                self.drain();
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the pass in progress, as dropping an [`Epoch`] does: samples in flight are
+    /// cancelled and their buffers go back to the pool (after the pass's last batch, nothing
+    /// is cancelled, and the next epoch's work started ahead goes on).
+    pub fn end_epoch(&mut self) {
+        self.abandon();
+    }
+
+    fn poll(&mut self, deadline: Option<Instant>) -> Poll<Option<Result<Batch>>> {
+        Poll::Ready(loop {
             if let Some(batch) = self.take_ready() {
-                return Some(Ok(batch));
+                break Some(Ok(batch));
             }
             if self.schedule.is_finished() {
-                return None;
+                break None;
             }
             if self.schedule.ring_is_empty() && self.schedule.exhausted() {
                 // Every sample of the pass is placed: the last batch may be partial.
                 if let Err(e) = self.schedule.check_end() {
                     self.drain();
-                    return Some(Err(e));
+                    break Some(Err(e));
                 }
                 self.schedule.finish();
                 let batch = if self.drop_last {
@@ -598,7 +685,7 @@ impl<S: Source + 'static> Loader<S> {
                     self.take_ready()
                 };
                 self.end_pass();
-                return batch.map(Ok);
+                break batch.map(Ok);
             }
             self.dispatch();
             self.dispatch_ahead();
@@ -612,18 +699,22 @@ impl<S: Source + 'static> Loader<S> {
                     ),
                 );
                 self.drain();
-                return Some(Err(e));
+                break Some(Err(e));
             }
             let step = if self.schedule.front_pending() {
-                self.receive().and_then(|()| self.advance())
+                match self.receive(deadline) {
+                    Ok(true) => self.advance(),
+                    Ok(false) => return Poll::Pending,
+                    Err(e) => Err(e),
+                }
             } else {
                 self.advance()
             };
             if let Err(e) = step {
                 self.drain();
-                return Some(Err(e));
+                break Some(Err(e));
             }
-        }
+        })
     }
 }
 
