@@ -39,7 +39,7 @@ pub(crate) use tar::fuzz as fuzz_tar;
 mod index;
 mod open;
 pub use index::Index;
-pub use open::{AnySource, FORMATS, Format, OpenOptions, format_named, open};
+pub use open::{AnySource, FORMATS, Format, OpenOptions, WITHOUT_HDF5, format_named, open};
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]

@@ -214,8 +214,25 @@ fn head(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// What a build without the `hdf5` feature says of an HDF5 file (a usage error naming the
+/// file): how to get a build that reads it.
+pub const WITHOUT_HDF5: &str = "this build of stoker has no HDF5 support (the hdf5 feature): \
+     install libhdf5-dev (HDF5 >= 1.10.5), then rebuild with it (Rust: features = [\"hdf5\"]; \
+     Python: MATURIN_PEP517_ARGS=\"--features hdf5\" pip install ./python)";
+
+/// The first bytes of every HDF5 file (its superblock signature).
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+
 fn recognise(path: &Path) -> Result<&'static dyn Format> {
     let head = head(path)?;
+    if cfg!(not(feature = "hdf5"))
+        && (head.starts_with(HDF5_SIGNATURE)
+            || path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("h5") || e.eq_ignore_ascii_case("hdf5")))
+    {
+        return Err(Error::usage(WITHOUT_HDF5).file(path));
+    }
     FORMATS
         .iter()
         .copied()
@@ -300,15 +317,11 @@ fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(&'static dyn Format, Box<
         let format = format_named(&index.format).ok_or_else(|| {
             Error::format(
                 &ipath,
-                format!(
-                    "format {:?} is not one this build reads{}",
-                    index.format,
-                    if index.format == "hdf5" {
-                        " (built without the hdf5 feature)"
-                    } else {
-                        ""
-                    }
-                ),
+                if index.format == "hdf5" {
+                    WITHOUT_HDF5.to_string()
+                } else {
+                    format!("format {:?} is not one this build reads", index.format)
+                },
             )
         })?;
         let shards: Vec<PathBuf> = index.shards.iter().map(|s| dir.join(s)).collect();

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, ImageFormat};
-use stoker::source::{
-    AnySource, Hdf5Layout, Index, Item, Raw, Source, TarWriter, save_hdf5, save_npy,
-};
+use stoker::source::{AnySource, Index, Item, Raw, Source, TarWriter, save_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::progress::Progress;
@@ -235,6 +233,9 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::usage("--shard-size must be > 0"));
     }
+    if matches!(a.to, ConvertTo::Hdf5) {
+        crate::hdf5_out::check()?;
+    }
     let src = crate::open::open(&a.src, a.labels.as_deref(), &a.images_key)?;
     clear_leftovers(&a.dst)?;
     let delay = std::time::Duration::from_millis(a.delay_ms);
@@ -374,9 +375,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     } else {
                         Pixels::U8(&u8s)
                     };
-                    atomic(&out, |tmp| {
-                        save_hdf5(tmp, px, shape, lab, Hdf5Layout::Contiguous)
-                    })?;
+                    atomic(&out, |tmp| crate::hdf5_out::save(tmp, px, shape, lab))?;
                     index.shards.push(name(&out));
                     index.images_key = Some("images".into());
                     index.labels_key = labelled.then(|| "labels".into());

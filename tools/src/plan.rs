@@ -58,6 +58,24 @@ pub struct PlanArgs {
 
 /// Runs `stoker plan`.
 pub fn run(a: PlanArgs) -> stoker::Result<()> {
+    let (name, p) = compute(&a)?;
+    if a.json {
+        crate::bench::print_json(&json(&name, &p))?;
+    } else {
+        print!("{}", report(&name, &p, a.layers));
+    }
+    Ok(())
+}
+
+/// What `stoker plan --json` prints, as a string.
+pub fn json_report(a: &PlanArgs) -> stoker::Result<String> {
+    let (name, p) = compute(a)?;
+    serde_json::to_string(&json(&name, &p))
+        .map_err(|e| stoker::Error::usage(format!("json report: {e}")))
+}
+
+/// The model's name and its plan under the arguments.
+fn compute(a: &PlanArgs) -> stoker::Result<(String, Plan)> {
     let (name, model) = match (&a.preset, &a.model) {
         (Some(p), _) => (p.clone(), preset(p, a.classes)?),
         (None, Some(m)) => ("custom".to_string(), Model::parse(m)?),
@@ -79,13 +97,7 @@ pub fn run(a: PlanArgs) -> stoker::Result<()> {
     req.effective_batch = a.effective_batch;
     req.samples = a.samples;
     req.step_ms = a.step_ms;
-    let p = plan(&model, &req)?;
-    if a.json {
-        crate::bench::print_json(&json(&name, &p))?;
-    } else {
-        print!("{}", report(&name, &p, a.layers));
-    }
-    Ok(())
+    Ok((name, plan(&model, &req)?))
 }
 
 fn thousands(n: u64) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, Filter, ImageFormat};
-use stoker::source::{Hdf5Layout, TarWriter, save_hdf5, write_npy};
+use stoker::source::{TarWriter, write_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::progress::Progress;
@@ -421,6 +421,9 @@ struct ResizeReport {
 
 /// Runs `stoker resize`.
 pub fn run(a: ResizeArgs) -> Result<()> {
+    if a.to == To::Hdf5 {
+        crate::hdf5_out::check()?;
+    }
     let target = match (a.size, a.scale, a.short_side) {
         (Some((w, h)), None, None) => Target::Size(w, h, a.fit),
         (None, Some(f), None) if f > 0.0 && f.is_finite() => Target::Scale(f),
@@ -620,7 +623,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                         } else {
                             let l = labelled.then_some(&lab[..]);
                             write_with(&out, |tmp| {
-                                save_hdf5(tmp, Pixels::U8(&px), shape, l, Hdf5Layout::Contiguous)
+                                crate::hdf5_out::save(tmp, Pixels::U8(&px), shape, l)
                             })?;
                         }
                     } else {
