@@ -22,7 +22,7 @@ use stoker::{DType, Error, ErrorKind, Layout, Loader, Normalize, OnError, Partit
 
 use crate::augment::Augment;
 use crate::batch::PyBatch;
-use crate::errors::{IntoPy, raise, raise_with, usage};
+use crate::errors::{IntoPy, kind_name, raise, raise_with, usage};
 
 /// How often a blocked `next` wakes to check for signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -425,13 +425,13 @@ impl Core {
         d.set_item("skipped", st.skipped)?;
         let by_kind = PyDict::new(py);
         for (k, n) in &st.skipped_by_kind {
-            by_kind.set_item(k.as_str(), n)?;
+            by_kind.set_item(kind_name(*k), n)?;
         }
         d.set_item("skipped_by_kind", by_kind)?;
-        let skipped: Vec<(Option<usize>, &str, &str)> = st
+        let skipped: Vec<(Option<usize>, String, &str)> = st
             .skipped_samples
             .iter()
-            .map(|s| (s.index, s.kind.as_str(), s.message.as_str()))
+            .map(|s| (s.index, kind_name(s.kind), s.message.as_str()))
             .collect();
         d.set_item("skipped_samples", skipped)?;
         d.set_item("decoded_with_warnings", st.decoded_with_warnings)?;

@@ -9,6 +9,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 use stoker::{Error, ErrorKind};
 
+/// `kind`'s name as a Python identifier (`"skip_limit"`, `"pool_exhausted"`, `"decode"`).
+pub fn kind_name(kind: ErrorKind) -> String {
+    kind.as_str().replace(' ', "_")
+}
+
 /// The exception class for `kind` in `stoker.errors`.
 fn class_name(kind: ErrorKind) -> &'static str {
     match kind {
@@ -41,7 +46,7 @@ pub fn raise_with(
         let class = errors_module(py)?.getattr(class_name(e.kind()))?;
         let text = message.clone().unwrap_or_else(|| e.to_string());
         let exc = class.call1((text,))?;
-        exc.setattr("kind", e.kind().as_str())?;
+        exc.setattr("kind", kind_name(e.kind()))?;
         exc.setattr("path", e.path().map(|p| p.to_string_lossy().into_owned()))?;
         exc.setattr("index", e.index())?;
         for (k, v) in extra {

@@ -37,18 +37,25 @@ class SkipLimitError(StokerError):
     """An epoch skipped more samples than ``max_skipped`` allows, or every sample failed;
     the message names the source, the count and the first failure."""
 
+    kind = "skip_limit"
+
 
 class PoolExhaustedError(StokerError):
     """Every batch buffer is held by your code (``held`` of them): a buffer is reused only
     once every array or tensor over its batch is freed. Keep ``.copy()`` (numpy) or
     ``.clone()`` (torch) of what you keep, or raise ``prefetch``."""
 
+    kind = "pool_exhausted"
     held: int = 0
 
 
 class UsageError(StokerError, ValueError):
     """A bad argument or setting (also a ``ValueError``)."""
 
+    kind = "usage"
+
 
 class DeviceError(StokerError):
     """A GPU or driver error."""
+
+    kind = "device"
