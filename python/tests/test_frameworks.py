@@ -86,3 +86,51 @@ def test_keras_fit_takes_the_dataset_with_len_and_epochs():
     assert all(np.isfinite(history.history["loss"]))
     # Each epoch was the loader's next: three epochs after the first peek (epoch 0).
     assert ds.loader.state_dict()["epoch"] >= 3
+
+
+def _rank_indices(rank: int, world: int, port: int, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        loader = stoker.Loader(PHOTOS, batch_size=4, shuffle=True, seed=8)
+        out.put((rank, loader.rank, loader.world_size,
+                 [i for b in loader.batches() for i in b.indices]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_and_world_size_come_from_torch_distributed_when_initialised():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_rank_indices, args=(r, 2, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert [(r, lr, w) for r, lr, w, _ in results] == [(0, 0, 2), (1, 1, 2)]
+    assert sorted(results[0][3] + results[1][3]) == list(range(32))
+
+
+def test_rank_and_world_size_come_from_the_environment_last(monkeypatch):
+    from conftest import run_python
+
+    code = (
+        "import stoker; l = stoker.Loader('fixtures/photos-256x144', batch_size=4);"
+        "print(l.rank, l.world_size, len(l))"
+    )
+    out = run_python(code, env={**os.environ, "RANK": "1", "WORLD_SIZE": "4"})
+    assert out.stdout.split() == ["1", "4", "2"], out.stderr
+    explicit = run_python(code.replace("batch_size=4", "batch_size=4, rank=0, world_size=2"),
+                          env={**os.environ, "RANK": "1", "WORLD_SIZE": "4"})
+    assert explicit.stdout.split() == ["0", "2", "4"], explicit.stderr
