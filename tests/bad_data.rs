@@ -1,12 +1,15 @@
 //! Bad data as users meet it: lightly corrupted and truncated JPEGs (decoded as Pillow would,
-//! with the warning counted), bounded skipping, and label checks.
+//! with the warning counted), bounded skipping, and label checks (in `bad_data/labels.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stoker::decode::{DecodePolicy, Decoder};
-use stoker::source::{ImageFolder, NpySource, Source, save_npy};
+use stoker::source::ImageFolder;
 use stoker::{DType, ErrorKind, Layout, Loader, OnError, SkipBound};
+
+#[path = "bad_data/labels.rs"]
+mod labels;
 
 const PHOTOS: &str = "fixtures/photos-256x144";
 
@@ -363,69 +366,6 @@ fn an_epoch_of_nothing_is_an_error_whatever_the_bound() {
         "{e}"
     );
     assert_eq!(l.stats().samples, 0);
-}
-
-/// The NPY fixtures (32 images) with `labels` as their labels file.
-fn npy_with_labels(dir: &Path, labels: &[i64]) -> (NpySource, PathBuf) {
-    let p = dir.join("labels.npy");
-    let bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
-    save_npy(&p, "<i8", &[labels.len()], &bytes).unwrap();
-    (
-        NpySource::open("fixtures/npy/images-000.npy", Some(&p)).unwrap(),
-        p,
-    )
-}
-
-#[test]
-fn labels_are_checked_when_the_loader_is_built() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = NpySource::open("fixtures/npy/images-000.npy", None)
-        .unwrap()
-        .len();
-    let mut labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
-    labels[5] = -1;
-    let src = Arc::new(npy_with_labels(dir.path(), &labels).0);
-    let e = Loader::builder(Arc::clone(&src)).build().err().unwrap();
-    assert_eq!((e.kind(), e.index()), (ErrorKind::Format, Some(5)));
-    assert!(e.message().starts_with("label -1 is negative"), "{e}");
-    assert!(e.path().is_some());
-    // -1 let through as the ignored label: it reaches the batch as it is.
-    let mut l = Loader::builder(src)
-        .batch_size(n)
-        .ignore_label(-1)
-        .num_classes(3)
-        .build()
-        .unwrap();
-    let b = l.epoch(0).next().unwrap().unwrap();
-    assert_eq!(b.labels().unwrap()[5], -1);
-
-    labels[5] = 3;
-    let src = Arc::new(npy_with_labels(dir.path(), &labels).0);
-    let e = Loader::builder(Arc::clone(&src))
-        .num_classes(3)
-        .build()
-        .err()
-        .unwrap();
-    assert_eq!((e.kind(), e.index()), (ErrorKind::Format, Some(5)));
-    assert!(
-        e.message()
-            .starts_with("label 3 is not below num_classes 3"),
-        "{e}"
-    );
-    assert!(Loader::builder(src).num_classes(4).build().is_ok());
-
-    // A folder's labels are its class folders: 4 classes, so num_classes(3) is refused at the
-    // first file of the fourth.
-    let e = Loader::builder(ImageFolder::open(PHOTOS).unwrap())
-        .num_classes(3)
-        .build()
-        .err()
-        .unwrap();
-    assert_eq!((e.kind(), e.index()), (ErrorKind::Format, Some(24)));
-    assert!(
-        e.path().unwrap().starts_with(format!("{PHOTOS}/class-d")),
-        "{e}"
-    );
 }
 
 #[test]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread;
 
+use super::labels::LabelCheck;
 use super::schedule::Schedule;
-use super::worker::{Done, LabelCheck, Shared, Task, WorkerCtx, block_once, locate, worker_main};
+use super::worker::{Done, Shared, Task, WorkerCtx, block_once, locate, worker_main};
 use super::{Ahead, Loader, OnError, SkipBound};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
 use crate::decode::{DecodePolicy, Decoder};
@@ -247,7 +248,8 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         self
     }
     /// The number of classes: a label outside `0..n` is an error when the loader is built
-    /// (naming the file and the first bad index), except the [`ignore_label`](Self::ignore_label).
+    /// (naming the first bad index, the labels file and the row, line or member in it that
+    /// [`Source::label_site`] gives), except the [`ignore_label`](Self::ignore_label).
     /// Without it, only negative labels are refused.
     pub fn num_classes(mut self, n: usize) -> Self {
         self.num_classes = Some(n);

@@ -41,6 +41,7 @@ use crate::stats::{Counters, Stats};
 use crate::{Error, ErrorKind, Result};
 
 mod builder;
+mod labels;
 mod policy;
 mod schedule;
 mod worker;

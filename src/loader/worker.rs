@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::labels::LabelCheck;
 use crate::decode::{DecodePolicy, Decoder};
 use crate::output::{OutputSpec, SrcType, Store};
 use crate::rng::SampleRng;
@@ -49,44 +50,6 @@ pub(super) fn locate<S: Source>(source: &S, e: Error, index: usize) -> Error {
     match (e.path().is_none(), source.path(index)) {
         (true, Some(p)) => e.file(p),
         _ => e,
-    }
-}
-
-/// Which labels are valid: not negative, below `num_classes` when given, or `ignore`.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct LabelCheck {
-    pub num_classes: Option<usize>,
-    pub ignore: Option<i64>,
-}
-
-impl LabelCheck {
-    /// Why `label` is not valid, if it is not.
-    pub fn problem(&self, label: i64) -> Option<String> {
-        if Some(label) == self.ignore {
-            return None;
-        }
-        let hint = "(set ignore_label to let one such value through)";
-        match self.num_classes {
-            _ if label < 0 => Some(format!("label {label} is negative {hint}")),
-            Some(n) if label as u64 >= n as u64 => {
-                Some(format!("label {label} is not below num_classes {n} {hint}"))
-            }
-            _ => None,
-        }
-    }
-
-    /// Checks every label the source holds without reading samples: the first bad one is a
-    /// format error naming its sample and file.
-    pub fn check_source<S: Source>(&self, source: &S) -> Result<()> {
-        if !source.has_labels() {
-            return Ok(());
-        }
-        for i in 0..source.len() {
-            if let Some(problem) = source.label(i).and_then(|l| self.problem(l)) {
-                return Err(locate(source, Error::new(ErrorKind::Format, problem), i));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -235,8 +198,8 @@ fn process<S: Source>(sh: &Shared<S>, ctx: &mut WorkerCtx, task: &Task) -> Resul
         .source
         .get(task.index, buf)
         .map_err(|e| sh.locate(e, task.index))?;
-    if let Some(problem) = item.label.and_then(|l| sh.labels.problem(l)) {
-        return Err(sh.locate(Error::new(ErrorKind::Format, problem), task.index));
+    if let Some(label) = item.label {
+        sh.labels.check(&sh.source, task.index, label)?;
     }
     let t1 = Instant::now();
     let size = (spec.width, spec.height);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Access, Item, Source};
+use super::{Access, Item, LabelSite, Source};
 use crate::{Error, Result};
 
 /// Several sources (shards) read as one data set: global index `i` maps to
@@ -97,6 +97,12 @@ impl<S: Source> Source for Concat<S> {
     fn label(&self, index: usize) -> Option<i64> {
         let (k, local) = self.locate(index)?;
         self.shards[k].label(local)
+    }
+
+    /// The shard's site of the sample: the row within that shard's labels file.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        let (k, local) = self.locate(index)?;
+        self.shards[k].label_site(local)
     }
 
     fn channels(&self) -> Option<usize> {

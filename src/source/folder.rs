@@ -7,17 +7,21 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Access, Item, Raw, Source};
+use super::{Access, Item, LabelSite, Raw, Source};
 use crate::{Error, Result};
 
 /// Extensions (lowercase) of the files a folder walk keeps.
 const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
-/// Where the list of files came from, for `describe`.
+/// Where the list of files (and the labels) came from, for `describe` and `label_site`.
 #[derive(Debug)]
 enum Origin {
     Folder(PathBuf),
-    Manifest(PathBuf),
+    /// A manifest CSV and the line (from 1) of each sample in it.
+    Manifest {
+        csv: PathBuf,
+        lines: Vec<usize>,
+    },
     Files,
 }
 
@@ -115,9 +119,18 @@ fn unquote(s: &str) -> String {
     }
 }
 
+/// One sample of a manifest CSV: its path as written, its label, and its line (from 1, every
+/// line of the file counted).
+#[derive(Debug)]
+pub(crate) struct ManifestRow {
+    pub(crate) path: String,
+    pub(crate) label: i64,
+    pub(crate) line: usize,
+}
+
 /// The rows of a manifest CSV (`path,label` lines, optional header, quoted fields, a UTF-8
 /// byte-order mark allowed); the error names the line.
-pub(crate) fn parse_manifest(bytes: &[u8]) -> std::result::Result<Vec<(String, i64)>, String> {
+pub(crate) fn parse_manifest(bytes: &[u8]) -> std::result::Result<Vec<ManifestRow>, String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("not utf-8 text (byte {})", e.valid_up_to()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -143,7 +156,11 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> std::result::Result<Vec<(String, i
         if path.is_empty() {
             return Err(bad("empty path".into()));
         }
-        rows.push((path, label));
+        rows.push(ManifestRow {
+            path,
+            label,
+            line: k + 1,
+        });
     }
     if rows.is_empty() {
         return Err("no samples in manifest".into());
@@ -152,11 +169,13 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> std::result::Result<Vec<(String, i
 }
 
 /// Fuzzing ([`crate::fuzz::manifest`]): `data` as a manifest CSV. Panics only on a broken
-/// invariant (an empty result, an empty path).
+/// invariant (an empty result, an empty path, lines not increasing from 1).
 pub(crate) fn fuzz_manifest(data: &[u8]) {
     if let Ok(rows) = parse_manifest(data) {
         assert!(!rows.is_empty());
-        assert!(rows.iter().all(|(p, _)| !p.is_empty()), "{rows:?}");
+        assert!(rows.iter().all(|r| !r.path.is_empty()), "{rows:?}");
+        assert!(rows[0].line >= 1, "{rows:?}");
+        assert!(rows.windows(2).all(|w| w[0].line < w[1].line), "{rows:?}");
     }
 }
 
@@ -241,12 +260,15 @@ impl ImageFolder {
         let bytes = fs::read(csv).map_err(|e| Error::io(csv, e))?;
         let rows = parse_manifest(&bytes).map_err(|m| Error::format(csv, m))?;
         let base = csv.parent().unwrap_or(Path::new(""));
-        let (files, labels) = rows.into_iter().map(|(p, l)| (base.join(p), l)).unzip();
+        let files = rows.iter().map(|r| base.join(&r.path)).collect();
         Ok(ImageFolder {
             files,
-            labels: Some(labels),
+            labels: Some(rows.iter().map(|r| r.label).collect()),
             classes: Vec::new(),
-            origin: Origin::Manifest(csv.to_path_buf()),
+            origin: Origin::Manifest {
+                csv: csv.to_path_buf(),
+                lines: rows.iter().map(|r| r.line).collect(),
+            },
         })
     }
 
@@ -341,6 +363,23 @@ impl Source for ImageFolder {
         self.labels.as_ref()?.get(index).copied()
     }
 
+    /// A manifest's line; a folder's class folder; none for labels given with the files.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        match &self.origin {
+            Origin::Manifest { csv, lines } => Some(LabelSite::Line {
+                file: csv.clone(),
+                line: *lines.get(index)?,
+            }),
+            Origin::Folder(root) => {
+                let class = self.files.get(index)?.strip_prefix(root).ok()?;
+                Some(LabelSite::ClassFolder {
+                    folder: root.join(class.components().next()?),
+                })
+            }
+            Origin::Files => None,
+        }
+    }
+
     fn describe(&self) -> String {
         let n = self.files.len();
         match &self.origin {
@@ -349,7 +388,9 @@ impl Source for ImageFolder {
                 self.classes.len(),
                 root.display()
             ),
-            Origin::Manifest(csv) => format!("image manifest: {n} images ({})", csv.display()),
+            Origin::Manifest { csv, .. } => {
+                format!("image manifest: {n} images ({})", csv.display())
+            }
             Origin::Files => format!("image files: {n} images"),
         }
     }

@@ -37,8 +37,10 @@ pub(crate) use folder::fuzz_manifest;
 pub(crate) use npy::fuzz as fuzz_npy;
 pub(crate) use tar::fuzz as fuzz_tar;
 mod index;
+mod label_site;
 mod open;
 pub use index::Index;
+pub use label_site::LabelSite;
 pub use open::{AnySource, FORMATS, Format, OpenOptions, WITHOUT_HDF5, format_named, open};
 
 /// What a source gives for one sample.
@@ -147,6 +149,16 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Where sample `index`'s label is stored: the labels file and the row, line or member in
+    /// it ([`LabelSite`]). An error about a bad label names this file and place rather than
+    /// the sample's image. `None` when the source has no labels or does not say (a label
+    /// given in code); errors then name the sample's file ([`path`](Self::path)). A wrapper
+    /// maps `index` to its inner source's, as [`Concat`] maps a global index to a shard's row.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        let _ = index;
+        None
+    }
+
     /// Channels of the samples when the source knows them without decoding (NPY does;
     /// an image folder does not).
     fn channels(&self) -> Option<usize> {
@@ -186,6 +198,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn label(&self, index: usize) -> Option<i64> {
         (**self).label(index)
     }
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        (**self).label_site(index)
+    }
     fn channels(&self) -> Option<usize> {
         (**self).channels()
     }
@@ -215,6 +230,9 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn label(&self, index: usize) -> Option<i64> {
         (**self).label(index)
+    }
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        (**self).label_site(index)
     }
     fn channels(&self) -> Option<usize> {
         (**self).channels()

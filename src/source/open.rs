@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Index;
-use super::{Access, Item, Source};
+use super::{Access, Item, LabelSite, Source};
 use crate::{Error, ErrorKind, Result};
 
 /// How [`open`] reads a data set: which labels, which HDF5 datasets.
@@ -182,6 +182,9 @@ impl Source for AnySource {
     }
     fn label(&self, index: usize) -> Option<i64> {
         self.inner.label(index)
+    }
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        self.inner.label_site(index)
     }
     fn channels(&self) -> Option<usize> {
         self.inner.channels()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ::hdf5 as h5;
 use memmap2::Mmap;
 
-use super::{Access, Concat, Item, Raw, Source};
+use super::{Access, Concat, Item, LabelSite, Raw, Source};
 
 mod chunks;
 mod filters;
@@ -137,9 +137,16 @@ pub struct Hdf5Source {
     /// `[N, H, W, C]`.
     shape: [usize; 4],
     sample_bytes: usize,
-    labels: Option<Vec<i64>>,
+    labels: Option<Labels>,
     store: Store,
     id: u64,
+}
+
+/// A labels dataset (its path in the file, as given) and its values, one per image.
+#[derive(Debug)]
+struct Labels {
+    dataset: String,
+    values: Vec<i64>,
 }
 
 /// How [`save_hdf5`] lays out the images dataset.
@@ -402,7 +409,10 @@ impl Hdf5Source {
                         shape[0]
                     )));
                 }
-                Some(v)
+                Some(Labels {
+                    dataset: name.to_string(),
+                    values: v,
+                })
             }
         };
         let layout = ds.layout();
@@ -650,7 +660,7 @@ impl Hdf5Source {
     /// assert_eq!(s.labels(), Some(&[5, -1][..]));
     /// ```
     pub fn labels(&self) -> Option<&[i64]> {
-        self.labels.as_deref()
+        self.labels.as_ref().map(|l| &l.values[..])
     }
 
     fn kind_str(&self) -> String {
@@ -876,7 +886,7 @@ impl Source for Hdf5Source {
             .ok_or_else(|| Error::format(&self.path, "sample size mismatch").at(index))?;
         Ok(Item {
             raw: Raw::Pixels(view),
-            label: self.labels.as_ref().map(|l| l[index]),
+            label: self.labels.as_ref().map(|l| l.values[index]),
         })
     }
 
@@ -889,7 +899,17 @@ impl Source for Hdf5Source {
     }
 
     fn label(&self, index: usize) -> Option<i64> {
-        self.labels.as_ref()?.get(index).copied()
+        self.labels.as_ref()?.values.get(index).copied()
+    }
+
+    /// Row `index` of the labels dataset in this file.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        let l = self.labels.as_ref()?;
+        (index < l.values.len()).then(|| LabelSite::Dataset {
+            file: self.path.clone(),
+            dataset: l.dataset.clone(),
+            row: index,
+        })
     }
 
     fn channels(&self) -> Option<usize> {

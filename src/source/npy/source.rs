@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::header::{Elem, data_len, parse_header, shape_str};
-use crate::source::{Access, Concat, Item, Raw, Source, expand};
+use crate::source::{Access, Concat, Item, LabelSite, Raw, Source, expand};
 use crate::{Error, ImageView, Pixels, Result};
 
 /// Maps `path` read-only; a zero-byte or non-regular file is a clear error, not an mmap failure.
@@ -181,7 +181,14 @@ pub struct NpySource {
     shape: [usize; 4],
     data_offset: usize,
     sample_bytes: usize,
-    labels: Option<Vec<i64>>,
+    labels: Option<Labels>,
+}
+
+/// A labels file and its values, one per image.
+#[derive(Debug)]
+struct Labels {
+    file: PathBuf,
+    values: Vec<i64>,
 }
 
 impl NpySource {
@@ -222,7 +229,10 @@ impl NpySource {
                         ),
                     ));
                 }
-                Some(l)
+                Some(Labels {
+                    file: lp.to_path_buf(),
+                    values: l,
+                })
             }
         };
         Ok(NpySource {
@@ -345,7 +355,7 @@ impl NpySource {
     /// assert_eq!(src.labels(), Some(&[3, -1][..]));
     /// ```
     pub fn labels(&self) -> Option<&[i64]> {
-        self.labels.as_deref()
+        self.labels.as_ref().map(|l| &l.values[..])
     }
 
     /// `"144x256x3 u8"`: H×W×C and dtype.
@@ -391,7 +401,7 @@ impl Source for NpySource {
         let view = ImageView::new(w, h, c, pixels).ok_or_else(oob)?;
         Ok(Item {
             raw: Raw::Pixels(view),
-            label: self.labels.as_ref().map(|l| l[index]),
+            label: self.labels.as_ref().map(|l| l.values[index]),
         })
     }
 
@@ -404,7 +414,16 @@ impl Source for NpySource {
     }
 
     fn label(&self, index: usize) -> Option<i64> {
-        self.labels.as_ref()?.get(index).copied()
+        self.labels.as_ref()?.values.get(index).copied()
+    }
+
+    /// Row `index` of the labels file.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        let l = self.labels.as_ref()?;
+        (index < l.values.len()).then(|| LabelSite::Row {
+            file: l.file.clone(),
+            row: index,
+        })
     }
 
     fn channels(&self) -> Option<usize> {

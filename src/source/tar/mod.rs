@@ -33,7 +33,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         );
     }
     let entries = webdataset::group(&members, data);
-    let labelled = entries.iter().any(|e| e.has_cls);
+    let labelled = entries.iter().any(webdataset::Entry::has_cls);
     for e in &entries {
         assert!(
             inside(e.start, e.len),

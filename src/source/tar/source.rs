@@ -8,7 +8,7 @@ use memmap2::Mmap;
 
 use super::ustar::walk;
 use super::webdataset::{Entry, group};
-use crate::source::{Access, Concat, Item, Raw, Source, expand};
+use crate::source::{Access, Concat, Item, LabelSite, Raw, Source, expand};
 use crate::{Error, Result};
 
 /// One tar shard in the WebDataset layout, memory-mapped and indexed at open.
@@ -74,7 +74,7 @@ impl TarSource {
         let fmt = |m: String| Error::format(path, m);
         let members = walk(&map).map_err(fmt)?;
         let entries = group(&members, &map);
-        let labelled = entries.iter().any(|e| e.has_cls);
+        let labelled = entries.iter().any(Entry::has_cls);
         Ok(TarSource {
             path: path.to_path_buf(),
             map: Some(map),
@@ -231,6 +231,14 @@ impl Source for TarSource {
     fn label(&self, index: usize) -> Option<i64> {
         let e = self.entries.get(index)?;
         e.fault.is_none().then_some(e.label?)
+    }
+
+    /// The sample's `.cls` member in this shard.
+    fn label_site(&self, index: usize) -> Option<LabelSite> {
+        Some(LabelSite::Member {
+            file: self.path.clone(),
+            member: self.entries.get(index)?.cls_member()?,
+        })
     }
 
     fn describe(&self) -> String {

@@ -14,9 +14,23 @@ pub(super) struct Entry {
     pub(super) start: usize,
     pub(super) len: usize,
     pub(super) label: Option<i64>,
-    /// The sample's `.cls` member, when it has one (even one that is not an integer).
-    pub(super) has_cls: bool,
+    /// The extension of the sample's `.cls` member as the archive spells it (`cls`, `CLS`, …),
+    /// when it has one (even one that is not an integer): its name is `key.ext`.
+    pub(super) cls_ext: Option<[u8; 3]>,
     pub(super) fault: Option<String>,
+}
+
+impl Entry {
+    /// Whether the sample has a `.cls` member.
+    pub(super) fn has_cls(&self) -> bool {
+        self.cls_ext.is_some()
+    }
+
+    /// The full name of the sample's `.cls` member, when it has one.
+    pub(super) fn cls_member(&self) -> Option<String> {
+        let ext = self.cls_ext?;
+        Some(format!("{}.{}", self.key, String::from_utf8_lossy(&ext)))
+    }
 }
 
 /// WebDataset's split of a member path: `(key, extension)`, the key up to the first `.` of the
@@ -37,7 +51,7 @@ struct Pending {
     key: String,
     image: Option<(usize, usize)>,
     label: Option<i64>,
-    has_cls: bool,
+    cls_ext: Option<[u8; 3]>,
     fault: Option<String>,
 }
 
@@ -56,7 +70,7 @@ impl Pending {
             start,
             len,
             label: self.label,
-            has_cls: self.has_cls,
+            cls_ext: self.cls_ext,
             fault,
         });
     }
@@ -70,10 +84,10 @@ pub(super) fn group(members: &[Member], map: &[u8]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut cur: Option<Pending> = None;
     for m in members {
-        let Some((key, ext)) = split_key(&m.name) else {
+        let Some((key, written_ext)) = split_key(&m.name) else {
             continue;
         };
-        let ext = ext.to_ascii_lowercase();
+        let ext = written_ext.to_ascii_lowercase();
         let is_image = IMAGE_EXTS.contains(&ext.as_str());
         if !is_image && ext != "cls" {
             continue;
@@ -88,7 +102,7 @@ pub(super) fn group(members: &[Member], map: &[u8]) -> Vec<Entry> {
                     key: key.to_string(),
                     image: None,
                     label: None,
-                    has_cls: false,
+                    cls_ext: None,
                     fault: None,
                 })
             }
@@ -101,7 +115,8 @@ pub(super) fn group(members: &[Member], map: &[u8]) -> Vec<Entry> {
                 c.image = Some((m.start, m.len));
             }
         } else {
-            c.has_cls = true;
+            // `cls` in some case: three ASCII bytes.
+            c.cls_ext = <[u8; 3]>::try_from(written_ext.as_bytes()).ok();
             c.label = parse_label(&map[m.start..m.start + m.len]);
             if c.label.is_none() {
                 c.fault
@@ -112,10 +127,10 @@ pub(super) fn group(members: &[Member], map: &[u8]) -> Vec<Entry> {
     if let Some(done) = cur {
         done.finish(&mut entries);
     }
-    if entries.iter().any(|e| e.has_cls) {
+    if entries.iter().any(Entry::has_cls) {
         for e in entries
             .iter_mut()
-            .filter(|e| !e.has_cls && e.fault.is_none())
+            .filter(|e| !e.has_cls() && e.fault.is_none())
         {
             e.fault = Some(format!(
                 "sample '{}' lacks a .cls label, unlike others in the shard",
