@@ -30,7 +30,7 @@ use std::time::Instant;
 use crate::{Error, Result};
 
 /// Whether the AVX-512 kernels take their taps with VBMI byte permutes instead of gathers
-/// (the same bits either way; see the [module docs](self)).
+/// (the same bits either way): `Auto` races both on a worker's first [`TRIALS`] samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Vbmi {
     /// Time both variants on the first samples and keep the faster.
@@ -124,7 +124,7 @@ impl fmt::Display for Vbmi {
     }
 }
 
-/// Samples timed before a [`Race`] decides.
+/// Samples timed before `Vbmi::Auto` decides which variant a worker keeps.
 pub const TRIALS: usize = 16;
 
 /// Nanoseconds from some fixed start: the clock a [`Race`] times its runs with.
