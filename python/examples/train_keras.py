@@ -70,7 +70,6 @@ class InputMeter(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
         self._wait0 = self.dataset.loader.stats()["consumer_wait_s"]
-        self._samples0 = self.dataset.loader.stats()["samples"]
         self._steps = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -91,7 +90,7 @@ class InputMeter(keras.callbacks.Callback):
                 "images": images,
                 "seconds": seconds,
                 "images_per_s": images / seconds,
-                "wait_share": min(waited / seconds, 1.0),
+                "wait_share": waited / seconds,
             }
         )
 
