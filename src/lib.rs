@@ -43,6 +43,7 @@ mod error;
 pub mod fuzz;
 pub mod gpu_convert;
 pub mod image;
+pub mod launch;
 pub mod loader;
 mod noise;
 pub mod output;

@@ -18,6 +18,7 @@
 
 use std::iter::FusedIterator;
 
+use crate::launch::{Placement, RankSource};
 use crate::rng::{mix64, seed_of};
 use crate::{Error, Result};
 
@@ -205,6 +206,9 @@ pub struct Sampler {
     rank: usize,
     world_size: usize,
     partition: Partition,
+    rank_source: RankSource,
+    local_rank: Option<usize>,
+    local_world_size: Option<usize>,
 }
 
 impl Sampler {
@@ -222,6 +226,9 @@ impl Sampler {
             rank: 0,
             world_size: 1,
             partition: Partition::Pad,
+            rank_source: RankSource::None,
+            local_rank: None,
+            local_world_size: None,
         }
     }
 
@@ -256,15 +263,44 @@ impl Sampler {
         self
     }
 
-    /// This sampler as rank `rank` of `world_size` data-parallel processes.
+    /// This sampler as rank `rank` of `world_size` data-parallel processes
+    /// ([`RankSource::Args`]).
     ///
     /// ```
     /// let s = stoker::Sampler::new(8).distributed(1, 2).unwrap();
     /// assert_eq!(s.epoch(0).iter_from(0).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+    /// assert_eq!(s.rank_source().as_str(), "args");
     /// assert!(stoker::Sampler::new(8).distributed(2, 2).is_err());
     /// assert!(stoker::Sampler::new(8).distributed(0, 0).is_err());
     /// ```
-    pub fn distributed(mut self, rank: usize, world_size: usize) -> Result<Self> {
+    pub fn distributed(self, rank: usize, world_size: usize) -> Result<Self> {
+        self.placed(Placement {
+            rank,
+            world_size,
+            local_rank: None,
+            local_world_size: None,
+            source: RankSource::Args,
+        })
+    }
+
+    /// This sampler at `placement` (rank, world size, local ones, where they came from).
+    ///
+    /// ```
+    /// use stoker::launch::{Placement, RankSource};
+    /// let p = Placement { rank: 1, world_size: 2, local_rank: Some(1), local_world_size: Some(2),
+    ///     source: RankSource::Slurm };
+    /// let s = stoker::Sampler::new(8).placed(p).unwrap();
+    /// assert_eq!((s.rank(), s.local_rank(), s.rank_source()), (1, Some(1), RankSource::Slurm));
+    /// assert_eq!(s.placement(), p);
+    /// ```
+    pub fn placed(mut self, placement: Placement) -> Result<Self> {
+        let Placement {
+            rank,
+            world_size,
+            local_rank,
+            local_world_size,
+            source,
+        } = placement;
         if world_size == 0 {
             return Err(Error::usage("world_size must be > 0"));
         }
@@ -275,37 +311,48 @@ impl Sampler {
         }
         self.rank = rank;
         self.world_size = world_size;
+        self.rank_source = source;
+        self.local_rank = local_rank;
+        self.local_world_size = local_world_size;
         Ok(self)
     }
 
-    /// Rank and world size from the `RANK` and `WORLD_SIZE` environment variables (what
-    /// torchrun sets); unchanged when both are absent.
+    /// Rank and world size from the environment of the launcher that started the process
+    /// (torchrun, MPICH/PMI, Open MPI, a Slurm `srun` step; see [`crate::launch`]); unchanged
+    /// when no launcher's variables are set. [`Placement::from_env`] is what reads them.
     ///
     /// ```
-    /// // Outside torchrun neither variable is usually set.
-    /// if std::env::var_os("RANK").is_none() && std::env::var_os("WORLD_SIZE").is_none() {
+    /// // Outside any launcher none of the variables is usually set.
+    /// if stoker::launch::Placement::from_env().is_ok_and(|p| p.world_size == 1) {
     ///     let s = stoker::Sampler::new(4).distributed_from_env().unwrap();
     ///     assert_eq!((s.rank(), s.world_size()), (0, 1));
     /// }
     /// ```
     pub fn distributed_from_env(self) -> Result<Self> {
-        fn read(name: &str) -> Result<Option<String>> {
-            match std::env::var(name) {
-                Ok(v) => Ok(Some(v)),
-                Err(std::env::VarError::NotPresent) => Ok(None),
-                Err(std::env::VarError::NotUnicode(v)) => {
-                    let message = format!("invalid {name} {:?}: not unicode", v.to_string_lossy());
-                    Err(Error::usage(message).with_source(std::env::VarError::NotUnicode(v)))
-                }
-            }
-        }
-        let rank = read("RANK")?;
-        let world = read("WORLD_SIZE")?;
-        self.distributed_from_values(rank.as_deref(), world.as_deref())
+        self.distributed_from(Placement::from_env()?)
+    }
+
+    /// Like [`distributed_from_env`](Self::distributed_from_env), from the variables
+    /// `var(name)` gives ([`Placement::from_vars`]).
+    ///
+    /// ```
+    /// let vars = |name: &str| match name {
+    ///     "OMPI_COMM_WORLD_RANK" => Some("1".into()),
+    ///     "OMPI_COMM_WORLD_SIZE" => Some("2".into()),
+    ///     _ => None,
+    /// };
+    /// let s = stoker::Sampler::new(8).distributed_from_vars(vars).unwrap();
+    /// assert_eq!((s.rank(), s.world_size(), s.rank_source().as_str()), (1, 2, "openmpi"));
+    /// ```
+    pub fn distributed_from_vars(
+        self,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self> {
+        self.distributed_from(Placement::from_vars(var)?)
     }
 
     /// Like [`distributed_from_env`](Self::distributed_from_env), from the values of `RANK`
-    /// and `WORLD_SIZE`. Both absent: unchanged; only one set, or a value that is not a
+    /// and `WORLD_SIZE` only. Both absent: unchanged; only one set, or a value that is not a
     /// non-negative integer: a usage error naming the variable.
     ///
     /// ```
@@ -316,23 +363,18 @@ impl Sampler {
     /// assert_eq!(e.to_string(), "usage: invalid RANK \"x\": expected a non-negative integer");
     /// ```
     pub fn distributed_from_values(self, rank: Option<&str>, world: Option<&str>) -> Result<Self> {
-        fn parse(name: &str, value: &str) -> Result<usize> {
-            value.trim().parse().map_err(|e| {
-                Error::usage(format!(
-                    "invalid {name} {value:?}: expected a non-negative integer"
-                ))
-                .with_source(e)
-            })
-        }
-        match (rank, world) {
-            (None, None) => Ok(self),
-            (Some(_), None) => Err(Error::usage("RANK is set but WORLD_SIZE is not")),
-            (None, Some(_)) => Err(Error::usage("WORLD_SIZE is set but RANK is not")),
-            (Some(r), Some(w)) => {
-                let rank = parse("RANK", r)?;
-                let world = parse("WORLD_SIZE", w)?;
-                self.distributed(rank, world)
-            }
+        self.distributed_from_vars(|name| match name {
+            "RANK" => rank.map(Into::into),
+            "WORLD_SIZE" => world.map(Into::into),
+            _ => None,
+        })
+    }
+
+    /// `placement` unless it is from no launcher ([`RankSource::None`]): then unchanged.
+    fn distributed_from(self, placement: Placement) -> Result<Self> {
+        match placement.source {
+            RankSource::None => Ok(self),
+            _ => self.placed(placement),
         }
     }
 
@@ -370,6 +412,51 @@ impl Sampler {
     /// ```
     pub fn world_size(&self) -> usize {
         self.world_size
+    }
+
+    /// Where the rank and world size came from: a launcher's variables, the program's
+    /// arguments ([`RankSource::Args`]) or nowhere ([`RankSource::None`], rank 0 of 1).
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).rank_source(), stoker::launch::RankSource::None);
+    /// ```
+    pub fn rank_source(&self) -> RankSource {
+        self.rank_source
+    }
+
+    /// This process's rank on its node, when its launcher gave it (`LOCAL_RANK`,
+    /// `MPI_LOCALRANKID`, `OMPI_COMM_WORLD_LOCAL_RANK`, `SLURM_LOCALID`).
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).distributed(2, 3).unwrap().local_rank(), None);
+    /// ```
+    pub fn local_rank(&self) -> Option<usize> {
+        self.local_rank
+    }
+
+    /// Ranks on this node, when the launcher gave it (`LOCAL_WORLD_SIZE`, `MPI_LOCALNRANKS`,
+    /// `OMPI_COMM_WORLD_LOCAL_SIZE`).
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).local_world_size(), None);
+    /// ```
+    pub fn local_world_size(&self) -> Option<usize> {
+        self.local_world_size
+    }
+
+    /// Rank, world size, local ones and their source together.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(7).placement(), stoker::launch::Placement::single());
+    /// ```
+    pub fn placement(&self) -> Placement {
+        Placement {
+            rank: self.rank,
+            world_size: self.world_size,
+            local_rank: self.local_rank,
+            local_world_size: self.local_world_size,
+            source: self.rank_source,
+        }
     }
 
     /// `true` when epochs are shuffled.
@@ -903,6 +990,41 @@ mod tests {
         let before = Sampler::new(10).seed(3).distributed(1, 2).unwrap();
         let after = before.clone().distributed_from_values(None, None).unwrap();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn distributed_from_vars_keeps_the_source_and_the_local_rank() {
+        let slurm = |step: Option<&'static str>| {
+            move |n: &str| match n {
+                "SLURM_PROCID" => Some("1".into()),
+                "SLURM_NTASKS" => Some("2".into()),
+                "SLURM_LOCALID" => Some("1".into()),
+                "SLURM_STEP_ID" => step.map(Into::into),
+                _ => None,
+            }
+        };
+        let s = Sampler::new(10)
+            .distributed_from_vars(slurm(Some("0")))
+            .unwrap();
+        assert_eq!(
+            (s.rank(), s.world_size(), s.local_rank(), s.rank_source()),
+            (1, 2, Some(1), RankSource::Slurm)
+        );
+        let args = Sampler::new(10).distributed(1, 2).unwrap();
+        assert_eq!(args.rank_source(), RankSource::Args);
+        assert_eq!(collect(&s.epoch(3)), collect(&args.epoch(3)));
+        // In the batch script (no srun step): unchanged.
+        let before = Sampler::new(10).seed(4);
+        let after = before.clone().distributed_from_vars(slurm(None)).unwrap();
+        assert_eq!(before, after);
+        assert_eq!(after.rank_source(), RankSource::None);
+        let s = Sampler::new(10)
+            .distributed_from_values(Some("0"), Some("2"))
+            .unwrap();
+        assert_eq!(
+            (s.rank_source(), s.local_rank()),
+            (RankSource::Torchrun, None)
+        );
     }
 
     #[test]

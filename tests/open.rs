@@ -193,6 +193,119 @@ fn an_index_lists_the_shards_and_is_checked() {
 }
 
 #[test]
+fn shard_samples_are_read_back_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tar_shards(dir.path());
+    let mut index = Index::new("tar", 32);
+    index.shards = vec!["shard-000000.tar".into(), "shard-000001.tar".into()];
+    index.shard_samples = vec![16, 16];
+    index.write(dir.path()).unwrap();
+    assert_eq!(Index::read(dir.path()).unwrap().unwrap(), index);
+    assert_eq!(
+        digest(open(dir.path(), &OpenOptions::new()).unwrap()),
+        folder_digest()
+    );
+    for bad in [vec![16, 15], vec![32]] {
+        index.shard_samples = bad.clone();
+        index.write(dir.path()).unwrap();
+        let e = open(dir.path(), &OpenOptions::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Format, "{bad:?}");
+        assert!(e.to_string().contains("stoker.json"), "{e}");
+        assert!(e.to_string().contains("shard_samples"), "{e}");
+    }
+    // An index without them (as earlier versions wrote) still opens.
+    index.shard_samples.clear();
+    index.write(dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("stoker.json")).unwrap();
+    assert!(
+        !text.contains("shard_samples") && !text.contains("part"),
+        "{text}"
+    );
+    assert_eq!(open(dir.path(), &OpenOptions::new()).unwrap().len(), 32);
+}
+
+#[test]
+fn parts_open_as_one_data_set_once_every_part_is_written() {
+    use stoker::source::Part;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tar_shards(d);
+    let part = |k: usize| {
+        let mut index = Index::new("tar", 16);
+        index.shards = vec![format!("shard-{k:06}.tar")];
+        index.shard_samples = vec![16];
+        index.part = Some(Part::new(k, 2).unwrap());
+        index
+    };
+    // Part 1 finishes first: part 0 is named as missing.
+    part(1).write(d).unwrap();
+    assert!(d.join("stoker.part-0001-of-0002.json").is_file());
+    let e = open(d, &OpenOptions::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Format);
+    assert!(
+        e.to_string().contains("1 of 2 parts not written yet"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("stoker.part-0000-of-0002.json"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("stoker.part-0001"), "{e}");
+    assert_eq!(e.path(), Some(d));
+    part(0).write(d).unwrap();
+    let whole = Index::read(d).unwrap().unwrap();
+    assert_eq!(
+        (whole.samples, whole.part, whole.shard_samples.clone()),
+        (32, None, vec![16, 16])
+    );
+    assert_eq!(whole.shards, ["shard-000000.tar", "shard-000001.tar"]);
+    let src = open(d, &OpenOptions::new()).unwrap();
+    assert_eq!(digest(src), folder_digest());
+
+    // A part index under another part's name.
+    std::fs::copy(
+        d.join("stoker.part-0000-of-0002.json"),
+        d.join("stoker.part-0001-of-0002.json"),
+    )
+    .unwrap();
+    let e = open(d, &OpenOptions::new()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("holds the index of part 0/2, not 1/2"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("stoker.part-0001-of-0002.json"),
+        "{e}"
+    );
+    part(1).write(d).unwrap();
+    // Parts that disagree on the format.
+    let mut npy = part(1);
+    npy.format = "npy".into();
+    npy.write(d).unwrap();
+    let e = open(d, &OpenOptions::new()).unwrap_err();
+    assert!(e.to_string().contains("unlike \"tar\""), "{e}");
+    part(1).write(d).unwrap();
+    // Left from an earlier run: parts of another count, or a whole index beside the parts.
+    let mut stale = part(0);
+    stale.part = Some(Part::new(0, 3).unwrap());
+    stale.write(d).unwrap();
+    let e = open(d, &OpenOptions::new()).unwrap_err();
+    assert!(e.to_string().contains("two runs"), "{e}");
+    std::fs::remove_file(d.join("stoker.part-0000-of-0003.json")).unwrap();
+    let mut single = Index::new("tar", 32);
+    single.shards = whole.shards.clone();
+    single.write(d).unwrap();
+    let e = open(d, &OpenOptions::new()).unwrap_err();
+    assert!(
+        e.to_string().contains("both stoker.json and part indexes"),
+        "{e}"
+    );
+    std::fs::remove_file(d.join("stoker.json")).unwrap();
+    assert_eq!(open(d, &OpenOptions::new()).unwrap().len(), 32);
+}
+
+#[test]
 fn an_index_pairs_npy_labels_it_lists() {
     let dir = tempfile::tempdir().unwrap();
     write_npy_shards(dir.path(), 16);

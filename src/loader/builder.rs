@@ -261,8 +261,9 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         self.ignore_label = Some(label);
         self
     }
-    /// This process's rank and the world size for data-parallel training (default: the
-    /// `RANK` and `WORLD_SIZE` environment variables that torchrun sets, else 0 of 1).
+    /// This process's rank and the world size for data-parallel training (default: from the
+    /// environment of the launcher that started the process, torchrun, MPI or a Slurm `srun`
+    /// step, as [`Sampler::distributed_from_env`] reads it; else 0 of 1).
     pub fn distributed(mut self, rank: usize, world_size: usize) -> Self {
         self.distributed = Some((rank, world_size));
         self
@@ -312,6 +313,17 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             Some((rank, world)) => sampler.distributed(rank, world)?,
             None => sampler.distributed_from_env()?,
         };
+        tracing::debug!(
+            rank = sampler.rank(),
+            world_size = sampler.world_size(),
+            rank_source = sampler.rank_source().as_str(),
+            local_rank = ?sampler.local_rank(),
+            local_world_size = ?sampler.local_world_size(),
+            "rank {} of {} from {}",
+            sampler.rank(),
+            sampler.world_size(),
+            sampler.rank_source()
+        );
         let channels = self
             .channels
             .or_else(|| self.source.channels())

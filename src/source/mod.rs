@@ -39,9 +39,13 @@ pub(crate) use tar::fuzz as fuzz_tar;
 mod index;
 mod label_site;
 mod open;
+mod parts;
 pub use index::Index;
 pub use label_site::LabelSite;
-pub use open::{AnySource, FORMATS, Format, OpenOptions, WITHOUT_HDF5, format_named, open};
+pub use open::{
+    AnySource, FORMATS, Format, OpenOptions, WITHOUT_HDF5, format_named, open, open_index,
+};
+pub use parts::Part;
 
 /// What a source gives for one sample.
 #[derive(Clone, Copy, Debug)]

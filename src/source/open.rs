@@ -255,7 +255,10 @@ fn recognise(path: &Path) -> Result<&'static dyn Format> {
 /// - a **file** is recognised by its extension or its first bytes (`.npy`, `.tar`, `.h5`, a
 ///   manifest `.csv`, `.jpg`/`.png` image files);
 /// - a **directory** with a [`stoker.json`](Index) index (what `stoker convert` and
-///   `stoker resize` write) opens the shards it lists; without one, the first format in
+///   `stoker resize` write) opens the shards it lists; one written in parts in parallel
+///   (`--shard i/n`) opens once every part has written its index
+///   (`stoker.part-IIII-of-NNNN.json`, see [`Part`](super::Part)), and is an error naming the
+///   missing parts before then; without an index, the first format in
 ///   [`FORMATS`] order that finds its shards there (`images-*.npy`, `*.h5`, `*.tar`) opens
 ///   them; a directory of class folders is an image folder, one of loose images a list of
 ///   unlabelled image files.
@@ -315,34 +318,8 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<AnySource> {
 }
 
 fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(&'static dyn Format, Box<dyn Source>)> {
-    if let Some(index) = Index::read(dir)? {
-        let ipath = dir.join(Index::FILE);
-        let format = format_named(&index.format).ok_or_else(|| {
-            Error::format(
-                &ipath,
-                if index.format == "hdf5" {
-                    WITHOUT_HDF5.to_string()
-                } else {
-                    format!("format {:?} is not one this build reads", index.format)
-                },
-            )
-        })?;
-        let shards: Vec<PathBuf> = index.shards.iter().map(|s| dir.join(s)).collect();
-        if shards.is_empty() {
-            return Err(Error::format(&ipath, "lists no shards"));
-        }
-        let src = format.open_index(&index, &shards, dir, opts)?;
-        if src.len() != index.samples {
-            return Err(Error::format(
-                &ipath,
-                format!(
-                    "lists {} samples but its shards hold {}",
-                    index.samples,
-                    src.len()
-                ),
-            ));
-        }
-        return Ok((format, src));
+    if let Some((index, ipath)) = Index::find(dir)? {
+        return indexed(dir, &index, &ipath, opts);
     }
     for format in FORMATS {
         if let Some(files) = format.find(dir)? {
@@ -354,6 +331,66 @@ fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(&'static dyn Format, Box<
         "no data set here: no stoker.json, no shards (images-*.npy, *.h5, *.tar) and no class folders",
     )
     .file(dir))
+}
+
+/// Opens the shards that `index` lists in `dir`, as [`open`] opens a directory with that
+/// index: for example one part's own shards, before the other parts have finished (what
+/// `stoker convert --shard i/n --verify` reads back). Errors name `dir`.
+///
+/// ```
+/// use stoker::source::{Index, OpenOptions, Source, open, open_index};
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::copy("fixtures/npy/images-000.npy", dir.path().join("images-000.npy")).unwrap();
+/// let n = open("fixtures/npy/images-000.npy", &OpenOptions::new())?.len();
+/// let mut index = Index::new("npy", n);
+/// index.shards = vec!["images-000.npy".into()];
+/// assert_eq!(open_index(dir.path(), &index, &OpenOptions::new())?.len(), n);
+/// index.samples += 1;
+/// assert!(open_index(dir.path(), &index, &OpenOptions::new()).is_err());
+/// # Ok::<(), stoker::Error>(())
+/// ```
+pub fn open_index(dir: &Path, index: &Index, opts: &OpenOptions) -> Result<AnySource> {
+    let (format, inner) = indexed(dir, index, dir, opts)?;
+    Ok(AnySource {
+        inner,
+        format: format.name(),
+        path: dir.to_path_buf(),
+    })
+}
+
+/// The shards `index` lists in `dir`; errors about the index name `ipath`.
+fn indexed(
+    dir: &Path,
+    index: &Index,
+    ipath: &Path,
+    opts: &OpenOptions,
+) -> Result<(&'static dyn Format, Box<dyn Source>)> {
+    let format = format_named(&index.format).ok_or_else(|| {
+        Error::format(
+            ipath,
+            if index.format == "hdf5" {
+                WITHOUT_HDF5.to_string()
+            } else {
+                format!("format {:?} is not one this build reads", index.format)
+            },
+        )
+    })?;
+    let shards: Vec<PathBuf> = index.shards.iter().map(|s| dir.join(s)).collect();
+    if shards.is_empty() {
+        return Err(Error::format(ipath, "lists no shards"));
+    }
+    let src = format.open_index(index, &shards, dir, opts)?;
+    if src.len() != index.samples {
+        return Err(Error::format(
+            ipath,
+            format!(
+                "lists {} samples but its shards hold {}",
+                index.samples,
+                src.len()
+            ),
+        ));
+    }
+    Ok((format, src))
 }
 
 /// The regular, non-hidden files directly in `dir` for which `keep` holds, sorted by name;

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, ImageFormat};
-use stoker::source::{AnySource, Index, Item, Raw, Source, TarWriter, save_npy};
+use stoker::source::{AnySource, Index, Item, OpenOptions, Part, Raw, Source, TarWriter, save_npy};
 use stoker::{Error, Pixels, Result};
 
+use crate::part::{ShardArg, clear_indexes, shard_name};
 use crate::progress::Progress;
 use stoker::source::write_with as atomic;
 
@@ -41,6 +42,12 @@ pub struct ConvertArgs {
     /// Samples per output shard.
     #[arg(long, default_value_t = 1000)]
     pub shard_size: usize,
+    /// Convert only part i of n (0-based) of the samples, a contiguous range, e.g. `--shard
+    /// 3/8`; `auto` in a Slurm job array (`SLURM_ARRAY_TASK_ID`), `auto/N` in a Kubernetes
+    /// indexed Job of N completions (`JOB_COMPLETION_INDEX`). Each part writes its own shards
+    /// and index: DST opens as one data set once every part has finished.
+    #[arg(long, value_parser = crate::part::parse_shard)]
+    pub shard: Option<ShardArg>,
     /// Labels of an NPY source (file or glob), or the labels dataset of an HDF5 source.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -197,21 +204,39 @@ struct ConvertReport {
     samples_per_s: f64,
     /// Samples read back and compared (null without --verify).
     verified: Option<usize>,
-    /// The output directory: `stoker bench` and `source::open` re-open it as it is.
+    /// The output directory: `stoker bench` and `source::open` re-open it as it is (once
+    /// every part has finished, with `--shard`).
     output: String,
+    /// The part converted, with `--shard` (`{"index": i, "count": n}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<Part>,
 }
 
-/// Before a run: removes `DST/stoker.json` (it is written last, so a run that is killed never
+/// Before a run: removes the index files the run replaces (`DST/stoker.json`, and part
+/// indexes, see [`clear_indexes`]; the index is written last, so a run that is killed never
 /// leaves an index naming the shards of an earlier run) and the hidden temporaries
-/// (`.NAME.stoker-tmp`) that a killed run left in `DST` and its class folders.
-fn clear_leftovers(dst: &Path) -> Result<()> {
-    let index = dst.join(Index::FILE);
-    match fs::remove_file(&index) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&index, e)),
-        _ => {}
-    }
+/// (`.NAME.stoker-tmp`) that a killed run left in `DST` and its class folders. A part removes
+/// only its own temporaries (its shard names carry its tag, its folder files an index in
+/// `range`): the other parts may be writing theirs.
+fn clear_leftovers(dst: &Path, part: Option<Part>, range: &std::ops::Range<usize>) -> Result<()> {
+    clear_indexes(dst, part)?;
     let Ok(entries) = fs::read_dir(dst) else {
         return Ok(());
+    };
+    let mine = |name: &str| {
+        let Some(p) = part else {
+            return true;
+        };
+        let inner = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".stoker-tmp"))
+            .unwrap_or_default();
+        inner.contains(&p.tag())
+            || inner
+                .split('.')
+                .next()
+                .and_then(|stem| stem.parse::<usize>().ok())
+                .is_some_and(|i| range.contains(&i))
     };
     let mut dirs = vec![dst.to_path_buf()];
     dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
@@ -219,7 +244,7 @@ fn clear_leftovers(dst: &Path) -> Result<()> {
         for e in fs::read_dir(&d).map_err(|e| Error::io(&d, e))?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".stoker-tmp") {
+            if name.starts_with('.') && name.ends_with(".stoker-tmp") && mine(&name) {
                 fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
             }
         }
@@ -227,8 +252,9 @@ fn clear_leftovers(dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json`. A run that
-/// is killed leaves complete shards only; running it again writes the same bytes.
+/// Runs `stoker convert`: every shard written atomically, then `DST/stoker.json` (a part's
+/// `DST/stoker.part-IIII-of-NNNN.json` with `--shard`). A run that is killed leaves complete
+/// shards only; running it again writes the same bytes.
 pub fn run(a: ConvertArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::usage("--shard-size must be > 0"));
@@ -236,10 +262,14 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     if matches!(a.to, ConvertTo::Hdf5) {
         crate::hdf5_out::check()?;
     }
+    let part = a.shard.map(ShardArg::part).transpose()?;
     let src = crate::open::open(&a.src, a.labels.as_deref(), &a.images_key)?;
-    clear_leftovers(&a.dst)?;
+    // This run's samples: all of them, or the part's contiguous share (in the source's order,
+    // so that the parts together list the samples as a whole run would).
+    let mine = part.map_or(0..src.len(), |p| p.range(src.len()));
+    clear_leftovers(&a.dst, part, &mine)?;
     let delay = std::time::Duration::from_millis(a.delay_ms);
-    let n = src.len();
+    let n = mine.len();
     let labelled = src.has_labels();
     let progress = Progress::new(n, "samples", a.quiet);
     let workers = match a.workers {
@@ -250,6 +280,11 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     let mut shards = 0;
     // What `stoker.json` lists: the shards and label files written, in order.
     let mut index = Index::new(a.to.name(), n);
+    index.part = part;
+    if a.to == ConvertTo::Hdf5 {
+        index.images_key = Some("images".into());
+        index.labels_key = labelled.then(|| "labels".into());
+    }
     let name = |p: &Path| {
         p.file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
@@ -263,8 +298,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
             raw => (png(&pixels(raw, dec)?).map_err(|e| e.at(i))?, "png"),
         })
     };
-    for (k, start) in (0..n).step_by(a.shard_size).enumerate() {
-        let range = start..(start + a.shard_size).min(n);
+    for (k, start) in mine.clone().step_by(a.shard_size).enumerate() {
+        let range = start..(start + a.shard_size).min(mine.end);
         // Samples are read, decoded and encoded on the workers; each shard is written here,
         // in order, so its bytes are the same for any number of workers.
         match a.to {
@@ -277,7 +312,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     &progress,
                     |i, item, dec| Ok((encoded(i, item.raw, dec)?, item.label)),
                 )?;
-                let out = a.dst.join(format!("shard-{k:06}.tar"));
+                let out = a.dst.join(shard_name("shard", part, k, "tar"));
                 atomic(&out, |tmp| {
                     let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
                     let mut w = TarWriter::new(std::io::BufWriter::new(f));
@@ -351,7 +386,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 index.shape = Some([h, w, c]);
                 index.dtype = Some(if is_f32 { "f32" } else { "u8" }.to_string());
                 if a.to == ConvertTo::Npy {
-                    let out = a.dst.join(format!("images-{k:06}.npy"));
+                    let out = a.dst.join(shard_name("images", part, k, "npy"));
                     atomic(&out, |tmp| {
                         if is_f32 {
                             let bytes: Vec<u8> =
@@ -363,13 +398,13 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     })?;
                     index.shards.push(name(&out));
                     if let Some(l) = lab {
-                        let out = a.dst.join(format!("labels-{k:06}.npy"));
+                        let out = a.dst.join(shard_name("labels", part, k, "npy"));
                         let bytes: Vec<u8> = l.iter().flat_map(|v| v.to_le_bytes()).collect();
                         atomic(&out, |tmp| save_npy(tmp, "<i8", &[l.len()], &bytes))?;
                         index.labels.push(name(&out));
                     }
                 } else {
-                    let out = a.dst.join(format!("data-{k:06}.h5"));
+                    let out = a.dst.join(shard_name("data", part, k, "h5"));
                     let px = if is_f32 {
                         Pixels::F32(&f32s)
                     } else {
@@ -377,44 +412,58 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     };
                     atomic(&out, |tmp| crate::hdf5_out::save(tmp, px, shape, lab))?;
                     index.shards.push(name(&out));
-                    index.images_key = Some("images".into());
-                    index.labels_key = labelled.then(|| "labels".into());
                 }
             }
         }
+        index.shard_samples.push(range.len());
         shards += 1;
     }
     progress.finish();
-    if a.to != ConvertTo::Folder && n > 0 {
-        // `stoker::source::open(DST)` finds the shards and labels through it.
+    if a.to != ConvertTo::Folder && (n > 0 || part.is_some()) {
+        // `stoker::source::open(DST)` finds the shards and labels through it. A part writes
+        // its index even when it has no samples: the data set waits for every part's.
         index.write(&a.dst)?;
     }
     let secs = progress.elapsed();
     let mut verified = None;
-    if a.verify {
-        let out = crate::open::open(&a.dst, None, "images")?;
-        if out.len() != n {
-            return Err(Error::format(
-                &a.dst,
-                format!("verify: {} samples written, {n} read back", out.len()),
-            ));
-        }
-        // A folder re-reads in class-folder order: map each written sample back by its name.
-        let mut order: Vec<usize> = (0..n).collect();
-        if a.to == ConvertTo::Folder {
-            for (j, slot) in order.iter_mut().enumerate() {
+    if a.verify && n > 0 {
+        // A part reads back its own shards (the other parts may not have finished); a folder
+        // holds every part's files, of which only this part's are compared.
+        let out = match part {
+            Some(_) if a.to != ConvertTo::Folder => {
+                stoker::source::open_index(&a.dst, &index, &OpenOptions::new())?
+            }
+            _ => crate::open::open(&a.dst, None, "images")?,
+        };
+        // (written sample j, source sample i) pairs: a folder re-reads in class-folder order,
+        // so each written sample maps back by its name.
+        let pairs: Vec<(usize, usize)> = if a.to == ConvertTo::Folder {
+            let mut pairs = Vec::with_capacity(n);
+            for j in 0..out.len() {
                 let p = out.path(j).unwrap_or(Path::new(""));
-                *slot = p
+                let i = p
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .and_then(|s| s.parse().ok())
-                    .filter(|&i: &usize| i < n)
+                    .filter(|&i: &usize| i < src.len())
                     .ok_or_else(|| Error::format(p, "verify: unexpected file"))?;
+                if mine.contains(&i) {
+                    pairs.push((j, i));
+                }
             }
+            pairs
+        } else {
+            (0..out.len()).map(|j| (j, mine.start + j)).collect()
+        };
+        if pairs.len() != n {
+            return Err(Error::format(
+                &a.dst,
+                format!("verify: {n} samples written, {} read back", pairs.len()),
+            ));
         }
         let (mut dec, mut buf) = (Decoder::new()?, Vec::new());
         let (mut dec2, mut buf2) = (Decoder::new()?, Vec::new());
-        for (j, &i) in order.iter().enumerate() {
+        for &(j, i) in &pairs {
             let a_item = src.get(i, &mut buf)?;
             let b_item = out.get(j, &mut buf2)?;
             let la = a_item.label;
@@ -447,6 +496,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
             }
         }
         verified = Some(n);
+    } else if a.verify {
+        verified = Some(0);
     }
     let pattern = a.dst.display().to_string();
     if a.json {
@@ -458,6 +509,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
             samples_per_s: n as f64 / secs.max(1e-9),
             verified,
             output: pattern,
+            part,
         });
     }
     let verified = verified.map_or(String::new(), |n| format!(", verified {n}"));
@@ -466,8 +518,9 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     } else {
         format!("{shards} shards")
     };
+    let of = part.map_or(String::new(), |p| format!(" (part {p})"));
     println!(
-        "converted {n} samples into {into} in {secs:.2} s ({:.0} samples/s){verified}: {pattern}",
+        "converted {n} samples{of} into {into} in {secs:.2} s ({:.0} samples/s){verified}: {pattern}",
         n as f64 / secs.max(1e-9)
     );
     Ok(())

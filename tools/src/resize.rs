@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{Decoder, Filter, ImageFormat};
-use stoker::source::{TarWriter, write_npy};
+use stoker::source::{Index, OpenOptions, Part, Source, TarWriter, write_npy};
 use stoker::{Error, Pixels, Result};
 
+use crate::part::{ShardArg, clear_indexes, shard_name};
 use crate::progress::Progress;
 use stoker::source::{write_file as write_atomic, write_with};
 
@@ -102,11 +103,14 @@ pub struct ResizeArgs {
     /// Samples per tar / npy / hdf5 shard.
     #[arg(long, default_value_t = 1000)]
     pub shard_size: usize,
-    /// Process only part i of n (0-based) of the files, e.g. `--shard 3/8` in a job array;
-    /// the split is by a hash of each file's relative path, so it does not depend on the
-    /// machine or on the order files are listed.
-    #[arg(long, value_parser = parse_shard)]
-    pub shard: Option<(usize, usize)>,
+    /// Process only part i of n (0-based) of the files, e.g. `--shard 3/8`; `auto` in a Slurm
+    /// job array (`SLURM_ARRAY_TASK_ID`), `auto/N` in a Kubernetes indexed Job of N
+    /// completions (`JOB_COMPLETION_INDEX`). The split is by a hash of each file's relative
+    /// path, so it does not depend on the machine or on the order files are listed. With
+    /// --to tar/npy/hdf5 each part writes its own shards and index: DST opens as one data set
+    /// once every part has finished.
+    #[arg(long, value_parser = crate::part::parse_shard)]
+    pub shard: Option<ShardArg>,
     /// Write the bad inputs (path, tab, reason) to this file.
     #[arg(long)]
     pub errors: Option<PathBuf>,
@@ -127,16 +131,6 @@ pub struct ResizeArgs {
     /// Testing aid: sleep this long per image.
     #[arg(long, hide = true, default_value_t = 0)]
     pub delay_ms: u64,
-}
-
-fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
-    let bad = || format!("shard {s:?} is not i/n with 0 <= i < n");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    (i < n).then_some((i, n)).ok_or_else(bad)
 }
 
 /// FNV-1a: a stable hash of a relative path for `--shard`.
@@ -417,6 +411,9 @@ struct ResizeReport {
     bad: Vec<BadInput>,
     /// The --errors file, when bad inputs were listed in it.
     errors_file: Option<String>,
+    /// The part resized, with `--shard` (`{"index": i, "count": n}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<Part>,
 }
 
 /// Runs `stoker resize`.
@@ -453,15 +450,14 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             a.src.display()
         )));
     }
+    let part = a.shard.map(ShardArg::part).transpose()?;
     let all = list_images(&a.src)?;
     let labels_all = class_labels(&all);
     let (mut rel, mut labels) = (Vec::new(), Vec::new());
-    for (k, p) in all.iter().enumerate() {
-        let mine = a
-            .shard
-            .is_none_or(|(i, n)| fnv(p.as_os_str().as_encoded_bytes()) % n as u64 == i as u64);
-        if mine {
-            rel.push(p.clone());
+    for (k, file) in all.iter().enumerate() {
+        let hash = fnv(file.as_os_str().as_encoded_bytes());
+        if part.is_none_or(|p| hash % p.count as u64 == p.index as u64) {
+            rel.push(file.clone());
             labels.push(labels_all.as_ref().map(|l| l[k]));
         }
     }
@@ -575,15 +571,16 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     }
                     _ => (0, 0),
                 };
-                let part = match a.shard {
-                    Some((i, n)) if n > 1 => format!("{i:03}-of-{n:03}-"),
-                    _ => String::new(),
-                };
+                // The index is written last: none from an earlier run while this one writes.
+                clear_indexes(&a.dst, part)?;
                 let chunks: Vec<std::ops::Range<usize>> = (0..rel.len())
                     .step_by(a.shard_size)
                     .map(|s| s..(s + a.shard_size).min(rel.len()))
                     .collect();
-                let shard_path = |c: usize| a.dst.join(format!("{stem}-{part}{c:06}.{extn}"));
+                let shard_path = |c: usize| a.dst.join(shard_name(stem, part, c, extn));
+                let labels_path = |c: usize| a.dst.join(shard_name("labels", part, c, "npy"));
+                // Samples in each shard: the images that resized (bad inputs are left out).
+                let mut counts: Vec<Option<usize>> = vec![None; chunks.len()];
                 let todo: Vec<usize> = (0..chunks.len())
                     .filter(|&c| {
                         let srcs: Vec<PathBuf> =
@@ -615,7 +612,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                         let labelled = labels_all.is_some();
                         if a.to == To::Npy {
                             if labelled {
-                                let lp = a.dst.join(format!("labels-{part}{c:06}.npy"));
+                                let lp = labels_path(c);
                                 let b: Vec<u8> = lab.iter().flat_map(|v| v.to_le_bytes()).collect();
                                 write_atomic(&lp, |f| write_npy(f, "<i8", &[n_ok], &b))?;
                             }
@@ -650,11 +647,57 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                         })?;
                     }
                     written += n_ok;
+                    counts[c] = Some(n_ok);
                     for (j, r) in results.into_iter().enumerate() {
                         if let Err(m) = r {
                             bad.push((src_of(&rel[range.start + j]), m));
                         }
                     }
+                }
+                // The shards an earlier run finished: their samples, read back.
+                let mut index = Index::new(
+                    match a.to {
+                        To::Tar => "tar",
+                        To::Npy => "npy",
+                        _ => "hdf5",
+                    },
+                    0,
+                );
+                index.part = part;
+                let labelled = labels_all.is_some();
+                if format.is_none() {
+                    index.shape = Some([th, tw, 3]);
+                    index.dtype = Some("u8".into());
+                }
+                if a.to == To::Hdf5 {
+                    index.images_key = Some("images".into());
+                    index.labels_key = labelled.then(|| "labels".into());
+                }
+                let file = |p: PathBuf| {
+                    p.file_name()
+                        .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+                };
+                for (c, count) in counts.into_iter().enumerate() {
+                    let n = match count {
+                        Some(n) => n,
+                        None => stoker::source::open(shard_path(c), &OpenOptions::new())?.len(),
+                    };
+                    if n == 0 {
+                        // Every input of the shard was bad: nothing to list.
+                        continue;
+                    }
+                    index.samples += n;
+                    index.shard_samples.push(n);
+                    index.shards.push(file(shard_path(c)));
+                    if a.to == To::Npy && labelled {
+                        index.labels.push(file(labels_path(c)));
+                    }
+                }
+                if index.samples > 0 || part.is_some() {
+                    // `stoker::source::open(DST)` opens the shards through it. A part writes
+                    // its index even when it has no samples: the data set waits for every
+                    // part's.
+                    index.write(&a.dst)?;
                 }
             }
         }
@@ -694,6 +737,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                 .as_ref()
                 .filter(|_| !bad.is_empty())
                 .map(|p| p.display().to_string()),
+            part,
         });
     }
     if !bad.is_empty() {
@@ -755,10 +799,7 @@ mod tests {
     }
 
     #[test]
-    fn shard_arg_and_hash() {
-        assert_eq!(parse_shard("3/8"), Ok((3, 8)));
-        assert!(parse_shard("8/8").is_err());
-        assert!(parse_shard("x").is_err());
+    fn shard_hash() {
         assert_ne!(fnv(b"a/b.jpg"), fnv(b"a/c.jpg"));
         assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
     }

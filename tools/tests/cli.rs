@@ -453,3 +453,76 @@ fn ab_script_alternates_two_variants_and_gives_the_median_ratio() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_reports_the_rank_and_where_it_came_from() {
+    use common::{stderr, stoker_launched};
+    let bench = ["bench", "--json", "--epochs", "1", "--batch-size", "4"];
+    let run = |vars: &[(&str, &str)]| {
+        let out = stoker_launched(&bench, vars);
+        assert!(out.status.success(), "{vars:?}: {}", stderr(&out));
+        let j = json(&out);
+        (
+            j["rank"].as_u64().unwrap(),
+            j["world_size"].as_u64().unwrap(),
+            j["rank_source"].as_str().unwrap().to_string(),
+            j["samples"].as_u64().unwrap(),
+        )
+    };
+    let s = |t: &str| t.to_string();
+    // 32 fixture images: a rank of 2 sees 16 of them.
+    assert_eq!(run(&[]), (0, 1, s("none"), 32));
+    assert_eq!(
+        run(&[("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")]),
+        (1, 2, s("torchrun"), 16)
+    );
+    assert_eq!(
+        run(&[("PMI_RANK", "3"), ("PMI_SIZE", "4")]),
+        (3, 4, s("pmi"), 8)
+    );
+    assert_eq!(
+        run(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2")]),
+        (0, 2, s("openmpi"), 16)
+    );
+    let srun = [
+        ("SLURM_PROCID", "1"),
+        ("SLURM_NTASKS", "2"),
+        ("SLURM_LOCALID", "0"),
+        ("SLURM_STEP_ID", "0"),
+    ];
+    assert_eq!(run(&srun), (1, 2, s("slurm"), 16));
+    // torchrun started by srun: torchrun's rank, not the srun task's.
+    let mut both = srun.to_vec();
+    both.extend([("RANK", "3"), ("WORLD_SIZE", "4")]);
+    assert_eq!(run(&both), (3, 4, s("torchrun"), 8));
+
+    // The batch script of `sbatch --ntasks=4`, no srun: one process, the whole data set, and
+    // a warning that says so.
+    let batch = [
+        ("SLURM_PROCID", "0"),
+        ("SLURM_NTASKS", "4"),
+        ("SLURM_LOCALID", "0"),
+    ];
+    let out = stoker_launched(&bench, &batch);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = json(&out);
+    assert_eq!(
+        (&j["rank_source"], &j["world_size"]),
+        (&"none".into(), &1.into())
+    );
+    assert_eq!(j["samples"], 32);
+    let e = stderr(&out);
+    assert!(e.contains("SLURM_NTASKS=4") && e.contains("srun"), "{e}");
+
+    // A launcher's variables half set: a usage error naming the missing one.
+    let out = stoker_launched(&bench, &[("PMI_RANK", "1")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("PMI_RANK is set but PMI_SIZE is not"), "{e}");
+    let out = stoker_launched(&bench, &[("RANK", "2"), ("WORLD_SIZE", "2")]);
+    assert!(
+        stderr(&out).contains("RANK 2 must be < WORLD_SIZE 2"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -301,3 +301,106 @@ fn the_first_bad_sample_is_reported_whatever_the_workers() {
         );
     }
 }
+
+#[test]
+fn parts_run_in_sequence_open_as_the_unsharded_run() {
+    use common::{stderr, stoker_launched};
+    let dir = tempfile::tempdir().unwrap();
+    let want = digest("fixtures/photos-256x144", None);
+    for to in ["npy", "hdf5", "tar", "folder"] {
+        for n in [2usize, 3] {
+            let dst = dir.path().join(format!("{to}-{n}"));
+            let d = dst.to_str().unwrap();
+            let mut samples = 0;
+            for i in 0..n {
+                // i/n for the first part, a Slurm array task for the others.
+                let (shard, vars) = if i == 0 {
+                    (format!("0/{n}"), vec![])
+                } else {
+                    (
+                        "auto".to_string(),
+                        vec![
+                            ("SLURM_ARRAY_TASK_ID", i.to_string()),
+                            ("SLURM_ARRAY_TASK_COUNT", n.to_string()),
+                        ],
+                    )
+                };
+                let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                // What a killed run of this part left, and what part 0, running beside it,
+                // is writing: a part removes its own temporaries only.
+                let tmp = |k: usize| {
+                    let p = stoker::source::Part::new(k, n).unwrap();
+                    dst.join(format!(".shard-{}-000000.tar.stoker-tmp", p.tag()))
+                };
+                if i == 1 {
+                    std::fs::write(tmp(0), b"part 0 at work").unwrap();
+                    std::fs::write(tmp(1), b"left by a killed run").unwrap();
+                }
+                let out = stoker_launched(
+                    &[
+                        "convert",
+                        "fixtures/photos-256x144",
+                        d,
+                        "--to",
+                        to,
+                        "--shard-size",
+                        "5",
+                        "--shard",
+                        &shard,
+                        "--verify",
+                        "--json",
+                        "--quiet",
+                    ],
+                    &vars,
+                );
+                assert!(out.status.success(), "{to} {i}/{n}: {}", stderr(&out));
+                if i == 1 {
+                    assert!(
+                        tmp(0).exists(),
+                        "{to} {n}: part 1 removed part 0's temporary"
+                    );
+                    assert!(
+                        !tmp(1).exists(),
+                        "{to} {n}: its own leftover is still there"
+                    );
+                    std::fs::remove_file(tmp(0)).unwrap();
+                }
+                let j = common::json(&out);
+                assert_eq!(j["part"], serde_json::json!({"index": i, "count": n}));
+                assert_eq!(j["verified"], j["samples"]);
+                samples += j["samples"].as_u64().unwrap();
+                if to != "folder" && i + 1 < n {
+                    let e = stoker::source::open(&dst, &stoker::source::OpenOptions::new())
+                        .unwrap_err();
+                    let name = format!("stoker.part-{:04}-of-{n:04}.json", n - 1);
+                    assert!(e.to_string().contains(&name), "{to} {i}/{n}: {e}");
+                }
+            }
+            assert_eq!(samples, 32, "{to} {n}");
+            // The parts in order are the samples in order: the same batches as the folder.
+            assert_eq!(digest(d, None), want, "{to} in {n} parts");
+            if to != "folder" {
+                let index = stoker::source::Index::read(&dst).unwrap().unwrap();
+                assert_eq!(index.samples, 32);
+                assert_eq!(index.shard_samples.iter().sum::<usize>(), 32);
+                assert_eq!(index.shard_samples.len(), index.shards.len());
+                assert!(!dst.join("stoker.json").exists());
+                // The same directory converted again as a whole: its stoker.json replaces the
+                // parts' indexes.
+                stoker(&[
+                    "convert",
+                    "fixtures/photos-256x144",
+                    d,
+                    "--to",
+                    to,
+                    "--shard-size",
+                    "5",
+                    "--quiet",
+                ]);
+                assert!(dst.join("stoker.json").exists());
+                assert!(stoker::source::Part::files_in(&dst).unwrap().is_empty());
+                assert_eq!(digest(d, None), want, "{to} whole after parts");
+            }
+        }
+    }
+}

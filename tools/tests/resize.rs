@@ -263,7 +263,13 @@ fn to_tar_gives_the_same_images_and_labels_as_to_folder() {
     ]
     .concat()));
     assert!(text.contains("resized 32 images"), "{text}");
-    assert_eq!(files(&tar).len(), 4);
+    // 4 shards and the index that lists them with their sample counts.
+    assert_eq!(files(&tar).len(), 5);
+    let index = stoker::source::Index::read(&tar).unwrap().unwrap();
+    assert_eq!((index.format.as_str(), index.samples), ("tar", 32));
+    assert_eq!(index.shard_samples, [10, 10, 10, 2]);
+    let opened = stoker::source::open(&tar, &stoker::source::OpenOptions::new()).unwrap();
+    assert_eq!(opened.len(), 32);
     let t = TarSource::glob(tar.join("shard-*.tar").to_str().unwrap()).unwrap();
     assert_eq!(t.len(), inputs.len());
     let mut buf = Vec::new();
@@ -473,4 +479,119 @@ fn decode_only_at_the_stored_size_or_at_the_resize_scale() {
         "--quiet",
     ]));
     assert!(resized["decoded_pixels"].is_null(), "{resized}");
+}
+
+/// Every sample of the data set in `dir` (opened as `stoker::source::open` opens it) as
+/// (label, encoded bytes or pixels), sorted: the data set's samples whatever their order.
+fn samples_of(dir: &Path) -> Vec<(Option<i64>, Vec<u8>)> {
+    let src = stoker::source::open(dir, &stoker::source::OpenOptions::new())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut buf = Vec::new();
+    let mut out: Vec<_> = (0..src.len())
+        .map(|i| {
+            let item = src.get(i, &mut buf).unwrap();
+            let bytes = match item.raw {
+                Raw::Encoded(b) => b.to_vec(),
+                Raw::Pixels(v) => match v.pixels {
+                    stoker::Pixels::U8(p) => p.to_vec(),
+                    stoker::Pixels::F32(_) => panic!("u8 pixels"),
+                },
+            };
+            (item.label, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn parts_run_in_sequence_open_as_the_unsharded_data_set() {
+    use common::{stderr, stoker_launched};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let inputs = make_src(&src);
+    let s = src.to_str().unwrap();
+    let common = [
+        "--size",
+        "64x36",
+        "--format",
+        "png",
+        "--shard-size",
+        "5",
+        "--quiet",
+    ];
+    for to in ["tar", "npy", "hdf5"] {
+        let whole = dir.path().join(format!("{to}-whole"));
+        run(&[
+            &["resize", s, whole.to_str().unwrap(), "--to", to][..],
+            &common,
+        ]
+        .concat());
+        let want = samples_of(&whole);
+        assert_eq!(want.len(), inputs.len());
+        for n in [2usize, 3] {
+            let dst = dir.path().join(format!("{to}-{n}"));
+            let d = dst.to_str().unwrap();
+            for i in 0..n {
+                // Part i of n from each spelling: i/n, a Slurm array task (IDs from 1), a
+                // pod of a Kubernetes indexed Job.
+                let (shard, vars): (String, Vec<(&str, String)>) = match i {
+                    0 => (format!("{i}/{n}"), vec![]),
+                    1 => (
+                        "auto".into(),
+                        vec![
+                            ("SLURM_ARRAY_TASK_ID", (i + 1).to_string()),
+                            ("SLURM_ARRAY_TASK_MIN", "1".into()),
+                            ("SLURM_ARRAY_TASK_MAX", n.to_string()),
+                            ("SLURM_ARRAY_TASK_COUNT", n.to_string()),
+                        ],
+                    ),
+                    _ => (
+                        format!("auto/{n}"),
+                        vec![("JOB_COMPLETION_INDEX", i.to_string())],
+                    ),
+                };
+                let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let args = [
+                    &["resize", s, d, "--to", to, "--shard", &shard][..],
+                    &common,
+                ]
+                .concat();
+                let out = stoker_launched(&args, &vars);
+                assert!(out.status.success(), "{args:?} {vars:?}: {}", stderr(&out));
+                if i + 1 < n {
+                    // Not every part is there yet: opening it names the missing ones.
+                    let e = stoker::source::open(&dst, &stoker::source::OpenOptions::new())
+                        .unwrap_err();
+                    let msg = e.to_string();
+                    for k in i + 1..n {
+                        let name = format!("stoker.part-{k:04}-of-{n:04}.json");
+                        assert!(msg.contains(&name), "{to} {i}/{n}: {msg}");
+                    }
+                    assert!(!msg.contains(&format!("part-{i:04}-of")), "{msg}");
+                }
+            }
+            assert_eq!(samples_of(&dst), want, "{to} in {n} parts");
+            let names = files(&dst);
+            assert!(!names.contains(&"stoker.json".to_string()), "{names:?}");
+            let parts = names
+                .iter()
+                .filter(|f| f.starts_with("stoker.part-"))
+                .count();
+            assert_eq!(parts, n, "{names:?}");
+            // A rerun of one part resumes: its shards are done, and its index is written again.
+            let again = run(&[
+                &["resize", s, d, "--to", to, "--shard", &format!("0/{n}")][..],
+                &common,
+            ]
+            .concat());
+            assert!(stdout(&again).contains(" 0 failed"), "{}", stdout(&again));
+            assert!(
+                !stdout(&again).contains(" 0 already done"),
+                "{}",
+                stdout(&again)
+            );
+            assert_eq!(samples_of(&dst), want, "{to} in {n} parts, part 0 rerun");
+        }
+    }
 }

@@ -339,6 +339,10 @@ struct DeviceReport {
     samples: u64,
     workers: usize,
     batch_size: usize,
+    /// As in `stoker bench --json`: this process's rank, the world size, where they came from.
+    rank: usize,
+    world_size: usize,
+    rank_source: stoker::launch::RankSource,
     #[serde(flatten)]
     step: StepReport,
 }
@@ -472,6 +476,9 @@ pub fn bench(a: &BenchArgs, g: Gpu) -> Result<()> {
             samples: pass.samples,
             workers: loader.num_workers(),
             batch_size: bs,
+            rank: loader.sampler().rank(),
+            world_size: loader.sampler().world_size(),
+            rank_source: loader.sampler().rank_source(),
             step: StepReport::new(step_alone_ms, &f, &v, pass.wall, pass.host_wait),
         });
     }

@@ -13,6 +13,7 @@ use stoker::augment::Augment;
 use stoker::batch::Allocator;
 use stoker::decode::DecodePolicy;
 use stoker::digest::Digest;
+use stoker::launch::RankSource;
 use stoker::source::{AnySource, Source};
 use stoker::{DType, ErrorKind, Layout, Loader, OnError, SkipBound};
 
@@ -316,6 +317,15 @@ pub fn print_loader(loader: &BenchLoader, description: &str, layout: Layout) {
         spec.channels,
         loader.allocator_name()
     );
+    let s = loader.sampler();
+    if s.rank_source() != RankSource::None {
+        println!(
+            "rank: {} of {} (from {})",
+            s.rank(),
+            s.world_size(),
+            s.rank_source()
+        );
+    }
 }
 
 /// CPU ms per image in each stage of a loader's run.
@@ -367,6 +377,11 @@ struct BenchReport {
     consumer_wait_s: f64,
     cpu: cpu::CpuReport,
     memory: String,
+    /// This process's rank and the world size, and where they came from: `"torchrun"`,
+    /// `"pmi"`, `"openmpi"`, `"slurm"` (a launcher's variables), `"none"` (rank 0 of 1).
+    rank: usize,
+    world_size: usize,
+    rank_source: RankSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
     #[serde(flatten)]
@@ -520,6 +535,9 @@ pub fn run(a: BenchArgs) -> stoker::Result<()> {
             consumer_wait_s: st.consumer_wait.as_secs_f64(),
             cpu,
             memory: loader.allocator_name().to_string(),
+            rank: loader.sampler().rank(),
+            world_size: loader.sampler().world_size(),
+            rank_source: loader.sampler().rank_source(),
             digest: digest.as_ref().map(Digest::hex),
             step,
         });
@@ -642,6 +660,9 @@ mod tests {
             consumer_wait_s: 0.1,
             cpu: cpu::CpuReport::new(None).unwrap(),
             memory: "aligned".into(),
+            rank: 1,
+            world_size: 2,
+            rank_source: RankSource::Slurm,
             digest,
             step,
         };
@@ -652,6 +673,10 @@ mod tests {
     fn bench_report_has_the_step_fields_only_with_a_step() {
         let j = report(None, None);
         assert_eq!(j["samples"], 64);
+        assert_eq!(
+            (&j["rank"], &j["world_size"], &j["rank_source"]),
+            (&1.into(), &2.into(), &"slurm".into())
+        );
         assert_eq!(j["stage_ms_per_image"]["decode"], 0.0);
         assert!(
             j.get("digest").is_none() && j.get("verdict").is_none(),
