@@ -1,0 +1,1 @@
+//! Nothing: this package holds the `instructions` bench (`benches/instructions.rs`).
