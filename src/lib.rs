@@ -68,3 +68,30 @@ pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
 pub use source::Hdf5Source;
 pub use source::{ImageFolder, NpySource, TarSource};
 pub use stats::{DecodeWarning, Stats};
+
+/// The Rust blocks of the README and of the guide under `docs/`, compiled and run as doc tests
+/// (from the repository's root, on the fixtures). A chapter whose blocks need a feature is
+/// compiled with it; `tests/docs.rs` checks that every chapter with a Rust block is listed here.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+    #[doc = include_str!("../docs/getting-started.md")]
+    mod getting_started {}
+    #[cfg(feature = "hdf5")]
+    #[doc = include_str!("../docs/data.md")]
+    mod data {}
+    #[doc = include_str!("../docs/augmentation.md")]
+    mod augmentation {}
+    #[doc = include_str!("../docs/bad-data.md")]
+    mod bad_data {}
+    #[cfg(feature = "burn")]
+    #[doc = include_str!("../docs/burn.md")]
+    mod burn {}
+    #[cfg(feature = "candle")]
+    #[doc = include_str!("../docs/candle.md")]
+    mod candle {}
+    #[cfg(feature = "cuda")]
+    #[doc = include_str!("../docs/gpu.md")]
+    mod gpu {}
+}

@@ -1,6 +1,6 @@
-"""Every ```python block of docs/python.md (and of the README) runs as it is: each in a fresh
-interpreter, from a folder whose `data/train` is 320 copies of the fixture photographs (4
-classes), so a batch of 256 fits. A block whose first line is `# needs: gpu` or
+"""Every ```python block of the README and of every chapter of the guide (docs/*.md) runs as it
+is: each in a fresh interpreter, from a folder whose `data/train` is 320 copies of the fixture
+photographs (4 classes), so a batch of 256 fits. A block whose first line is `# needs: gpu` or
 `# needs: cluster` is skipped: no GPU or cluster is available to the tests."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PHOTOS, ROOT
 
-DOCS = [ROOT / "docs" / "python.md", ROOT / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NEEDS = re.compile(r"#\s*needs:\s*(\w+)")
 # Generous: torch's import alone takes seconds on a busy 2-core machine.
 TIMEOUT = 600
@@ -46,6 +46,9 @@ BLOCKS = [(doc, line, code) for doc in DOCS for line, code in python_blocks(doc)
 def test_the_chapter_has_its_blocks():
     chapter = [b for b in BLOCKS if b[0].name == "python.md"]
     assert len(chapter) >= 10, len(chapter)
+    # The README's loop and the getting-started chapter's are run too.
+    for name in ("README.md", "getting-started.md"):
+        assert any(b[0].name == name for b in BLOCKS), name
     for doc, line, code in BLOCKS:
         first = code.splitlines()[0]
         m = NEEDS.match(first)
