@@ -17,7 +17,7 @@
 //!
 //! **No AVX-512 here.** Valgrind does not emulate AVX-512 and hides it from CPUID: under it
 //! `SimdLevel::detect()` is at most `Avx2`, and the AVX-512 kernels (with their VBMI variants)
-//! cannot run. They rely on A/B runs with `tools/ab.sh` instead (README, "Performance").
+//! cannot run. They rely on A/B runs with `tools/ab.sh` instead (docs/performance.md).
 //!
 //! Run `tools/iai-baseline.sh`: it runs this bench (valgrind and `gungraun-runner` 0.20.0
 //! needed: `cargo install gungraun-runner --version 0.20.0 --locked`) and fails when a count
