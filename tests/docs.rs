@@ -162,7 +162,11 @@ fn links(text: &str) -> Vec<(usize, String)> {
 fn dead_links(doc: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(doc).unwrap();
     let dir = doc.parent().unwrap();
-    let name = doc.strip_prefix(root()).unwrap_or(doc).display().to_string();
+    let name = doc
+        .strip_prefix(root())
+        .unwrap_or(doc)
+        .display()
+        .to_string();
     let mut dead = Vec::new();
     for (line, target) in links(&text) {
         if target.is_empty()
@@ -195,7 +199,9 @@ fn dead_links(doc: &Path) -> Vec<String> {
                 dead.push(format!("{name}:{line}: `{target}`: no such heading"));
             }
         } else if !(anchor.starts_with('L') && anchor[1..].chars().all(|c| c.is_ascii_digit())) {
-            dead.push(format!("{name}:{line}: `{target}`: an anchor into a non-Markdown file"));
+            dead.push(format!(
+                "{name}:{line}: `{target}`: an anchor into a non-Markdown file"
+            ));
         }
     }
     dead
@@ -228,12 +234,16 @@ fn slugs_follow_githubs_rules() {
     );
     assert_eq!(slug_of("See [the guide](docs/README.md)"), "see-the-guide");
     assert_eq!(slug_of("`chunks=(1, H, W, C)` ÷ NPY"), "chunks1-h-w-c--npy");
-    assert_eq!(slug_of("A/B record of 2026-12-07"), "ab-record-of-2026-12-07");
+    assert_eq!(
+        slug_of("A/B record of 2026-12-07"),
+        "ab-record-of-2026-12-07"
+    );
 }
 
 #[test]
 fn repeated_headings_and_html_anchors() {
-    let text = "# Figures\n\n```sh\n# not a heading\n```\n## Figures\n### Figures\n<a id=\"x-y\"></a>\n";
+    let text =
+        "# Figures\n\n```sh\n# not a heading\n```\n## Figures\n### Figures\n<a id=\"x-y\"></a>\n";
     let a = anchors(text);
     let want: BTreeSet<String> = ["figures", "figures-1", "figures-2", "x-y"]
         .into_iter()
@@ -295,9 +305,7 @@ fn the_table_of_contents_reaches_every_chapter() {
     assert!(missing.is_empty(), "not in docs/README.md: {missing:?}");
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(
-        links(&readme)
-            .iter()
-            .any(|(_, t)| t == "docs/README.md"),
+        links(&readme).iter().any(|(_, t)| t == "docs/README.md"),
         "the README does not link the guide's table of contents"
     );
 }
@@ -318,7 +326,10 @@ fn every_rust_block_is_compiled_as_a_doc_test() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(ignored.is_empty(), "`rust,ignore` blocks are never compiled: {ignored:?}");
+    assert!(
+        ignored.is_empty(),
+        "`rust,ignore` blocks are never compiled: {ignored:?}"
+    );
     let missing: Vec<String> = documents()
         .iter()
         .filter(|d| {
