@@ -37,6 +37,17 @@ use rest::Rest;
 pub use shards::Order;
 use shards::{ShardLayout, ShardOrder};
 
+/// Positions of each rank's order when the epoch of merged `checkpoint` resumes at `world`
+/// ranks.
+#[cfg_attr(not(feature = "burn"), allow(dead_code))]
+pub(crate) fn per_rank_after(checkpoint: &Checkpoint, world: usize) -> usize {
+    checkpoint::per_rank(
+        checkpoint.remaining() as usize,
+        world,
+        checkpoint.order.partition,
+    )
+}
+
 /// How ranks are evened out when the data set does not divide by the world size.
 ///
 /// ```

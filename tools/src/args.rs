@@ -122,3 +122,9 @@ mod tests {
         assert!(parse_normalize("coco").unwrap_err().contains("\"coco\""));
     }
 }
+
+/// An order mode: `global` or `shards:K`.
+pub fn parse_order(s: &str) -> Result<stoker::sampler::Order, String> {
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
+}
