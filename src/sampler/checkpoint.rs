@@ -408,7 +408,7 @@ fn layout_consumed(
         let (a, b) = (ir.start, ir.end);
         rest.ranges(a.min(k) as usize, b.min(k) as usize, &mut out);
         for i in a.max(k)..b {
-            let p = ((i - k) % n as u64) as u64;
+            let p = (i - k) % n as u64;
             out.push(p..p + 1);
         }
     }
@@ -416,6 +416,7 @@ fn layout_consumed(
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // ranges are the values here
 mod tests {
     use super::*;
 

@@ -114,6 +114,7 @@ impl Rest {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // ranges are the values here
 mod tests {
     use super::*;
 
@@ -138,7 +139,9 @@ mod tests {
 
     #[test]
     fn rest_rejects_bad_ranges() {
-        for bad in [vec![3..2], vec![0..2, 1..4], vec![0..2, 2..4], vec![0..13]] {
+        #[allow(clippy::reversed_empty_ranges)] // a reversed range is one of the bad inputs
+        let bads = [vec![3..2], vec![0..2, 1..4], vec![0..2, 2..4], vec![0..13]];
+        for bad in bads {
             let e = Rest::new(12, &bad).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Usage, "{bad:?}");
         }
