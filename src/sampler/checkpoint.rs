@@ -1,37 +1,5 @@
 //! [`Checkpoint`]: what an epoch consumed, in global terms, so that it resumes at any world
 //! size (elastic resume).
-//!
-//! An epoch's *global order* is its permutation of the data set (`0..len`, or the
-//! shard-aware order): it does not depend on the world size. The world size only decides how
-//! it is dealt out: rank `r` of `N` takes global positions `r, r + N, r + 2N, ...`. So a
-//! checkpoint states which **global positions** were consumed, and a resume at `M` ranks deals
-//! out exactly the positions no rank consumed, `M` ways.
-//!
-//! - Each rank saves its part ([`Loader::checkpoint`](crate::Loader::checkpoint)): its rank,
-//!   the world size and its position (positions count what a rank *consumed*, skipped
-//!   samples included, not what it delivered).
-//! - The trainer gathers the parts (an all-gather of one small JSON object per rank) and
-//!   [`Checkpoint::merge`] turns them into one checkpoint of consumed global ranges. When every
-//!   rank is known to be at the same position (no skip policy), one rank's part is enough:
-//!   [`Checkpoint::every_rank_alike`]; the consumed set is then one range `0..position * N`.
-//! - [`Loader::resume`](crate::Loader::resume) takes a merged checkpoint at any world size.
-//!
-//! # The rest of an epoch
-//! The positions of the global order `0..len` that are in no consumed range, in their order.
-//! A resumed epoch deals them out as a fresh epoch deals out `0..len`: the `i`-th position
-//! left goes to rank `i % M`, at its position `i / M`. Then, with `k` positions left:
-//! - **[`Partition::Pad`](crate::Partition::Pad)**: every rank gets `ceil(k / M)` positions;
-//!   the `ceil(k / M) * M - k` positions past the rest repeat the epoch's global order from
-//!   its start (position 0, 1, ...), as an uninterrupted padded epoch does. A padded position
-//!   consumes that global position again (it was consumed before).
-//! - **[`Partition::Drop`](crate::Partition::Drop)**: every rank gets `floor(k / M)`
-//!   positions; the last `k % M` positions of the rest are not seen in this epoch.
-//!
-//! With nothing consumed this is exactly an uninterrupted epoch, and a checkpoint taken at
-//! `N` ranks that all stood at position `c` resumes at `N` ranks bit-identically to
-//! `epoch_from(e, c)`. Positions a rank left unconsumed because `drop_last` dropped its last
-//! partial batch are not consumed: a later resume deals them out again. A checkpoint taken
-//! during a resumed epoch carries the consumed ranges it resumed from, so resumes chain.
 
 use std::ops::Range;
 
@@ -83,8 +51,45 @@ pub struct RankProgress {
     pub position: u64,
 }
 
-/// What an epoch consumed, in global terms: see the [module docs](self).
+/// What an epoch consumed, in global terms, so that it resumes at any world size (elastic
+/// resume).
 ///
+/// An epoch's *global order* is its permutation of the data set (`0..len`, or the
+/// shard-aware order): it does not depend on the world size. The world size only decides how
+/// it is dealt out: rank `r` of `N` takes global positions `r, r + N, r + 2N, ...`. So a
+/// checkpoint states which **global positions** were consumed, and a resume at `M` ranks deals
+/// out exactly the positions no rank consumed, `M` ways.
+///
+/// - Each rank saves its part ([`Loader::checkpoint`](crate::Loader::checkpoint)): its rank,
+///   the world size and its position (positions count what a rank *consumed*, skipped
+///   samples included, not what it delivered).
+/// - The trainer gathers the parts (an all-gather of one small JSON object per rank) and
+///   [`Checkpoint::merge`] turns them into one checkpoint of consumed global ranges. When every
+///   rank is known to be at the same position (no skip policy), one rank's part is enough:
+///   [`Checkpoint::every_rank_alike`]; the consumed set is then one range `0..position * N`.
+/// - [`Loader::resume`](crate::Loader::resume) takes a merged checkpoint at any world size.
+///
+/// # The rest of an epoch
+/// The positions of the global order `0..len` that are in no consumed range, in their order.
+/// A resumed epoch deals them out as a fresh epoch deals out `0..len`: the `i`-th position
+/// left goes to rank `i % M`, at its position `i / M`. Then, with `k` positions left:
+/// - **[`Partition::Pad`](crate::Partition::Pad)**: every rank gets `ceil(k / M)` positions;
+///   the `ceil(k / M) * M - k` positions past the rest repeat the epoch's global order from
+///   its start (position 0, 1, ...), as an uninterrupted padded epoch does. A padded position
+///   consumes that global position again (it was consumed before).
+/// - **[`Partition::Drop`](crate::Partition::Drop)**: every rank gets `floor(k / M)`
+///   positions; the last `k % M` positions of the rest are not seen in this epoch.
+///
+/// Under [`OnError::Skip`](crate::OnError::Skip), positions, not delivered samples, are
+/// what is consumed: a skipped sample is not dealt out again.
+///
+/// With nothing consumed this is exactly an uninterrupted epoch, and a checkpoint taken at
+/// `N` ranks that all stood at position `c` resumes at `N` ranks bit-identically to
+/// `epoch_from(e, c)`. Positions a rank left unconsumed because `drop_last` dropped its last
+/// partial batch are not consumed: a later resume deals them out again. A checkpoint taken
+/// during a resumed epoch carries the consumed ranges it resumed from, so resumes chain.
+///
+/// # Parts and merged checkpoints
 /// A checkpoint is a *part* while it holds ranks' positions ([`ranks`](Self::ranks), what
 /// [`Loader::checkpoint`](crate::Loader::checkpoint) gives), and *merged* when they have
 /// been turned into consumed global ranges ([`merge`](Self::merge)): only a merged one can be

@@ -162,8 +162,8 @@ impl Sampler {
     /// Makes `epoch` the rest of that epoch after the global positions `consumed` (sorted,
     /// disjoint, non-adjacent ranges of the epoch's global order, as a merged
     /// [`Checkpoint`] holds them): the positions left are dealt out across this sampler's
-    /// ranks as a fresh epoch's are (see [`Checkpoint`]'s module docs for what the rest is
-    /// under each [`Partition`]). Other epochs are unchanged. A usage error when the ranges
+    /// ranks as a fresh epoch's are (see [`Checkpoint`] for what the rest is under each
+    /// [`Partition`]). Other epochs are unchanged. A usage error when the ranges
     /// are not sorted and disjoint or reach past the data set.
     ///
     /// ```
