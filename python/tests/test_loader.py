@@ -167,13 +167,16 @@ def test_augment_spec_object_and_keras_names():
 
 
 def _consume(loader, batches):
-    seen = []
+    """The samples of the first ``batches`` batches, and the state_dict after them (taken
+    inside the loop: breaking out cancels the epoch)."""
+    seen, state = [], loader.state_dict()
     for b in loader.batches():
         seen.extend(b.indices)
+        state = loader.state_dict()
         batches -= 1
         if batches == 0:
             break
-    return seen
+    return seen, state
 
 
 @pytest.mark.parametrize("partition", ["pad", "drop"])
@@ -183,8 +186,9 @@ def test_state_dicts_of_n_ranks_resume_at_m_ranks(partition, n, m):
     before, states = [], []
     for rank in range(n):
         loader = stoker.Loader(PHOTOS, rank=rank, world_size=n, **kw)
-        before += _consume(loader, 1 + rank % 2)  # ranks at different positions
-        states.append(loader.state_dict())
+        seen, state = _consume(loader, 1 + rank % 2)  # ranks at different positions
+        before += seen
+        states.append(state)
     merged = stoker.merge_state_dicts(states)
     after = []
     for rank in range(m):
@@ -209,8 +213,7 @@ def test_an_elastic_resume_checks_the_loader_and_the_ranks():
     states = []
     for rank in range(2):
         loader = stoker.Loader(PHOTOS, rank=rank, world_size=2, **kw)
-        _consume(loader, 1)
-        states.append(loader.state_dict())
+        states.append(_consume(loader, 1)[1])
     other = stoker.Loader(PHOTOS, rank=0, world_size=3, order="shards:2", **kw)
     with pytest.raises(stoker.UsageError, match="order global"):
         other.load_state_dict(states)
