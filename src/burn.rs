@@ -70,6 +70,7 @@ use burn_std::{AccessError, AccessPolicy, AllocationController};
 use crate::batch::Batch;
 use crate::loader::{Loader, LoaderBuilder};
 use crate::output::DType;
+use crate::sampler::{Checkpoint, RankProgress};
 use crate::source::Source;
 use crate::{Error, Result};
 
@@ -222,13 +223,42 @@ struct Part {
     whole: usize,
     total_workers: usize,
     loader: Mutex<Option<DynLoader>>,
-    /// The epoch and position the next `iter()` starts at.
-    cursor: Mutex<(u64, usize)>,
+    /// The epoch and position the next `iter()` starts at (`None`: the start of this part's
+    /// positions of that epoch).
+    cursor: Mutex<(u64, Option<usize>)>,
+    /// A checkpoint of the whole loader at position 0 of epoch 0: the fields every
+    /// checkpoint of this loader shares.
+    header: Checkpoint,
+    /// The merged checkpoint this part resumed from ([`BurnLoader::resume_from`]).
+    resumed: Mutex<Option<Arc<Checkpoint>>>,
 }
 
 impl Part {
-    fn lock_cursor(&self) -> MutexGuard<'_, (u64, usize)> {
+    fn lock_cursor(&self) -> MutexGuard<'_, (u64, Option<usize>)> {
         self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn resumed(&self) -> Option<Arc<Checkpoint>> {
+        self.resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// This part's positions of `epoch`: `range`, except in an epoch resumed from a
+    /// checkpoint, whose rank order is shorter: there the part takes the same share of it,
+    /// its bounds scaled by `len / whole` (so the slices of a rank still cover its order
+    /// exactly once).
+    fn range_in(&self, epoch: u64) -> Range<usize> {
+        match self.resumed() {
+            Some(cp) if cp.epoch == epoch && self.whole > 0 => {
+                let world = self.header.ranks[0].world_size;
+                let len = crate::sampler::per_rank_after(&cp, world);
+                let scale = |x: usize| (x as u128 * len as u128 / self.whole as u128) as usize;
+                scale(self.range.start)..scale(self.range.end)
+            }
+            _ => self.range.clone(),
+        }
     }
 }
 
@@ -270,6 +300,7 @@ impl BurnLoader {
         }
         let range = 0..loader.sampler().samples_per_rank();
         let workers = loader.num_workers();
+        let header = loader.checkpoint(0, 0);
         Ok(BurnLoader {
             part: Arc::new(Part {
                 template,
@@ -278,7 +309,9 @@ impl BurnLoader {
                 workers,
                 total_workers: workers,
                 loader: Mutex::new(Some(loader)),
-                cursor: Mutex::new((0, 0)),
+                cursor: Mutex::new((0, None)),
+                header,
+                resumed: Mutex::new(None),
             }),
             device: device.clone(),
         })
@@ -313,7 +346,7 @@ impl BurnLoader {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn set_epoch(&self, epoch: u64) {
-        *self.part.lock_cursor() = (epoch, self.part.range.start);
+        *self.part.lock_cursor() = (epoch, None);
     }
 
     /// Makes the next `iter()` yield `epoch` from epoch position `position` (a
@@ -334,14 +367,85 @@ impl BurnLoader {
     /// # Ok::<(), stoker::Error>(())
     /// ```
     pub fn resume(&self, epoch: u64, position: usize) -> Result<()> {
-        let r = &self.part.range;
+        let r = self.part.range_in(epoch);
         if !(r.start..=r.end).contains(&position) {
             return Err(Error::usage(format!(
                 "resume position {position} is outside this loader's positions {}..{}",
                 r.start, r.end
             )));
         }
-        *self.part.lock_cursor() = (epoch, position);
+        *self.part.lock_cursor() = (epoch, Some(position));
+        Ok(())
+    }
+
+    /// This loader's checkpoint part at position `position` of `epoch` (a
+    /// [`BurnBatch::next_position`]): positions `start..position` of its positions of that
+    /// epoch were consumed. Gather the parts of every rank and every slice (each device's
+    /// slice gives its own) and [`Checkpoint::merge`] them; the merged checkpoint resumes at
+    /// any world size ([`resume_from`](Self::resume_from), [`Loader::resume`]).
+    ///
+    /// ```
+    /// # use burn::{data::dataloader::DataLoader, tensor::Device};
+    /// # use stoker::{Checkpoint, Loader, burn::BurnLoader, source::NpySource};
+    /// # let source = || NpySource::glob("fixtures/npy/images-*.npy", Some("fixtures/npy/labels-*.npy"));
+    /// let loader = BurnLoader::new(Loader::builder(source()?).batch_size(4).shuffle(true), &Device::default())?;
+    /// let (a, b) = (loader.sliced(0, 16), loader.sliced(16, 32)); // two devices
+    /// let (pa, pb) = (a.iter().next().unwrap().unwrap(), b.iter().next().unwrap().unwrap());
+    /// let cp = Checkpoint::merge(&[a.checkpoint(0, pa.next_position), b.checkpoint(0, pb.next_position)])?;
+    /// assert_eq!(cp.remaining(), 32 - 8);
+    /// // Resume on one device: the 24 samples left.
+    /// let one = BurnLoader::new(Loader::builder(source()?).batch_size(4).shuffle(true), &Device::default())?;
+    /// one.resume_from(&cp)?;
+    /// assert_eq!(one.iter().map(|b| b.unwrap().indices.len()).sum::<usize>(), 24);
+    /// # Ok::<(), stoker::Error>(())
+    /// ```
+    pub fn checkpoint(&self, epoch: u64, position: usize) -> Checkpoint {
+        let positions = self.part.range_in(epoch);
+        let h = &self.part.header;
+        let consumed = match self.part.resumed() {
+            Some(cp) if cp.epoch == epoch => cp.consumed.clone(),
+            _ => Vec::new(),
+        };
+        Checkpoint {
+            epoch,
+            consumed,
+            ranks: vec![RankProgress {
+                position: position.clamp(positions.start, positions.end) as u64,
+                positions: positions.start as u64..positions.end as u64,
+                ..h.ranks[0].clone()
+            }],
+            ..h.clone()
+        }
+    }
+
+    /// Resumes from a merged `checkpoint` taken at any world size (of ranks, devices or
+    /// both): the next `iter()` yields the checkpoint's epoch, this loader's share of the
+    /// positions no rank consumed (see [`Checkpoint`]); the epochs after it are whole. The
+    /// slices made from this loader afterwards ([`slice`](DataLoader::slice), as burn's
+    /// multi-device split does) take their share of the rest in proportion to their share of
+    /// a whole epoch, so call it before handing the loader to burn. Fails as
+    /// [`Loader::resume`] does, and when this loader is iterating an epoch.
+    pub fn resume_from(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let mine = Checkpoint {
+            epoch: checkpoint.epoch,
+            ranks: Vec::new(),
+            ..self.part.header.clone()
+        };
+        checkpoint.check_resumable(&mine)?;
+        let mut guard = match self.part.loader.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                return Err(Error::usage(
+                    "this burn loader is iterating an epoch: drop that iterator first",
+                ));
+            }
+        };
+        if let Some(loader) = guard.as_mut() {
+            loader.resume(checkpoint)?;
+        }
+        *self.part.resumed.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(checkpoint.clone()));
+        *self.part.lock_cursor() = (checkpoint.epoch, None);
         Ok(())
     }
 
@@ -406,7 +510,9 @@ impl BurnLoader {
                 whole,
                 total_workers: total,
                 loader: Mutex::new(None),
-                cursor: Mutex::new((epoch, start)),
+                cursor: Mutex::new((epoch, None)),
+                header: self.part.header.clone(),
+                resumed: Mutex::new(self.part.resumed()),
             }),
             device: self.device.clone(),
         }
@@ -418,16 +524,20 @@ impl DataLoader<BurnBatch> for BurnLoader {
         let (epoch, start) = {
             let mut cursor = self.part.lock_cursor();
             let now = *cursor;
-            *cursor = (now.0 + 1, self.part.range.start);
+            *cursor = (now.0 + 1, None);
             now
         };
+        let range = self.part.range_in(epoch);
+        let start = start.unwrap_or(range.start);
+        let next = self.part.range_in(epoch + 1);
+        let resumed = self.part.resumed();
         let mut iter = BurnIter {
             guard: None,
             first_error: None,
             device: &self.device,
             epoch,
-            processed: start - self.part.range.start,
-            total: self.part.range.len(),
+            processed: start - range.start,
+            total: range.len(),
         };
         match self.part.loader.try_lock() {
             Ok(mut guard) => {
@@ -437,13 +547,23 @@ impl DataLoader<BurnBatch> for BurnLoader {
                         *guard = Some(l);
                     }),
                 };
+                // A checkpoint resumed from applies to its epoch (once per loader built).
+                let ready = ready.and_then(|()| match (&resumed, guard.as_mut()) {
+                    (Some(cp), Some(loader))
+                        if cp.epoch == epoch
+                            && loader.sampler().consumed_before(epoch)
+                                != cp.consumed.as_slice() =>
+                    {
+                        loader.resume(cp)
+                    }
+                    _ => Ok(()),
+                });
                 match ready {
                     Ok(()) => {
                         let loader = guard.as_mut().expect("built above");
-                        let range = &self.part.range;
                         iter.first_error = loader.begin(epoch, start, Some(range.end));
                         // After a resumed epoch, the next one starts at the slice's start.
-                        loader.set_next_pass(range.start, Some(range.end));
+                        loader.set_next_pass(next.start, Some(next.end));
                         iter.guard = Some(guard);
                     }
                     Err(e) => iter.first_error = Some(e),

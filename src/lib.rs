@@ -62,7 +62,7 @@ pub use gpu_convert::GpuConvert;
 pub use image::{ImageView, Pixels, YCbCrView};
 pub use loader::{Epoch, Loader, LoaderBuilder, OnError, SkipBound};
 pub use output::{DType, Layout, Normalize, OutputSpec};
-pub use sampler::{EpochIter, EpochOrder, Partition, Permutation, Sampler};
+pub use sampler::{Checkpoint, EpochIter, EpochOrder, Partition, Permutation, Sampler};
 #[cfg(feature = "hdf5")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hdf5")))]
 pub use source::Hdf5Source;

@@ -258,3 +258,78 @@ fn buffers_go_back_to_the_pool_when_burn_drops_the_tensors() {
             .is_some_and(|e| e.kind() == ErrorKind::PoolExhausted)
     }));
 }
+
+/// Elastic resume through burn: N ranks of D device slices each consume a few batches,
+/// their checkpoint parts merge, and M ranks of other slices yield the rest, once.
+#[test]
+fn a_checkpoint_of_n_ranks_of_slices_resumes_at_m_ranks() {
+    use stoker::{Checkpoint, Partition};
+    let device = Device::default();
+    let make = |rank: usize, world: usize, partition: Partition| {
+        let b = Loader::builder(npy())
+            .batch_size(3)
+            .shuffle(true)
+            .seed(11)
+            .num_workers(0)
+            .size(8, 4)
+            .partition(partition)
+            .distributed(rank, world);
+        BurnLoader::new(b, &device).unwrap()
+    };
+    let slices = |l: &BurnLoader, d: usize| -> Vec<BurnLoader> {
+        let n = l.num_items();
+        (0..d)
+            .map(|i| l.sliced(i * n / d, (i + 1) * n / d))
+            .collect()
+    };
+    for partition in [Partition::Pad, Partition::Drop] {
+        for n_ranks in 1..=8 {
+            for m_ranks in 1..=8 {
+                let ctx = format!("{partition:?} {n_ranks} -> {m_ranks}");
+                let mut before = Vec::new();
+                let mut parts = Vec::new();
+                for rank in 0..n_ranks {
+                    let whole = make(rank, n_ranks, partition);
+                    for (d, s) in slices(&whole, 2).iter().enumerate() {
+                        let mut position = s.positions().start;
+                        for b in s.iter().take((rank + d) % 3) {
+                            let b = b.unwrap();
+                            before.extend(b.indices);
+                            position = b.next_position;
+                        }
+                        parts.push(s.checkpoint(0, position));
+                    }
+                }
+                let cp = Checkpoint::merge(&parts).unwrap();
+                let k = cp.remaining() as usize;
+                let mut after = Vec::new();
+                for rank in 0..m_ranks {
+                    let whole = make(rank, m_ranks, partition);
+                    whole.resume_from(&cp).unwrap();
+                    for s in slices(&whole, 1 + rank % 3) {
+                        for b in s.iter() {
+                            let b = b.unwrap();
+                            assert_eq!(b.epoch, 0, "{ctx}");
+                            after.extend(b.indices);
+                        }
+                        assert_eq!(s.next_epoch(), 1, "{ctx}");
+                    }
+                }
+                let distinct_before: BTreeSet<usize> = before.iter().copied().collect();
+                assert_eq!(32 - distinct_before.len(), k, "{ctx}");
+                let all: Vec<usize> = [before, after.clone()].concat();
+                let distinct: BTreeSet<usize> = all.iter().copied().collect();
+                match partition {
+                    Partition::Drop => {
+                        assert_eq!(distinct.len(), all.len(), "{ctx}: a sample twice");
+                        assert_eq!(32 - all.len(), k % m_ranks, "{ctx}");
+                    }
+                    Partition::Pad => {
+                        assert_eq!(distinct.len(), 32, "{ctx}: a sample never seen");
+                        assert_eq!(after.len(), k.div_ceil(m_ranks) * m_ranks, "{ctx}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -15,10 +15,13 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 use stoker::decode::DecodePolicy;
+use stoker::sampler::Order;
 use stoker::source::{AnySource, OpenOptions, Source};
-use stoker::{DType, Error, ErrorKind, Layout, Loader, Normalize, OnError, Partition, SkipBound};
+use stoker::{
+    Checkpoint, DType, Error, ErrorKind, Layout, Loader, Normalize, OnError, Partition, SkipBound,
+};
 
 use crate::augment::Augment;
 use crate::batch::PyBatch;
@@ -99,6 +102,7 @@ impl Core {
         rank = None,
         world_size = None,
         partition = "pad",
+        order = "global",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -127,6 +131,7 @@ impl Core {
         rank: Option<usize>,
         world_size: Option<usize>,
         partition: &str,
+        order: &str,
     ) -> PyResult<Core> {
         let mut opts = OpenOptions::new();
         if let Some(l) = labels {
@@ -138,6 +143,7 @@ impl Core {
         let dtype: DType = parse(py, "dtype", dtype)?;
         let layout: Layout = parse(py, "layout", layout)?;
         let on_error: OnError = parse(py, "on_error", on_error)?;
+        let order: Order = parse(py, "order", order)?;
         let decode_policy = match decode_policy {
             "tolerant" => DecodePolicy::Tolerant,
             "strict" => DecodePolicy::Strict,
@@ -205,7 +211,8 @@ impl Core {
                     .on_error(on_error)
                     .decode_policy(decode_policy)
                     .drop_last(drop_last)
-                    .partition(partition);
+                    .partition(partition)
+                    .order(order);
                 if let Some((h, w)) = size {
                     b = b.size(w, h);
                 }
@@ -331,12 +338,16 @@ impl Core {
 
     /// The checkpoint: the epoch in progress and the position consumed so far, or, between
     /// epochs, the next epoch at position 0; with what shapes the order (seed, samples,
-    /// batch size, rank, world size, shuffle, drop_last), which `load_state_dict` checks.
+    /// batch size, rank, world size, shuffle, drop_last), which `load_state_dict` checks,
+    /// and `checkpoint`: this rank's part of a `stoker::Checkpoint` as JSON (what an elastic
+    /// resume merges).
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.lock(py)?;
         let (epoch, position) = s.current.unwrap_or((s.next_epoch, s.resume));
         let sampler = s.loader.sampler();
         let d = PyDict::new(py);
+        let part = s.loader.checkpoint(epoch, position);
+        d.set_item("checkpoint", to_json(py, &part)?)?;
         d.set_item("epoch", epoch)?;
         d.set_item("position", position)?;
         d.set_item("seed", self.seed)?;
@@ -349,9 +360,26 @@ impl Core {
         Ok(d)
     }
 
-    /// Resumes from a `state_dict`: the next iteration yields exactly the batches that would
-    /// have followed its position. A checkpoint of another data set, seed, batch size, rank
-    /// or world size is a usage error naming what differs.
+    /// Resumes from a merged checkpoint (JSON, from `merge_checkpoints`) taken at any world
+    /// size: the next iteration yields its epoch, this rank's share of the positions no rank
+    /// consumed. A checkpoint of another data set, seed or order is a usage error naming the
+    /// field.
+    fn load_checkpoint(&self, py: Python<'_>, checkpoint: &str) -> PyResult<()> {
+        let cp = from_json(py, checkpoint)?;
+        let mut s = self.lock(py)?;
+        if s.current.take().is_some() {
+            s.loader.end_epoch();
+        }
+        let st = &mut *s;
+        py.detach(|| st.loader.resume(&cp)).py(py)?;
+        s.next_epoch = cp.epoch;
+        s.resume = 0;
+        Ok(())
+    }
+
+    /// Resumes from a `state_dict` of this rank at this world size: the next iteration yields
+    /// exactly the batches that would have followed its position. A checkpoint of another
+    /// data set, seed, batch size, rank or world size is a usage error naming what differs.
     fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
         let mut s = self.lock(py)?;
         let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
@@ -391,6 +419,23 @@ impl Core {
         }
         let epoch: u64 = get("epoch")?.extract()?;
         let position: usize = get("position")?.extract()?;
+        // A state saved in an epoch that was itself resumed elastically: that epoch's order
+        // is the rest it resumed from.
+        if let Some(part) = state.get_item("checkpoint")? {
+            let part = from_json(py, &part.extract::<String>()?)?;
+            if part.epoch == epoch && !part.consumed.is_empty() {
+                let base = Checkpoint {
+                    ranks: Vec::new(),
+                    ..part
+                };
+                if s.current.take().is_some() {
+                    s.loader.end_epoch();
+                }
+                let st = &mut *s;
+                py.detach(|| st.loader.resume(&base)).py(py)?;
+            }
+        }
+        let sampler = s.loader.sampler();
         let len = sampler.epoch(epoch).len();
         if position > len {
             return Err(usage(
@@ -562,4 +607,23 @@ pub fn dtype_name(d: DType) -> &'static str {
         DType::BF16 => "bfloat16",
         DType::F32 => "float32",
     }
+}
+
+fn to_json(py: Python<'_>, v: &Checkpoint) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| usage(py, format!("checkpoint to json: {e}")))
+}
+
+fn from_json(py: Python<'_>, s: &str) -> PyResult<Checkpoint> {
+    serde_json::from_str(s).map_err(|e| usage(py, format!("not a stoker checkpoint: {e}")))
+}
+
+/// Merges the checkpoint parts (JSON, one per rank: `state_dict()["checkpoint"]` gathered
+/// from every rank) into one merged checkpoint (JSON) that resumes at any world size.
+#[pyfunction]
+pub fn merge_checkpoints(py: Python<'_>, parts: &Bound<'_, PyList>) -> PyResult<String> {
+    let parts: Vec<Checkpoint> = parts
+        .iter()
+        .map(|p| from_json(py, &p.extract::<String>()?))
+        .collect::<PyResult<_>>()?;
+    to_json(py, &Checkpoint::merge(&parts).py(py)?)
 }

@@ -24,7 +24,7 @@ from .errors import (
     StokerError,
     UsageError,
 )
-from .loader import Batch, Loader
+from .loader import Batch, Loader, merge_state_dicts
 from .plan import plan
 
 __version__: str = _stoker.__version__
@@ -49,5 +49,6 @@ __all__ = [
     "StokerError",
     "UsageError",
     "has_hdf5",
+    "merge_state_dicts",
     "plan",
 ]

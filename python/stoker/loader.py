@@ -18,7 +18,7 @@ from . import _stoker
 from .augment import Augment, resolve_augment
 from .errors import UsageError
 
-__all__ = ["Loader", "Batch"]
+__all__ = ["Loader", "Batch", "merge_state_dicts"]
 
 T = TypeVar("T")
 
@@ -127,6 +127,7 @@ class _Base(Generic[T]):
         max_skipped: int | float | str | None = None,
         drop_last: bool = False,
         partition: str = "pad",
+        order: str = "global",
         rank: int | None = None,
         world_size: int | None = None,
         labels: str | os.PathLike[str] | None = None,
@@ -177,6 +178,7 @@ class _Base(Generic[T]):
             rank=rank,
             world_size=world_size,
             partition=partition,
+            order=order,
         )
 
     def _check_dtype(self, dtype: str) -> None:
@@ -213,11 +215,31 @@ class _Base(Generic[T]):
 
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint: ``{"epoch", "position", ...}`` (the epoch in progress and the samples
-        consumed so far, or the next epoch between epochs)."""
+        consumed so far, or the next epoch between epochs), with ``"checkpoint"``, this rank's
+        part of the epoch's consumed positions in global terms (for an elastic resume)."""
         return self._core.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: the next iteration yields exactly the batches that would have followed."""
+    def load_state_dict(self, state: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
+        """Resume. A ``state_dict`` of this rank at this world size resumes exactly: the next
+        iteration yields the batches that would have followed. To resume at another world
+        size, pass the ``state_dict`` of every rank (a list, as ``all_gather_object`` gathers
+        it) or their ``merge_state_dicts``: the next iteration yields this rank's share of the
+        samples of the epoch that no rank consumed; every such sample is seen once across the
+        new ranks (see docs/scaling.md, "Elastic resume")."""
+        if not isinstance(state, dict):
+            state = merge_state_dicts(state)
+        if state.get("merged"):
+            self._core.load_checkpoint(state["checkpoint"])
+            return
+        if (state.get("rank"), state.get("world_size")) != (self.rank, self.world_size):
+            if state.get("world_size") == 1 and "checkpoint" in state:
+                self._core.load_checkpoint(merge_state_dicts([state])["checkpoint"])
+                return
+            raise UsageError(
+                f"this state_dict is of rank {state.get('rank')} of {state.get('world_size')} "
+                f"(this loader: rank {self.rank} of {self.world_size}): to resume at another "
+                "world size, pass every rank's state_dict (a list) or their merge_state_dicts"
+            )
         self._core.load_state_dict(state)
 
     def stats(self) -> dict[str, Any]:
@@ -299,3 +321,18 @@ class Loader(_Base[np.ndarray]):
             images = np.from_dlpack(batch.images())
         labels = batch.labels()
         return images, None if labels is None else np.from_dlpack(labels)
+
+
+def merge_state_dicts(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One checkpoint from the ``state_dict`` of every rank (gathered, in any order, e.g. with
+    ``torch.distributed.all_gather_object``): the global positions of the epoch that the ranks
+    consumed, which ``load_state_dict`` resumes at any world size. A usage error when a rank
+    is missing or the states are of different loaders (naming the field)."""
+    states = list(states)
+    if not states:
+        raise UsageError("merge_state_dicts: no state_dicts given")
+    for s in states:
+        if not isinstance(s, dict) or "checkpoint" not in s:
+            raise UsageError("merge_state_dicts: expected state_dicts of stoker loaders")
+    merged = _stoker.merge_checkpoints([s["checkpoint"] for s in states])
+    return {"merged": True, "epoch": states[0]["epoch"], "checkpoint": merged}

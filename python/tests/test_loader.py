@@ -164,3 +164,75 @@ def test_augment_spec_object_and_keras_names():
     z = next(iter(stoker.Loader(PHOTOS, batch_size=4, augment="none", seed=1)))[0]
     assert not np.array_equal(x, z)
     assert stoker.Augment.default().spec() == stoker.Augment.from_spec("default").spec()
+
+
+def _consume(loader, batches):
+    """The samples of the first ``batches`` batches, and the state_dict after them (taken
+    inside the loop: breaking out cancels the epoch)."""
+    seen, state = [], loader.state_dict()
+    for b in loader.batches():
+        seen.extend(b.indices)
+        state = loader.state_dict()
+        batches -= 1
+        if batches == 0:
+            break
+    return seen, state
+
+
+@pytest.mark.parametrize("partition", ["pad", "drop"])
+@pytest.mark.parametrize("n,m", [(1, 3), (3, 1), (4, 3), (3, 5), (2, 2)])
+def test_state_dicts_of_n_ranks_resume_at_m_ranks(partition, n, m):
+    kw = dict(batch_size=3, shuffle=True, seed=6, size=(9, 16), partition=partition)
+    before, states = [], []
+    for rank in range(n):
+        loader = stoker.Loader(PHOTOS, rank=rank, world_size=n, **kw)
+        seen, state = _consume(loader, 1 + rank % 2)  # ranks at different positions
+        before += seen
+        states.append(state)
+    merged = stoker.merge_state_dicts(states)
+    after = []
+    for rank in range(m):
+        loader = stoker.Loader(PHOTOS, rank=rank, world_size=m, **kw)
+        # Either every rank's state_dict, or their merge.
+        loader.load_state_dict(states if rank % 2 else merged)
+        after += [i for b in loader.batches() for i in b.indices]
+        # The next epoch is whole again.
+        assert loader.state_dict()["epoch"] == 1
+    assert len(set(before)) == len(before)
+    k = 32 - len(before)
+    if partition == "drop":
+        assert len(set(before + after)) == len(before + after)  # no sample twice
+        assert 32 - len(before + after) == k % m  # the last k % m of the rest not seen
+    else:
+        assert set(before + after) == set(range(32))  # every sample
+        assert len(after) == -(-k // m) * m  # padded to a multiple of m
+
+
+def test_an_elastic_resume_checks_the_loader_and_the_ranks():
+    kw = dict(batch_size=4, shuffle=True, seed=6, size=(9, 16))
+    states = []
+    for rank in range(2):
+        loader = stoker.Loader(PHOTOS, rank=rank, world_size=2, **kw)
+        states.append(_consume(loader, 1)[1])
+    other = stoker.Loader(PHOTOS, rank=0, world_size=3, order="shards:2", **kw)
+    with pytest.raises(stoker.UsageError, match="order global"):
+        other.load_state_dict(states)
+    three = stoker.Loader(PHOTOS, rank=0, world_size=3, **kw)
+    with pytest.raises(stoker.UsageError, match="no checkpoint part of rank 1"):
+        three.load_state_dict([states[0]])
+    with pytest.raises(stoker.UsageError, match="pass every rank's state_dict"):
+        three.load_state_dict(states[0])
+    with pytest.raises(stoker.UsageError, match="order"):
+        stoker.Loader(PHOTOS, order="window", **kw)
+
+
+def test_the_shard_aware_order_covers_the_epoch():
+    seen = [
+        i
+        for b in stoker.Loader(NPY, batch_size=5, shuffle=True, seed=3, order="shards:1").batches()
+        for i in b.indices
+    ]
+    assert sorted(seen) == list(range(32))
+    # Two shards of 16, a window of one shard: the first 16 samples come from one shard.
+    assert len({i // 16 for i in seen[:16]}) == 1
+    assert seen != sorted(seen)

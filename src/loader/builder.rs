@@ -13,7 +13,7 @@ use super::{Ahead, Loader, OnError, SkipBound};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
 use crate::decode::{DecodePolicy, Decoder};
 use crate::output::{DType, Layout, Normalize, OutputSpec};
-use crate::sampler::{Partition, Sampler};
+use crate::sampler::{DataFingerprint, Order, Partition, Sampler};
 use crate::source::{Raw, Source};
 use crate::stats::Counters;
 use crate::transform::{Identity, Transform};
@@ -62,6 +62,7 @@ pub struct LoaderBuilder<S> {
     ignore_label: Option<i64>,
     distributed: Option<(usize, usize)>,
     partition: Partition,
+    order: Order,
     allocator: Arc<dyn Allocator>,
     transform: Arc<dyn Transform>,
 }
@@ -92,6 +93,7 @@ impl<S> LoaderBuilder<S> {
             ignore_label: self.ignore_label,
             distributed: self.distributed,
             partition: self.partition,
+            order: self.order,
             allocator: self.allocator,
             transform: self.transform,
         }
@@ -122,6 +124,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             ignore_label: None,
             distributed: None,
             partition: Partition::Pad,
+            order: Order::Global,
             allocator: Arc::new(AlignedAlloc),
             transform: Arc::new(Identity),
         }
@@ -273,6 +276,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         self.partition = p;
         self
     }
+    /// How a shuffled epoch's order is made (default [`Order::Global`], one permutation of
+    /// the data set); [`Order::Shards`] shuffles shards, then samples within windows of
+    /// shards, so that a rank reads from a few shards at a time (see `docs/scaling.md`).
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
     /// Where batch buffers are allocated (default [`AlignedAlloc`]).
     pub fn allocator(mut self, a: Arc<dyn Allocator>) -> Self {
         self.allocator = a;
@@ -305,10 +315,20 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         };
         labels.check_source(&self.source)?;
         let described = self.source.describe();
-        let sampler = Sampler::new(self.source.len())
+        let shards = self.source.shard_list().unwrap_or_default();
+        let mut sampler = Sampler::new(self.source.len())
             .shuffle(self.shuffle)
             .seed(self.seed)
-            .partition(self.partition);
+            .partition(self.partition)
+            .order(self.order);
+        if !shards.is_empty() {
+            let sizes: Vec<usize> = shards.iter().map(|s| s.samples).collect();
+            sampler = sampler.shard_sizes(&sizes)?;
+        }
+        let data = DataFingerprint {
+            samples: self.source.len() as u64,
+            shards,
+        };
         let sampler = match self.distributed {
             Some((rank, world)) => sampler.distributed(rank, world)?,
             None => sampler.distributed_from_env()?,
@@ -414,6 +434,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         Ok(Loader {
             shared,
             sampler,
+            data,
             pool,
             batch_size: self.batch_size,
             prefetch: self.prefetch,

@@ -35,7 +35,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::batch::{Batch, Buffer, Pool};
 use crate::output::OutputSpec;
-use crate::sampler::{EpochOrder, Sampler};
+use crate::sampler::{
+    Checkpoint, DataFingerprint, EpochOrder, OrderSettings, RankProgress, Sampler,
+};
 use crate::source::Source;
 use crate::stats::{Counters, Stats};
 use crate::{Error, ErrorKind, Result};
@@ -70,6 +72,8 @@ use worker::{Done, Shared, Task, WorkerCtx, run_task, workers_gone};
 pub struct Loader<S: Source + 'static> {
     shared: Arc<Shared<S>>,
     sampler: Sampler,
+    /// The data set, as a checkpoint identifies it.
+    data: DataFingerprint,
     pool: Pool,
     batch_size: usize,
     prefetch: usize,
@@ -331,6 +335,74 @@ impl<S: Source + 'static> Loader<S> {
         }
         self.order = None;
         self.dispatch_ahead();
+    }
+
+    /// This rank's checkpoint part at `position` of `epoch` (a [`Batch::next_position`]):
+    /// the positions `0..position` of its order were consumed. Gather every rank's part and
+    /// [`Checkpoint::merge`] them (or, when every rank stands at the same position, use
+    /// [`Checkpoint::every_rank_alike`]); the merged checkpoint resumes at any world size
+    /// ([`resume`](Self::resume)). In an epoch this loader resumed, the part carries the
+    /// positions consumed before, so resumes chain. An example is on [`Checkpoint`].
+    pub fn checkpoint(&self, epoch: u64, position: usize) -> Checkpoint {
+        let len = self.sampler.epoch(epoch).len();
+        self.checkpoint_part(epoch, 0..len, position)
+    }
+
+    /// A checkpoint part for positions `positions` of this rank's order of `epoch`, of which
+    /// `positions.start..position` were consumed.
+    pub(crate) fn checkpoint_part(
+        &self,
+        epoch: u64,
+        positions: Range<usize>,
+        position: usize,
+    ) -> Checkpoint {
+        let s = &self.sampler;
+        Checkpoint {
+            version: Checkpoint::VERSION,
+            epoch,
+            seed: s.seed_value(),
+            data: self.data.clone(),
+            order: OrderSettings {
+                shuffle: s.is_shuffled(),
+                order: s.order_mode(),
+                partition: s.partition_mode(),
+                drop_last: self.drop_last,
+            },
+            consumed: s.consumed_before(epoch).to_vec(),
+            ranks: vec![RankProgress {
+                rank: s.rank(),
+                world_size: s.world_size(),
+                positions: positions.start as u64..positions.end as u64,
+                position: position.clamp(positions.start, positions.end) as u64,
+            }],
+        }
+    }
+
+    /// Resumes from a merged `checkpoint` taken at any world size: the next pass of its
+    /// epoch ([`epoch`](Self::epoch), or [`epoch_from`](Self::epoch_from) with a position of
+    /// the resumed order) deals out across this loader's ranks exactly the global positions
+    /// no rank consumed, each once (see [`Checkpoint`] for the rest of an epoch under
+    /// [`Partition::Pad`](crate::Partition::Pad) and `Drop`); the epochs after it are whole.
+    /// A pass in progress is cancelled.
+    ///
+    /// A usage error, naming the field, when the checkpoint is of another data set (sample
+    /// count, shard names and sizes), seed or order (shuffle, order mode, partition,
+    /// `drop_last`), or is a part not yet merged.
+    pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let mine = self.checkpoint_part(checkpoint.epoch, 0..0, 0);
+        checkpoint.check_resumable(&mine)?;
+        self.drain();
+        self.sampler = self
+            .sampler
+            .clone()
+            .resume_epoch(checkpoint.epoch, &checkpoint.consumed)?;
+        Ok(())
+    }
+
+    /// Positions of this rank's order of `epoch` (shorter than
+    /// [`Sampler::samples_per_rank`] for an epoch [`resume`](Self::resume)d).
+    pub fn epoch_len(&self, epoch: u64) -> usize {
+        self.sampler.epoch(epoch).len()
     }
 
     /// Batches in one epoch when no sample is skipped.

@@ -3,6 +3,16 @@
 use std::path::Path;
 
 use super::{Access, Item, LabelSite, Source};
+
+/// One shard of a sharded data set, as the order and a checkpoint see it: its file name and
+/// how many samples it holds ([`Source::shard_list`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardInfo {
+    /// The shard's file name (without its directory).
+    pub name: String,
+    /// Samples in the shard.
+    pub samples: usize,
+}
 use crate::{Error, Result};
 
 /// Several sources (shards) read as one data set: global index `i` maps to
@@ -97,6 +107,23 @@ impl<S: Source> Source for Concat<S> {
     fn label(&self, index: usize) -> Option<i64> {
         let (k, local) = self.locate(index)?;
         self.shards[k].label(local)
+    }
+
+    /// Each shard's file name (of its first sample) and sample count.
+    fn shard_list(&self) -> Option<Vec<ShardInfo>> {
+        Some(
+            self.shards
+                .iter()
+                .map(|s| ShardInfo {
+                    name: s
+                        .path(0)
+                        .and_then(Path::file_name)
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    samples: s.len(),
+                })
+                .collect(),
+        )
     }
 
     /// The shard's site of the sample: the row within that shard's labels file.

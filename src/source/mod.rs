@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, ErrorKind, ImageView, Result};
 
 mod concat;
-pub use concat::Concat;
+pub use concat::{Concat, ShardInfo};
 mod folder;
 mod npy;
 pub use folder::{ImageFolder, image_files};
@@ -184,6 +184,15 @@ pub trait Source: Send + Sync {
     fn access(&self) -> Access {
         Access::slow("a source of its own kind: its speed is unknown to stoker")
     }
+
+    /// The shards the samples are stored in, in data set order (shard `s` holds the
+    /// samples after those of shards `0..s`), with each one's name and sample count; `None`
+    /// for a source that is not sharded. The shard-aware order
+    /// ([`Order::Shards`](crate::sampler::Order::Shards)) and a
+    /// [`Checkpoint`](crate::sampler::Checkpoint)'s fingerprint use it.
+    fn shard_list(&self) -> Option<Vec<ShardInfo>> {
+        None
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -217,6 +226,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn access(&self) -> Access {
         (**self).access()
     }
+    fn shard_list(&self) -> Option<Vec<ShardInfo>> {
+        (**self).shard_list()
+    }
 }
 
 impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
@@ -249,6 +261,9 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn access(&self) -> Access {
         (**self).access()
+    }
+    fn shard_list(&self) -> Option<Vec<ShardInfo>> {
+        (**self).shard_list()
     }
 }
 

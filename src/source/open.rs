@@ -198,6 +198,9 @@ impl Source for AnySource {
     fn access(&self) -> Access {
         self.inner.access()
     }
+    fn shard_list(&self) -> Option<Vec<super::ShardInfo>> {
+        self.inner.shard_list()
+    }
 }
 
 /// Reads up to 512 bytes from the start of `path`.

@@ -90,6 +90,12 @@ pub fn default_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/photos-256x144")
 }
 
+/// An order mode: `global` or `shards:K`.
+pub fn parse_order(s: &str) -> Result<stoker::sampler::Order, String> {
+    s.parse()
+        .map_err(|e: stoker::Error| e.message().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,9 @@ pub struct PreviewArgs {
     /// Shuffle the order, as training would.
     #[arg(long)]
     shuffle: bool,
+    /// How a shuffled epoch is ordered: `global` or `shards:K` (windows of K shards).
+    #[arg(long, default_value = "global", value_parser = crate::args::parse_order)]
+    order: stoker::sampler::Order,
     /// Output size WxH (default: the source's size).
     #[arg(long, value_parser = crate::args::parse_size)]
     size: Option<(usize, usize)>,
@@ -78,6 +81,7 @@ fn batch(a: &PreviewArgs, path: &Path, t: Arc<dyn Transform>) -> stoker::Result<
     let mut b = Loader::builder(source)
         .batch_size(a.count)
         .shuffle(a.shuffle)
+        .order(a.order)
         .seed(a.seed)
         .num_workers(0)
         .dtype(DType::U8)

@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// Do not shuffle (sequential order).
     #[arg(long)]
     pub no_shuffle: bool,
+    /// How a shuffled epoch is ordered: `global` (one permutation of the data set) or
+    /// `shards:K` (shards shuffled, samples shuffled within windows of K shards).
+    #[arg(long, default_value = "global", value_parser = crate::args::parse_order)]
+    pub order: stoker::sampler::Order,
     /// Output dtype: u8, f16 (half), bf16, f32 (float).
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: DType,
@@ -271,6 +275,7 @@ pub fn build_loader(
         .batch_size(a.batch_size)
         .prefetch(a.prefetch)
         .shuffle(!a.no_shuffle)
+        .order(a.order)
         .seed(a.seed)
         .drop_last(a.drop_last)
         .dtype(a.dtype)

@@ -17,162 +17,35 @@
 //! ```
 
 use std::iter::FusedIterator;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::launch::{Placement, RankSource};
-use crate::rng::{mix64, seed_of};
+use crate::rng::seed_of;
 use crate::{Error, Result};
 
-/// Feistel rounds of [`Permutation`] (at least 4; more mix small domains better).
-const ROUNDS: usize = 6;
+mod checkpoint;
+mod permutation;
+mod rest;
+mod shards;
 
-/// A seeded bijection on `0..n`, evaluated at any point in O(1) expected time.
-///
-/// A balanced Feistel network (round function built on [`mix64`]) over the smallest
-/// power-of-two domain with an even number of bits that holds `n`, with cycle walking to
-/// stay inside `0..n`. The domain is less than `4n`, so fewer than 4 rounds of the network
-/// are needed on average.
-///
-/// ```
-/// use stoker::sampler::Permutation;
-/// let p = Permutation::new(10, 42);
-/// let mut seen: Vec<usize> = (0..10).map(|i| p.apply(i)).collect();
-/// seen.sort();
-/// assert_eq!(seen, (0..10).collect::<Vec<_>>());
-/// assert_eq!(p.invert(p.apply(3)), 3);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Permutation {
-    n: u64,
-    half_bits: u32,
-    mask: u64,
-    keys: [u64; ROUNDS],
-}
+pub use checkpoint::{Checkpoint, DataFingerprint, OrderSettings, RankProgress};
+pub use permutation::Permutation;
+use rest::Rest;
+pub use shards::Order;
+use shards::{ShardLayout, ShardOrder};
 
-impl Permutation {
-    /// The permutation of `0..n` selected by `key`.
-    ///
-    /// ```
-    /// use stoker::sampler::Permutation;
-    /// assert_eq!(Permutation::new(5, 1), Permutation::new(5, 1));
-    /// assert!(Permutation::new(0, 1).is_empty());
-    /// ```
-    pub fn new(n: usize, key: u64) -> Self {
-        let n = n as u64;
-        // Smallest even bit count b with 2^b >= n (b = 0 for n <= 1).
-        let bits = if n <= 1 {
-            0
-        } else {
-            64 - (n - 1).leading_zeros()
-        };
-        let bits = bits + (bits & 1);
-        let half_bits = bits / 2;
-        let mut keys = [0u64; ROUNDS];
-        for (round, k) in keys.iter_mut().enumerate() {
-            *k = seed_of(&[key, round as u64]);
-        }
-        Permutation {
-            n,
-            half_bits,
-            mask: (1u64 << half_bits) - 1,
-            keys,
-        }
-    }
-
-    /// Size of the permuted range.
-    ///
-    /// ```
-    /// assert_eq!(stoker::sampler::Permutation::new(17, 0).len(), 17);
-    /// ```
-    pub fn len(&self) -> usize {
-        self.n as usize
-    }
-
-    /// `true` when the range is empty.
-    ///
-    /// ```
-    /// assert!(!stoker::sampler::Permutation::new(1, 0).is_empty());
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// The image of `i`. Precondition: `i < len()` (panics otherwise).
-    ///
-    /// ```
-    /// let p = stoker::sampler::Permutation::new(1 << 40, 9);
-    /// assert!(p.apply((1 << 40) - 1) < 1 << 40);
-    /// ```
-    pub fn apply(&self, i: usize) -> usize {
-        self.apply_counted(i).0
-    }
-
-    /// The preimage of `j`: `invert(apply(i)) == i`. Precondition: `j < len()` (panics otherwise).
-    ///
-    /// ```
-    /// let p = stoker::sampler::Permutation::new(1000, 3);
-    /// assert!((0..1000).all(|i| p.invert(p.apply(i)) == i));
-    /// ```
-    pub fn invert(&self, j: usize) -> usize {
-        let j = j as u64;
-        assert!(
-            j < self.n,
-            "permutation index {j} out of range 0..{}",
-            self.n
-        );
-        let mut x = self.backward(j);
-        while x >= self.n {
-            x = self.backward(x);
-        }
-        x as usize
-    }
-
-    /// `apply(i)` and how many passes of the network it took (cycle-walking length).
-    fn apply_counted(&self, i: usize) -> (usize, u32) {
-        let i = i as u64;
-        assert!(
-            i < self.n,
-            "permutation index {i} out of range 0..{}",
-            self.n
-        );
-        let mut x = self.forward(i);
-        let mut walks = 1;
-        while x >= self.n {
-            x = self.forward(x);
-            walks += 1;
-        }
-        (x as usize, walks)
-    }
-
-    #[inline]
-    fn round(&self, k: u64, r: u64) -> u64 {
-        mix64(r ^ k) & self.mask
-    }
-
-    /// One pass of the Feistel network over the whole domain `0..2^(2*half_bits)`.
-    #[inline]
-    fn forward(&self, x: u64) -> u64 {
-        if self.half_bits == 0 {
-            return x;
-        }
-        let (mut l, mut r) = (x >> self.half_bits, x & self.mask);
-        for &k in &self.keys {
-            (l, r) = (r, l ^ self.round(k, r));
-        }
-        (l << self.half_bits) | r
-    }
-
-    /// The inverse of [`forward`](Self::forward).
-    #[inline]
-    fn backward(&self, x: u64) -> u64 {
-        if self.half_bits == 0 {
-            return x;
-        }
-        let (mut l, mut r) = (x >> self.half_bits, x & self.mask);
-        for &k in self.keys.iter().rev() {
-            (l, r) = (r ^ self.round(k, l), l);
-        }
-        (l << self.half_bits) | r
-    }
+/// Positions of each rank's order when the epoch of merged `checkpoint` resumes at `world`
+/// ranks.
+#[cfg_attr(not(feature = "burn"), allow(dead_code))]
+pub(crate) fn per_rank_after(checkpoint: &Checkpoint, world: usize) -> usize {
+    checkpoint::per_rank(
+        checkpoint.remaining() as usize,
+        world,
+        checkpoint.order.partition,
+    )
 }
 
 /// How ranks are evened out when the data set does not divide by the world size.
@@ -183,7 +56,8 @@ impl Permutation {
 /// assert_eq!(s.clone().partition(Partition::Pad).samples_per_rank(), 3);
 /// assert_eq!(s.partition(Partition::Drop).samples_per_rank(), 2);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Partition {
     /// Repeat samples from the start of the epoch's order (PyTorch's DistributedSampler).
     Pad,
@@ -209,6 +83,11 @@ pub struct Sampler {
     rank_source: RankSource,
     local_rank: Option<usize>,
     local_world_size: Option<usize>,
+    order: Order,
+    /// Samples per shard, when known (else the data set is one shard).
+    shards: Option<Arc<ShardLayout>>,
+    /// The epoch resumed from a checkpoint, and what is left of it.
+    resumed: Option<(u64, Arc<Rest>)>,
 }
 
 impl Sampler {
@@ -229,6 +108,85 @@ impl Sampler {
             rank_source: RankSource::None,
             local_rank: None,
             local_world_size: None,
+            order: Order::Global,
+            shards: None,
+            resumed: None,
+        }
+    }
+
+    /// How a shuffled epoch's global order is made (default [`Order::Global`]).
+    ///
+    /// ```
+    /// use stoker::{Sampler, sampler::Order};
+    /// let s = Sampler::new(8).shuffle(true).order(Order::Shards { window: 2 });
+    /// assert_eq!(s.order_mode(), Order::Shards { window: 2 });
+    /// ```
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The order mode.
+    ///
+    /// ```
+    /// assert_eq!(stoker::Sampler::new(3).order_mode(), stoker::sampler::Order::Global);
+    /// ```
+    pub fn order_mode(&self) -> Order {
+        self.order
+    }
+
+    /// The number of samples in each shard of the data set, in data set order (shard `s`
+    /// holds the indices after those of shards `0..s`): what [`Order::Shards`] shuffles and
+    /// what [`EpochOrder::shard_of`] answers. Without it, the data set is one shard. A usage
+    /// error when the sizes do not add up to [`len`](Self::len).
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(10).shard_sizes(&[4, 6]).unwrap();
+    /// assert_eq!(s.epoch(0).shard_of(5), Some(1));
+    /// assert!(stoker::Sampler::new(10).shard_sizes(&[4, 5]).is_err());
+    /// ```
+    pub fn shard_sizes(mut self, sizes: &[usize]) -> Result<Self> {
+        let layout = ShardLayout::new(sizes);
+        if layout.samples() != self.len {
+            return Err(Error::usage(format!(
+                "{} shards hold {} samples, but the data set has {}",
+                sizes.len(),
+                layout.samples(),
+                self.len
+            )));
+        }
+        self.shards = Some(Arc::new(layout));
+        Ok(self)
+    }
+
+    /// Makes `epoch` the rest of that epoch after the global positions `consumed` (sorted,
+    /// disjoint, non-adjacent ranges of the epoch's global order, as a merged
+    /// [`Checkpoint`] holds them): the positions left are dealt out across this sampler's
+    /// ranks as a fresh epoch's are (see [`Checkpoint`] for what the rest is under each
+    /// [`Partition`]). Other epochs are unchanged. A usage error when the ranges
+    /// are not sorted and disjoint or reach past the data set.
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(10).distributed(1, 2).unwrap().resume_epoch(3, &[0..6]).unwrap();
+    /// assert_eq!(s.epoch(3).iter_from(0).collect::<Vec<_>>(), vec![7, 9]);
+    /// assert_eq!(s.epoch(4).len(), 5);
+    /// ```
+    pub fn resume_epoch(mut self, epoch: u64, consumed: &[Range<u64>]) -> Result<Self> {
+        self.resumed = Some((epoch, Arc::new(Rest::new(self.len, consumed)?)));
+        Ok(self)
+    }
+
+    /// The global positions of `epoch` consumed before this sampler's ranks began it
+    /// ([`resume_epoch`](Self::resume_epoch)); empty for an epoch begun afresh.
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(10).resume_epoch(3, &[0..6]).unwrap();
+    /// assert_eq!((s.consumed_before(3), s.consumed_before(2)), (&[0..6][..], &[][..]));
+    /// ```
+    pub fn consumed_before(&self, epoch: u64) -> &[Range<u64>] {
+        match &self.resumed {
+            Some((e, rest)) if *e == epoch => rest.consumed(),
+            _ => &[],
         }
     }
 
@@ -511,15 +469,36 @@ impl Sampler {
     /// );
     /// ```
     pub fn epoch(&self, epoch: u64) -> EpochOrder {
+        let rest = match &self.resumed {
+            Some((e, rest)) if *e == epoch => Some(Arc::clone(rest)),
+            _ => None,
+        };
+        let per_rank = match &rest {
+            Some(rest) => checkpoint::per_rank(rest.len(), self.world_size, self.partition),
+            None => self.samples_per_rank(),
+        };
+        let global = match (self.shuffle, self.order) {
+            (false, _) => Global::Identity,
+            (true, Order::Global) => {
+                Global::Permuted(Permutation::new(self.len, seed_of(&[self.seed, epoch])))
+            }
+            (true, Order::Shards { window }) => {
+                let layout = self
+                    .shards
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(ShardLayout::new(&[self.len])));
+                Global::Shards(Arc::new(ShardOrder::new(layout, window, self.seed, epoch)))
+            }
+        };
         EpochOrder {
             epoch,
             n: self.len,
-            per_rank: self.samples_per_rank(),
+            per_rank,
             rank: self.rank,
             world_size: self.world_size,
-            perm: self
-                .shuffle
-                .then(|| Permutation::new(self.len, seed_of(&[self.seed, epoch]))),
+            global,
+            rest,
+            shards: self.shards.clone(),
         }
     }
 }
@@ -539,7 +518,18 @@ pub struct EpochOrder {
     per_rank: usize,
     rank: usize,
     world_size: usize,
-    perm: Option<Permutation>,
+    global: Global,
+    /// What is left of a resumed epoch (`None`: the whole epoch).
+    rest: Option<Arc<Rest>>,
+    shards: Option<Arc<ShardLayout>>,
+}
+
+/// The epoch's global order: global position to data set index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Global {
+    Identity,
+    Permuted(Permutation),
+    Shards(Arc<ShardOrder>),
 }
 
 impl EpochOrder {
@@ -612,23 +602,74 @@ impl EpochOrder {
         }
     }
 
-    /// Global position `q * world_size + rank`, wrapped into the epoch's order; `q < len()`.
+    /// The shard that holds the sample at `position` of this rank's order (`None` past
+    /// the end): shards as [`Sampler::shard_sizes`] gave them, else 0 (one shard). What a
+    /// fetcher asks to know which shard a rank needs next.
+    ///
+    /// ```
+    /// let s = stoker::Sampler::new(6).shard_sizes(&[2, 2, 2]).unwrap();
+    /// let order = s.epoch(0);
+    /// let shards: Vec<_> = (0..7).map(|p| order.shard_of(p)).collect();
+    /// assert_eq!(shards, [Some(0), Some(0), Some(1), Some(1), Some(2), Some(2), None]);
+    /// ```
+    pub fn shard_of(&self, position: usize) -> Option<usize> {
+        let index = self.get(position)?;
+        Some(self.shards.as_ref().map_or(0, |l| l.shard_of(index)))
+    }
+
+    /// The shards this rank needs from `position` on, in the order it needs them: each item
+    /// is `(position, shard)` where the shard differs from the one before (consecutive
+    /// positions of one shard give one item). Under [`Order::Shards`] a rank needs the
+    /// shards of one window at a time, and leaves each for good when the window ends.
+    ///
+    /// ```
+    /// use stoker::{Sampler, sampler::Order};
+    /// let s = Sampler::new(6).shard_sizes(&[2, 2, 2]).unwrap();
+    /// let needs: Vec<_> = s.epoch(0).shards_from(1).collect();
+    /// assert_eq!(needs, [(1, 0), (2, 1), (4, 2)]);
+    /// ```
+    pub fn shards_from(&self, position: usize) -> ShardsFrom {
+        ShardsFrom {
+            order: self.clone(),
+            position,
+            last: None,
+        }
+    }
+
+    /// The layout index `q * world_size + rank` of position `q`, wide enough not to overflow.
+    #[inline]
+    fn layout_index(&self, q: usize) -> u128 {
+        q as u128 * self.world_size as u128 + self.rank as u128
+    }
+
+    /// Global position `q * world_size + rank` (of the rest, for a resumed epoch), wrapped
+    /// into the epoch's order; `q < len()`.
     #[inline]
     fn index_unchecked(&self, q: usize) -> usize {
-        let p = match q
-            .checked_mul(self.world_size)
-            .and_then(|x| x.checked_add(self.rank))
-        {
-            Some(p) if p < self.n => p,
-            Some(p) => p % self.n,
-            None => {
-                ((q as u128 * self.world_size as u128 + self.rank as u128) % self.n as u128)
-                    as usize
+        let p = match &self.rest {
+            None => match q
+                .checked_mul(self.world_size)
+                .and_then(|x| x.checked_add(self.rank))
+            {
+                Some(p) if p < self.n => p,
+                Some(p) => p % self.n,
+                None => (self.layout_index(q) % self.n as u128) as usize,
+            },
+            Some(rest) => {
+                let i = self.layout_index(q);
+                let k = rest.len() as u128;
+                if i < k {
+                    rest.position(i as usize)
+                } else {
+                    // Padding repeats the epoch's global order from its start.
+                    ((i - k) % self.n as u128) as usize
+                }
             }
         };
-        match &self.perm {
-            Some(perm) => perm.apply(p),
-            None => p,
+        match &self.global {
+            Global::Identity => p,
+            Global::Permuted(perm) => perm.apply(p),
+            Global::Shards(order) => order.apply(p),
         }
     }
 }
@@ -696,6 +737,32 @@ impl DoubleEndedIterator for EpochIter {
 }
 
 impl ExactSizeIterator for EpochIter {}
+
+/// The shards a rank needs, in order: see [`EpochOrder::shards_from`].
+#[derive(Clone, Debug)]
+pub struct ShardsFrom {
+    order: EpochOrder,
+    position: usize,
+    last: Option<usize>,
+}
+
+impl Iterator for ShardsFrom {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        loop {
+            let p = self.position;
+            let shard = self.order.shard_of(p)?;
+            self.position += 1;
+            if self.last != Some(shard) {
+                self.last = Some(shard);
+                return Some((p, shard));
+            }
+        }
+    }
+}
+
+impl FusedIterator for ShardsFrom {}
 
 impl FusedIterator for EpochIter {}
 
