@@ -94,4 +94,6 @@ mod docs {
     #[cfg(feature = "cuda")]
     #[doc = include_str!("../docs/gpu.md")]
     mod gpu {}
+    #[doc = include_str!("../docs/scaling.md")]
+    mod scaling {}
 }
