@@ -40,8 +40,8 @@ impl StageMs {
 pub struct Figures {
     /// Fraction of the combined run's wall time the consumer (the GPU) waited for a batch.
     pub idle_fraction: f64,
-    /// Share of that waiting spent on the first batch of an epoch (the loader starts each
-    /// epoch cold).
+    /// Share of that waiting spent on the first batch of an epoch (the next epoch is made
+    /// ahead only by workers left idle at the end of this one: a short epoch leaves little).
     pub epoch_start_share: f64,
     /// Batches in an epoch.
     pub batches_per_epoch: usize,
@@ -145,8 +145,8 @@ pub fn verdict(f: &Figures) -> Verdict {
         f.epoch_start_share >= 0.5f64.max(2.0 / f.batches_per_epoch.max(1) as f64);
     if at_epoch_starts {
         changes.push(format!(
-            "longer epochs: {:.0}% of the waiting is for the first batch of an epoch (the loader \
-             starts each epoch cold) and an epoch is only {} batches; repeat or concatenate the \
+            "longer epochs: {:.0}% of the waiting is for the first batch of an epoch (the next \
+             epoch is started ahead only as this one ends) and an epoch is only {} batches; repeat or concatenate the \
              data set per epoch, or a larger data set",
             100.0 * f.epoch_start_share,
             f.batches_per_epoch
