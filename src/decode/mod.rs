@@ -442,11 +442,23 @@ mod tests {
         let px: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 31 % 256) as u8).collect();
         let png = encode_png(&px, 64, 64, ExtendedColorType::Rgb8);
         assert_decode_error(&mut d, &png[..png.len() / 2], "truncated png");
-        // Corrupt bytes in the middle of a JPEG's entropy data: an error only when strict;
-        // by default the image decodes with libjpeg-turbo's warning.
+        // Corrupt bytes in the middle of a JPEG's entropy data (a run of 0xFF, then a stuffed
+        // zero): an error only when strict; by default the image decodes with libjpeg-turbo's
+        // warning, as Pillow decodes it.
         let mut corrupt = jpeg.clone();
         let mid = corrupt.len() / 2;
         corrupt[mid..mid + 64].fill(0xFF);
+        corrupt[mid + 64] = 0;
+        // The same run ending in a marker whose length is bogus: libjpeg's fatal error after
+        // its warning (TurboJPEG still calls it a warning), refused by every policy, as Pillow
+        // refuses it.
+        let mut fatal = corrupt.clone();
+        fatal[mid + 64] = 0xDA;
+        for policy in [DecodePolicy::Tolerant, DecodePolicy::Lenient] {
+            d.set_policy(policy);
+            let msg = assert_decode_error(&mut d, &fatal, "fatal error after a warning");
+            assert_eq!(msg, "jpeg: bogus marker length", "{policy:?}");
+        }
         d.set_policy(DecodePolicy::Strict);
         let msg = assert_decode_error(&mut d, &corrupt, "corrupt jpeg, strict");
         d.set_policy(DecodePolicy::Tolerant);

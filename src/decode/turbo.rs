@@ -141,14 +141,18 @@ impl Jpeg {
     }
 
     /// The last call's error: its message and whether it was only a warning.
+    ///
+    /// TurboJPEG reports `TJERR_WARNING` whenever a warning came earlier in the call, even when
+    /// a fatal error followed and the output was never written (junk before the tables, then
+    /// "quantization table 0x00 was not defined"); its message is then the fatal error's. So a
+    /// warning is a `TJERR_WARNING` whose message is one of libjpeg's warnings.
     fn error(&mut self) -> JpegError {
         // SAFETY: a live handle.
         let code = unsafe { raw::tj3GetErrorCode(self.ptr()) };
-        JpegError {
-            // SAFETY: a live handle.
-            message: unsafe { message(self.ptr()) },
-            warning: code == raw::TJERR_TJERR_WARNING as c_int,
-        }
+        // SAFETY: a live handle.
+        let message = unsafe { message(self.ptr()) };
+        let warning = code == raw::TJERR_TJERR_WARNING as c_int && is_libjpeg_warning(&message);
+        JpegError { message, warning }
     }
 
     /// Reads the header of `bytes`. A warning while reading it (e.g. extraneous bytes before
@@ -295,6 +299,21 @@ pub(crate) fn plane_size(component: usize, size: (usize, usize), subsamp: c_int)
     (w.max(0) as usize, h.max(0) as usize)
 }
 
+/// Whether `message` (lowercased) is one of libjpeg's warnings (the `JWRN_*` messages of
+/// libjpeg-turbo's `jerror.h`), not a fatal error.
+fn is_libjpeg_warning(message: &str) -> bool {
+    const PREFIXES: [&str; 7] = [
+        "corrupt jpeg data:", // extraneous bytes, bad Huffman or arithmetic code, hit marker, …
+        "premature end of jpeg file",
+        "invalid sos parameters for sequential jpeg",
+        "inconsistent progression sequence for component",
+        "unknown adobe color transform code",
+        "warning: unknown jfif revision number",
+        "application transferred too many scanlines",
+    ];
+    PREFIXES.iter().any(|p| message.starts_with(p))
+}
+
 /// TurboJPEG's message for `handle` (or the global one for a null handle), trimmed and
 /// lowercased.
 ///
@@ -347,5 +366,35 @@ mod tests {
             .header(b"\xFF\xD8\xFF\xE0garbage")
             .unwrap_err();
         assert!(!fatal.warning, "{fatal:?}");
+    }
+
+    #[test]
+    fn a_fatal_error_after_a_warning_is_fatal() {
+        // Junk over the APP0 and the first quantization table: libjpeg skips it with a
+        // warning, finds the second table, and fails for want of the first.
+        let mut jpeg = photo();
+        jpeg[3..64].fill(0);
+        let mut j = Jpeg::new().unwrap();
+        let (h, warning) = j.header(&jpeg).unwrap();
+        let warning = warning.unwrap();
+        assert!(warning.warning, "{warning:?}");
+        assert_eq!(
+            warning.message,
+            "corrupt jpeg data: 87 extraneous bytes before marker 0xdb"
+        );
+        let mut out = vec![0u8; h.width * h.height * 3];
+        let e = j
+            .decompress(&jpeg, &mut out, (h.width, h.height, 3))
+            .unwrap_err();
+        assert_eq!(e.message, "quantization table 0x00 was not defined");
+        assert!(!e.warning);
+        // Every libjpeg warning stoker meets is one.
+        for w in [
+            "corrupt jpeg data: premature end of data segment",
+            "corrupt jpeg data: bad huffman code",
+            "premature end of jpeg file",
+        ] {
+            assert!(is_libjpeg_warning(w), "{w}");
+        }
     }
 }
