@@ -1,5 +1,5 @@
-//! Files that real data sets hold and that Pillow 13 decodes or refuses: JPEGs with damaged
-//! header segments. The files and Pillow's verdict on each (its pixels, or its error) are in
+//! Files that real data sets hold and that Pillow 13 decodes or refuses: CMYK and YCCK JPEGs,
+//! JPEGs with damaged header segments. The files and Pillow's verdict on each (its pixels, or its error) are in
 //! `fixtures/decode/`, made by `tools/make-decode-fixtures.py`; these tests need no Python.
 
 use stoker::decode::{DecodePolicy, Decoder};
@@ -50,11 +50,57 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
         / a.len() as f64
 }
 
+/// Gray as stoker (and Pillow's RGB→L) weighs RGB: libjpeg-turbo's luma.
+fn luma(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks(3)
+        .map(|p| {
+            ((19595 * p[0] as u32 + 38470 * p[1] as u32 + 7471 * p[2] as u32 + 32768) >> 16) as u8
+        })
+        .collect()
+}
+
 fn decode_error(d: &mut Decoder, bytes: &[u8], size: Option<(usize, usize)>) -> Error {
     match d.decode(bytes, 3, size) {
         Ok(img) => panic!("decoded to {}x{}", img.width, img.height),
         Err(e) => e,
     }
+}
+
+#[test]
+fn cmyk_and_ycck_jpegs_decode_to_pillows_pixels() {
+    let mut rgbs = Vec::new();
+    for (name, transform) in [("cmyk.jpg", 0), ("ycck.jpg", 2)] {
+        // The files are what they say: Pillow reads a CMYK JPEG with that Adobe transform.
+        let verdict = pillow_verdict(name);
+        assert_eq!(verdict["mode"], "CMYK", "{name}");
+        assert_eq!(verdict["adobe_transform"], transform, "{name}");
+        let bytes = file(name);
+        let (w, h, want) = pillow_rgb(name);
+        let mut d = Decoder::new().unwrap();
+        let (gw, gh, rgb) = u8s(d.decode(&bytes, 3, None).unwrap());
+        assert_eq!((gw, gh), (w, h), "{name}");
+        assert_eq!(d.warning(), None, "{name}");
+        let mad = mean_abs_diff(&rgb, &want);
+        assert!(mad <= 2.0, "{name}: mean abs difference from Pillow {mad}");
+        // One channel: the luma of that RGB.
+        let (_, _, gray) = u8s(d.decode(&bytes, 1, None).unwrap());
+        let mad = mean_abs_diff(&gray, &luma(&want));
+        assert!(mad <= 2.0, "{name}: gray, mean abs difference {mad}");
+        // Resized and DCT-reduced decodes take the same path.
+        let (sw, sh, small) = u8s(d.decode(&bytes, 3, Some((20, 12))).unwrap());
+        assert_eq!((sw, sh, small.len()), (20, 12, 20 * 12 * 3));
+        let (rw, rh, _) = u8s(d.decode_reduced(&bytes, 1, (20, 12)).unwrap());
+        assert_eq!((rw, rh), (25, 15), "{name}: the 1/2 scale keeps 20x12");
+        // The YCbCr plane path has no planes to give: it leaves these to the pixel path.
+        assert!(
+            d.decode_ycbcr(&bytes, (20, 12)).unwrap().is_none(),
+            "{name}"
+        );
+        rgbs.push(rgb);
+    }
+    // Both hold the same picture: the YCCK file went through YCCK -> CMYK -> RGB.
+    let mad = mean_abs_diff(&rgbs[0], &rgbs[1]);
+    assert!(mad < 4.0, "cmyk and ycck decodes differ by {mad}");
 }
 
 #[test]

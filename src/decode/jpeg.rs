@@ -1,6 +1,7 @@
 //! The JPEG paths of a [`Decoder`]: header, DCT-domain scale, decode into the decoder's
 //! buffer, and what the [`DecodePolicy`] makes of libjpeg-turbo's warnings.
 
+use super::cmyk::cmyk_to;
 use super::turbo::{Jpeg, JpegError};
 use super::{DecodePolicy, Decoder, check_pixels, markers, scratch};
 use crate::{Error, ErrorKind, Result};
@@ -67,10 +68,16 @@ impl Decoder {
         let out = scratch(&mut self.decoded, n);
         // tj3Decompress8 reports a warning (corrupt or missing scan data) after it has
         // written every pixel: the policy decides what it makes of that.
-        let warning = self
-            .jpeg
-            .decompress(bytes, out, (w, h, channels))
-            .map_err(jpeg_error)?;
+        let warning = if header.cmyk() {
+            // CMYK and YCCK decode to CMYK only: the four samples go to the raw buffer first.
+            let stored = scratch(&mut self.raw, check_pixels(w, h, 4)?);
+            let warning = self.jpeg.decompress(bytes, stored, (w, h, 4));
+            cmyk_to(stored, out, channels);
+            warning
+        } else {
+            self.jpeg.decompress(bytes, out, (w, h, channels))
+        }
+        .map_err(jpeg_error)?;
         if let Some(w) = header_warning.or(warning) {
             self.accept_jpeg_warning(w, bytes)?;
         }

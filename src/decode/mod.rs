@@ -7,14 +7,16 @@
 //! memory and the filter coefficient tables).
 //!
 //! One concept per file: `mod.rs` (the [`Decoder`], format sniffing, dispatch), `jpeg.rs` (its
-//! JPEG paths), `turbo.rs` (the libjpeg-turbo handle), `markers.rs` (stoker's own walk over a
-//! JPEG's marker segments), `planes.rs` (YCbCr planes), `png.rs`, `color.rs` (colour
-//! conversions), `resize.rs`, `policy.rs` (what damaged data decodes to).
+//! JPEG paths), `cmyk.rs` (CMYK and YCCK JPEGs to RGB), `turbo.rs` (the libjpeg-turbo handle),
+//! `markers.rs` (stoker's own walk over a JPEG's marker segments), `planes.rs` (YCbCr planes),
+//! `png.rs`, `color.rs` (luma, PNG samples), `resize.rs`, `policy.rs` (what damaged data
+//! decodes to).
 
 use fast_image_resize as fr;
 
 use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 
+mod cmyk;
 mod color;
 mod jpeg;
 mod markers;
@@ -68,7 +70,8 @@ pub struct Decoder {
     warned: bool,
     /// Decoded pixels at the decoded size, `channels` per pixel.
     decoded: Vec<u8>,
-    /// PNG samples as stored (any colour type, 8 or 16 bits), before conversion.
+    /// Samples as stored, before conversion: a PNG's (any colour type, 8 or 16 bits), a CMYK
+    /// or YCCK JPEG's four.
     raw: Vec<u8>,
     /// u8 pixels at the requested size.
     resized: Vec<u8>,
@@ -193,12 +196,13 @@ impl Decoder {
     ///
     /// The format is sniffed from the magic bytes. A JPEG much larger than `size` is
     /// downscaled in the DCT domain first (see [`jpeg_scale`]), then resized with the
-    /// decoder's [`Filter`]. What a damaged file gives depends on the decoder's
+    /// decoder's [`Filter`]. A CMYK or YCCK JPEG comes back as the RGB Pillow gives (its luma
+    /// for one channel). What a damaged file gives depends on the decoder's
     /// [`DecodePolicy`]: by default corrupt scan data decodes with a [`warning`](Self::warning)
-    /// and a truncated file is an error. PNGs of any bit depth and colour type are converted: alpha is dropped, gray is
-    /// replicated to RGB, RGB goes to gray with libjpeg-turbo's luma weights
-    /// (0.299, 0.587, 0.114), 16-bit samples are rounded to 8 bits. The PNG path may allocate
-    /// inside the `image` crate.
+    /// and a truncated file is an error. PNGs of any bit depth and colour type are converted:
+    /// alpha is dropped, gray is replicated to RGB, RGB goes to gray with libjpeg-turbo's luma
+    /// weights (0.299, 0.587, 0.114), 16-bit samples are rounded to 8 bits. The PNG path may
+    /// allocate inside the `image` crate.
     ///
     /// ```
     /// let bytes = std::fs::read(concat!(
@@ -532,5 +536,14 @@ mod tests {
         let second = u8_pixels(d.decode(&png, 1, Some((20, 10))).unwrap());
         assert_eq!(first, second);
         assert_eq!(capacities(&d), after_first);
+        // CMYK and YCCK JPEGs: decoded through the raw buffer, reused too.
+        for name in ["cmyk.jpg", "ycck.jpg"] {
+            let jpeg = fixture(&format!("decode/{name}"));
+            let first = u8_pixels(d.decode(&jpeg, 3, None).unwrap());
+            let after_first = capacities(&d);
+            let second = u8_pixels(d.decode(&jpeg, 3, None).unwrap());
+            assert_eq!(first, second, "{name}");
+            assert_eq!(capacities(&d), after_first, "{name}");
+        }
     }
 }

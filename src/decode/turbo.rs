@@ -71,6 +71,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// Whether the components are CMYK or YCCK: libjpeg-turbo decodes those to CMYK only.
+    pub(crate) fn cmyk(&self) -> bool {
+        [raw::TJCS_TJCS_CMYK, raw::TJCS_TJCS_YCCK].contains(&(self.colorspace as raw::TJCS))
+    }
+
     /// Luma samples per chroma sample (across, down) of a YCbCr JPEG that TurboJPEG can
     /// decode to planes; `None` for gray, RGB, CMYK and YCCK JPEGs, lossless ones, and
     /// subsamplings without a name.
@@ -214,20 +219,20 @@ impl Jpeg {
     }
 
     /// Decodes `bytes` (whose header was just read) into `out`: `width`×`height` pixels of
-    /// `channels` (1: gray, 3: RGB) bytes, rows packed. `Ok(Some(warning))` when libjpeg-turbo
-    /// warned: every pixel was written, but some are made up (gray or smeared blocks after
-    /// bad scan data).
+    /// `channels` (1: gray, 3: RGB, 4: CMYK, for a CMYK or YCCK JPEG) bytes, rows packed.
+    /// `Ok(Some(warning))` when libjpeg-turbo warned: every pixel was written, but some are
+    /// made up (gray or smeared blocks after bad scan data).
     pub(crate) fn decompress(
         &mut self,
         bytes: &[u8],
         out: &mut [u8],
         (width, height, channels): (usize, usize, usize),
     ) -> Result<Option<JpegError>, JpegError> {
-        assert!(out.len() >= width * height * channels && matches!(channels, 1 | 3));
-        let format = if channels == 1 {
-            raw::TJPF_TJPF_GRAY
-        } else {
-            raw::TJPF_TJPF_RGB
+        assert!(out.len() >= width * height * channels && matches!(channels, 1 | 3 | 4));
+        let format = match channels {
+            1 => raw::TJPF_TJPF_GRAY,
+            3 => raw::TJPF_TJPF_RGB,
+            _ => raw::TJPF_TJPF_CMYK,
         };
         // SAFETY: `out` holds `height` rows of `width * channels` bytes (asserted) and the
         // scaled size of this header is (width, height) (the caller computed it from the
