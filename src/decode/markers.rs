@@ -12,6 +12,11 @@ pub(crate) fn is_truncated(bytes: &[u8]) -> bool {
     !bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
+/// Whether `bytes` holds the start of a scan (an SOS marker) after its header.
+pub(crate) fn has_scan(bytes: &[u8]) -> bool {
+    first_scan(bytes).is_some()
+}
+
 /// The offset of the first SOS marker, walking the marker segments from the start as libjpeg
 /// does: a segment's length field says where the next marker is, and whatever is not a marker
 /// there (junk between two segments, the rest of a segment whose length field is too short)

@@ -179,7 +179,9 @@ impl Jpeg {
         };
         let width = self.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
         let height = self.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
-        if width <= 0 || height <= 0 {
+        // A header that ends before its first scan (a file cut in its header) reads as a
+        // tables-only stream: TurboJPEG returns success and keeps the last image's size.
+        if width <= 0 || height <= 0 || !super::markers::has_scan(bytes) {
             return Err(JpegError {
                 message: warning
                     .map_or_else(|| "no image size in the header".into(), |w| w.message),
@@ -371,6 +373,18 @@ mod tests {
             .header(b"\xFF\xD8\xFF\xE0garbage")
             .unwrap_err();
         assert!(!fatal.warning, "{fatal:?}");
+    }
+
+    #[test]
+    fn a_header_cut_short_has_no_size_even_after_another_image() {
+        let jpeg = photo();
+        let mut j = Jpeg::new().unwrap();
+        assert_eq!(j.header(&jpeg).unwrap().0.width, 256);
+        // Cut inside the tables: TurboJPEG reads a tables-only stream and reports success.
+        let e = j.header(&jpeg[..100]).unwrap_err();
+        assert_eq!(e.message, "no image size in the header");
+        assert!(!e.warning);
+        assert_eq!(j.header(&jpeg).unwrap().0.height, 144);
     }
 
     #[test]
