@@ -40,6 +40,17 @@ impl Decoder {
         result
     }
 
+    /// A JPEG's stored (width, height), from its header.
+    pub(super) fn jpeg_size(&mut self, bytes: &[u8]) -> Result<(usize, usize)> {
+        match self.jpeg.header(bytes) {
+            Ok((header, _)) => Ok((header.width, header.height)),
+            Err(e) => {
+                self.fresh_handle();
+                Err(jpeg_error(e))
+            }
+        }
+    }
+
     /// A new TurboJPEG handle after a failed decode: libjpeg-turbo 3.1's tj3DecompressHeader
     /// leaves the handle mid-header when it fails, and every later header read on that handle
     /// fails too.
@@ -57,6 +68,7 @@ impl Decoder {
     ) -> Result<(usize, usize)> {
         let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
         let stored = (header.width, header.height);
+        self.check_stored("jpeg", stored)?;
         let denom = match size {
             // libjpeg-turbo cannot scale lossless JPEGs.
             Some(target) if !header.lossless => jpeg_scale(stored, target),

@@ -8,9 +8,9 @@
 //!
 //! One concept per file: `mod.rs` (the [`Decoder`], format sniffing, dispatch), `jpeg.rs` (its
 //! JPEG paths), `cmyk.rs` (CMYK and YCCK JPEGs to RGB), `turbo.rs` (the libjpeg-turbo handle),
-//! `markers.rs` (stoker's own walk over a JPEG's marker segments), `planes.rs` (YCbCr planes),
-//! `png.rs`, `color.rs` (luma, PNG samples), `resize.rs`, `policy.rs` (what damaged data
-//! decodes to).
+//! `markers.rs` (stoker's own walk over a JPEG's marker segments), `limits.rs` (how large an
+//! image may be), `planes.rs` (YCbCr planes), `png.rs`, `color.rs` (luma, PNG samples),
+//! `resize.rs`, `policy.rs` (what damaged data decodes to).
 
 use fast_image_resize as fr;
 
@@ -19,6 +19,7 @@ use crate::{Error, ErrorKind, ImageView, Pixels, Result};
 mod cmyk;
 mod color;
 mod jpeg;
+mod limits;
 mod markers;
 mod planes;
 mod png;
@@ -30,21 +31,14 @@ mod turbo;
 
 use jpeg::jpeg_error;
 pub use jpeg::jpeg_scale;
+use limits::check_pixels;
+pub use limits::{DEFAULT_MAX_IMAGE_PIXELS, MAX_PIXELS};
 pub use planes::PLANE_PAD;
 pub use policy::DecodePolicy;
 pub use resize::Filter;
 use resize::resize_bytes;
 use turbo::Jpeg;
 pub use turbo::JpegError;
-
-/// The largest image, in pixels, that a [`Decoder`] decodes into its buffers (2^27, e.g.
-/// 16384×8192); larger images are a decode error rather than a multi-gigabyte allocation.
-/// For a JPEG the limit applies after DCT-domain downscaling.
-///
-/// ```
-/// assert!(stoker::decode::MAX_PIXELS >= 8192 * 8192);
-/// ```
-pub const MAX_PIXELS: usize = 1 << 27;
 
 /// A per-worker decoder that owns its scratch buffers (reused from sample to sample).
 ///
@@ -65,6 +59,8 @@ pub struct Decoder {
     filter: Filter,
     options: fr::ResizeOptions,
     policy: DecodePolicy,
+    /// The largest stored size, in pixels, decoded ([`Decoder::set_max_image_pixels`]).
+    max_image_pixels: u64,
     /// The last decode's warning, when `warned` (kept allocated from sample to sample).
     warning: String,
     warned: bool,
@@ -101,6 +97,7 @@ impl Decoder {
             filter,
             options: filter.options(),
             policy: DecodePolicy::default(),
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             warning: String::new(),
             warned: false,
             decoded: Vec::new(),
@@ -194,10 +191,11 @@ impl Decoder {
     /// Decodes JPEG or PNG `bytes` to `channels` (1 or 3) u8 values per pixel, at exactly
     /// `size = (width, height)` when given (stretch), else at the stored size.
     ///
-    /// The format is sniffed from the magic bytes. A JPEG much larger than `size` is
-    /// downscaled in the DCT domain first (see [`jpeg_scale`]), then resized with the
-    /// decoder's [`Filter`]. A CMYK or YCCK JPEG comes back as the RGB Pillow gives (its luma
-    /// for one channel). What a damaged file gives depends on the decoder's
+    /// The format is sniffed from the magic bytes. An image stored larger than
+    /// [`max_image_pixels`](Self::max_image_pixels) is refused from its header. A JPEG much
+    /// larger than `size` is downscaled in the DCT domain first (see [`jpeg_scale`]), then
+    /// resized with the decoder's [`Filter`]. A CMYK or YCCK JPEG comes back as the RGB Pillow
+    /// gives (its luma for one channel). What a damaged file gives depends on the decoder's
     /// [`DecodePolicy`]: by default corrupt scan data decodes with a [`warning`](Self::warning)
     /// and a truncated file is an error. PNGs of any bit depth and colour type are converted:
     /// alpha is dropped, gray is replicated to RGB, RGB goes to gray with libjpeg-turbo's luma
@@ -299,6 +297,29 @@ impl Decoder {
         ))
     }
 
+    /// The stored (width, height) of JPEG or PNG `bytes`, read from the header alone: nothing
+    /// is decoded. A JPEG header that libjpeg-turbo reads whole despite damage (junk between
+    /// two segments, a segment whose length field is too short) gives its size; the decode
+    /// then follows the [`DecodePolicy`]. The size is not checked against
+    /// [`max_image_pixels`](Self::max_image_pixels): decoding checks it.
+    ///
+    /// ```
+    /// let bytes = std::fs::read(concat!(
+    ///     env!("CARGO_MANIFEST_DIR"),
+    ///     "/fixtures/photos-256x144/class-a/photo-00.jpg"
+    /// ))?;
+    /// let mut decoder = stoker::decode::Decoder::new()?;
+    /// assert_eq!(decoder.stored_size(&bytes)?, (256, 144));
+    /// assert!(decoder.stored_size(&bytes[..100]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stored_size(&mut self, bytes: &[u8]) -> Result<(usize, usize)> {
+        match sniff(bytes)? {
+            ImageFormat::Jpeg => self.jpeg_size(bytes),
+            ImageFormat::Png => png::png_size(bytes),
+        }
+    }
+
     fn set_warning(&mut self, message: std::fmt::Arguments<'_>) {
         use std::fmt::Write as _;
         self.warning.clear();
@@ -366,17 +387,6 @@ fn check_channels(channels: usize) -> Result<()> {
         _ => Err(Error::usage(format!(
             "channels must be 1 or 3, not {channels}"
         ))),
-    }
-}
-
-/// `w * h * channels` when the image has at most [`MAX_PIXELS`] pixels.
-fn check_pixels(w: usize, h: usize, channels: usize) -> Result<usize> {
-    match w.checked_mul(h) {
-        Some(px) if px <= MAX_PIXELS => Ok(px * channels),
-        _ => Err(Error::new(
-            ErrorKind::Decode,
-            format!("image {w}x{h} exceeds {MAX_PIXELS} pixels"),
-        )),
     }
 }
 

@@ -109,6 +109,7 @@ impl Decoder {
         min_size: (usize, usize),
     ) -> Result<Option<PlaneLayout>> {
         let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
+        self.check_stored("jpeg", (header.width, header.height))?;
         let Some((hs, vs)) = header.ycbcr_subsampling() else {
             return Ok(None);
         };

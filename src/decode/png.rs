@@ -24,14 +24,15 @@ impl Decoder {
     }
 
     /// The rows of a truncated, non-interlaced PNG that decode (at least one), the rest gray;
-    /// `None` when the image is whole, interlaced, or no row decodes.
+    /// `None` when the image is whole, interlaced, above the stored-size limit, or no row
+    /// decodes.
     fn decode_png_rows(&mut self, bytes: &[u8], channels: usize) -> Option<(usize, usize)> {
         let mut d = png::Decoder::new(Cursor::new(bytes));
         d.set_transformations(png::Transformations::EXPAND);
         let mut reader = d.read_info().ok()?;
         let info = reader.info();
         let (w, h) = (info.width as usize, info.height as usize);
-        if info.interlaced || w == 0 || h == 0 {
+        if info.interlaced || w == 0 || h == 0 || self.check_stored("png", (w, h)).is_err() {
             return None;
         }
         let n = check_pixels(w, h, channels).ok()?;
@@ -79,6 +80,7 @@ impl Decoder {
         if w == 0 || h == 0 {
             return Err(Error::new(ErrorKind::Decode, "png: empty image"));
         }
+        self.check_stored("png", (w, h))?;
         let n = check_pixels(w, h, channels)?;
         let color = png.color_type();
         let raw_len = usize::try_from(png.total_bytes())
@@ -113,6 +115,20 @@ impl Decoder {
             convert::<1>(raw, stored, out, channels);
         }
         Ok((w, h))
+    }
+}
+
+/// A PNG's stored (width, height), from its IHDR chunk (the first, as the format requires).
+pub(super) fn png_size(bytes: &[u8]) -> Result<(usize, usize)> {
+    let be = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    match (bytes.get(12..16), be(16), be(20)) {
+        (Some(b"IHDR"), Some(w), Some(h)) if w > 0 && h > 0 => Ok((w, h)),
+        (Some(b"IHDR"), Some(_), Some(_)) => Err(Error::new(ErrorKind::Decode, "png: empty image")),
+        _ => Err(Error::new(ErrorKind::Decode, "png: no image header (ihdr)")),
     }
 }
 
