@@ -425,3 +425,23 @@ fn a_png_with_a_huge_ztxt_chunk_decodes_in_bounded_memory() {
     let peak = child_peak_rss_kib(NAME, path.to_str().unwrap());
     assert!(peak > 0);
 }
+
+#[test]
+fn a_jpeg_missing_a_table_decodes_alike_whatever_was_decoded_before() {
+    // libjpeg keeps the last image's tables: a file that lost its first quantization table
+    // (junk over it, skipped with a warning) decoded with the previous file's after a good one.
+    let photo = std::fs::read(PHOTO).unwrap();
+    let mut lost_table = photo.clone();
+    lost_table[3..64].fill(0);
+    let other = std::fs::read("fixtures/photos-256x144/class-b/photo-01.jpg").unwrap();
+    let mut fresh = Decoder::new().unwrap();
+    let e = decode_error(&mut fresh, &lost_table, Some((64, 36)));
+    assert_eq!(e.message(), "jpeg: quantization table 0x00 was not defined");
+    let mut used = Decoder::new().unwrap();
+    for _ in 0..2 {
+        used.decode(&other, 3, Some((64, 36))).unwrap();
+        let e = decode_error(&mut used, &lost_table, Some((64, 36)));
+        assert_eq!(e.message(), "jpeg: quantization table 0x00 was not defined");
+        assert!(used.decode_ycbcr(&lost_table, (64, 36)).is_err());
+    }
+}

@@ -66,6 +66,10 @@ impl Decoder {
         channels: usize,
         size: Option<(usize, usize)>,
     ) -> Result<(usize, usize)> {
+        // Not another file's tables: see markers::borrows_tables.
+        if super::markers::borrows_tables(bytes) {
+            self.fresh_handle();
+        }
         let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
         let stored = (header.width, header.height);
         self.check_stored("jpeg", stored)?;

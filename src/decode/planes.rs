@@ -108,6 +108,10 @@ impl Decoder {
         bytes: &[u8],
         min_size: (usize, usize),
     ) -> Result<Option<PlaneLayout>> {
+        // Not another file's tables: see markers::borrows_tables.
+        if super::markers::borrows_tables(bytes) {
+            self.fresh_handle();
+        }
         let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
         self.check_stored("jpeg", (header.width, header.height))?;
         let Some((hs, vs)) = header.ycbcr_subsampling() else {
