@@ -94,4 +94,9 @@ put("decode_augment", "rgb.png", png(small((12, 8))))
 put("decode_augment", "gray.png", png(small((12, 8), "L")))
 put("decode_augment", "rgba.png", png(small((6, 4), "RGBA")))
 put("decode_augment", "palette.png", png(small((6, 4)).convert("P")))
+# CMYK and YCCK JPEGs (Adobe APP14, transform 0 and 2), which decode through CMYK to RGB.
+put("decode_augment", "cmyk.jpg", jpeg(small((12, 8), "CMYK")))
+ycck = bytearray(jpeg(small((12, 8), "CMYK"), subsampling=0))
+ycck[ycck.index(b"Adobe") + 11] = 2  # the transform byte: YCCK
+put("decode_augment", "ycck.jpg", bytes(ycck))
 put("decode_augment", "gray16.png", png(Image.fromarray(rng.integers(0, 65535, (4, 5), dtype=np.uint16))))

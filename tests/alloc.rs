@@ -90,6 +90,31 @@ fn steady_state_allocates_nothing_per_batch_and_rss_stays_flat() {
         assert_eq!(per, [0, 0, 0], "jpeg folder, {workers} workers");
     }
 
+    // CMYK and YCCK JPEGs (at their stored size): decoded to CMYK into the decoder's raw
+    // buffer, converted to RGB into its decode buffer, both reused.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    for k in 0..8 {
+        let name = ["cmyk.jpg", "ycck.jpg"][k % 2];
+        std::fs::copy(
+            format!("fixtures/decode/{name}"),
+            dir.path().join(format!("a/{k}-{name}")),
+        )
+        .unwrap();
+    }
+    for workers in [0, 1] {
+        let mut l = Loader::builder(ImageFolder::open(dir.path()).unwrap())
+            .batch_size(2)
+            .shuffle(true)
+            .num_workers(workers)
+            .dtype(DType::F32)
+            .build()
+            .unwrap();
+        allocations_per_epoch(&mut l, 0..2);
+        let per = allocations_per_epoch(&mut l, 2..5);
+        assert_eq!(per, [0, 0, 0], "cmyk folder, {workers} workers");
+    }
+
     // NPY with two workers: zero-copy from the memory map into the slots. (Resizing to
     // another size goes through fast_image_resize, which builds its filter tables on every
     // call: that path allocates, and is documented to.)

@@ -137,6 +137,31 @@ fn decode_and_augment() {
 }
 
 #[test]
+fn the_decode_seeds_reach_the_cmyk_path() {
+    // A JPEG whose frame has four components decodes through CMYK: the seeds hold a CMYK and
+    // a YCCK one, and both decode to RGB.
+    let four_components = |b: &[u8]| {
+        let sof = b
+            .windows(2)
+            .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
+            .unwrap();
+        b[sof + 9] == 4
+    };
+    let mut d = stoker::decode::Decoder::new().unwrap();
+    let mut cmyk = Vec::new();
+    for (name, data) in inputs("corpus", "decode_augment") {
+        if stoker::decode::ImageFormat::sniff(&data) == Some(stoker::decode::ImageFormat::Jpeg)
+            && four_components(&data)
+        {
+            let img = d.decode(&data, 3, None).unwrap();
+            assert_eq!(img.channels, 3, "{name}");
+            cmyk.push(name.rsplit('/').next().unwrap().to_string());
+        }
+    }
+    assert_eq!(cmyk, ["cmyk.jpg", "ycck.jpg"]);
+}
+
+#[test]
 fn the_mutations_change_their_seeds() {
     // A replay that never reached bad input would prove nothing: most mutations differ from
     // their seed, and some are rejected by the parser.

@@ -96,6 +96,7 @@ impl Core {
         on_error = "raise",
         max_skipped = None,
         decode_policy = "tolerant",
+        max_image_pixels = None,
         drop_last = false,
         num_classes = None,
         ignore_label = None,
@@ -125,6 +126,7 @@ impl Core {
         on_error: &str,
         max_skipped: Option<SkipArg>,
         decode_policy: &str,
+        max_image_pixels: Option<u64>,
         drop_last: bool,
         num_classes: Option<usize>,
         ignore_label: Option<i64>,
@@ -227,6 +229,9 @@ impl Core {
                 }
                 if let Some(m) = max_skipped {
                     b = b.max_skipped(m);
+                }
+                if let Some(n) = max_image_pixels {
+                    b = b.max_image_pixels(n);
                 }
                 if let Some(n) = num_classes {
                     b = b.num_classes(n);

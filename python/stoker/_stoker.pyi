@@ -106,6 +106,7 @@ class Core:
         on_error: str = "raise",
         max_skipped: int | float | str | None = None,
         decode_policy: str = "tolerant",
+        max_image_pixels: int | None = None,
         drop_last: bool = False,
         num_classes: int | None = None,
         ignore_label: int | None = None,

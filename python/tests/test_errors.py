@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import stoker
-from conftest import PHOTOS
+from conftest import PHOTOS, ROOT
 
 
 @pytest.fixture
@@ -96,3 +96,37 @@ def test_an_hdf5_file_in_a_build_without_hdf5_says_how_to_rebuild(tmp_path):
     with pytest.raises(stoker.UsageError) as info:
         stoker.Loader(h5)
     assert "MATURIN_PEP517_ARGS" in str(info.value) and info.value.path == str(h5)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    # A 333-byte JPEG whose frame header claims 65000x65000 pixels, among two photos.
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    for k, src in enumerate(sorted((PHOTOS / "class-a").glob("*.jpg"))[:2]):
+        shutil.copy(src, root / "a" / f"{2 * k}.jpg")
+    shutil.copy(ROOT / "fixtures" / "decode" / "bomb-65000.jpg", root / "a" / "1.jpg")
+    loader = stoker.Loader(root, batch_size=3, size=(36, 64))
+    with pytest.raises(stoker.DataError) as info:
+        list(loader)
+    e = info.value
+    assert e.kind == "decode"
+    assert e.path is not None and e.path.endswith("a/1.jpg")
+    assert e.index == 1
+    assert "65000x65000" in str(e) and "max_image_pixels (178956970)" in str(e)
+    # Skipped and counted under on_error="skip".
+    loader = stoker.Loader(root, batch_size=3, size=(36, 64), on_error="skip", max_skipped=1)
+    seen = [i for b in loader.batches() for i in b.indices]
+    assert seen == [0, 2]
+    st = loader.stats()
+    assert st["skipped"] == 1 and st["skipped_by_kind"] == {"decode": 1}
+    index, kind, message = st["skipped_samples"][0]
+    assert (index, kind) == (1, "decode") and "1.jpg" in message
+    # The limit is the caller's: just below the photos' 256x144 they are refused too.
+    loader = stoker.Loader(root, batch_size=3, size=(36, 64), max_image_pixels=256 * 144 - 1)
+    with pytest.raises(stoker.DataError, match=r"256x144 .* max_image_pixels \(36863\)") as info:
+        list(loader)
+    assert info.value.index == 0
+    loader = stoker.Loader(root, batch_size=3, size=(36, 64), max_image_pixels=256 * 144)
+    with pytest.raises(stoker.DataError, match="65000x65000") as info:
+        list(loader)
+    assert info.value.index == 1

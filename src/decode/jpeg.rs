@@ -1,399 +1,258 @@
-//! A libjpeg-turbo decompressor on TurboJPEG's raw API, which tells a warning (the image was
-//! decoded, some data was bad) from a fatal error (no image), and a truncated file from
-//! corrupt scan data.
-//!
-//! The `turbojpeg` crate's safe wrapper returns every warning as the same error string as a
-//! fatal error, so this module keeps its own handle and reads `tj3GetErrorCode`.
+//! The JPEG paths of a [`Decoder`]: header, DCT-domain scale, decode into the decoder's
+//! buffer, and what the [`DecodePolicy`] makes of libjpeg-turbo's warnings.
 
-use std::ffi::{CStr, c_int};
-use std::fmt;
-use std::ptr::NonNull;
+use super::cmyk::cmyk_to;
+use super::turbo::{Jpeg, JpegError};
+use super::{DecodePolicy, Decoder, check_pixels, markers, scratch};
+use crate::{Error, ErrorKind, Result};
 
-use turbojpeg::raw;
-
-/// Progressive JPEGs with more scans than this are refused: libjpeg-turbo's advice for
-/// untrusted input (a crafted file with thousands of scans takes minutes to decode).
-const SCAN_LIMIT: c_int = 500;
-
-/// What libjpeg-turbo said about a JPEG that did not decode cleanly: the
-/// [`source`](std::error::Error::source) of a JPEG [`Decode`](crate::ErrorKind::Decode) error.
+/// The DCT-domain downscale that libjpeg-turbo should apply to a JPEG of `stored` size
+/// (width, height) to be resized to `target`: the denominator (1, 2, 4 or 8) of the smallest
+/// factor among 1/8, 1/4, 1/2 and 1 whose scaled size (rounded up, as libjpeg-turbo does) is
+/// still at least the target in both dimensions.
 ///
 /// ```
-/// use std::error::Error as _;
-/// let mut decoder = stoker::decode::Decoder::new()?;
-/// let e = decoder.decode(b"\xFF\xD8\xFF\xE0 not really", 3, None).unwrap_err();
-/// let jpeg = e.source().unwrap().downcast_ref::<stoker::decode::JpegError>().unwrap();
-/// assert!(!jpeg.is_warning());
-/// assert_eq!(format!("jpeg: {}", jpeg.message()), e.message());
-/// # Ok::<(), stoker::Error>(())
+/// use stoker::decode::jpeg_scale;
+/// assert_eq!(jpeg_scale((1920, 1080), (256, 144)), 4); // decodes at 480×270
+/// assert_eq!(jpeg_scale((1920, 1080), (224, 224)), 4);
+/// assert_eq!(jpeg_scale((100, 100), (200, 200)), 1); // upscaling: full size
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JpegError {
-    /// libjpeg-turbo's message, trimmed and lowercased.
-    pub(crate) message: String,
-    /// Whether it was a warning (`TJERR_WARNING`): the output was written in full.
-    pub(crate) warning: bool,
+pub fn jpeg_scale(stored: (usize, usize), target: (usize, usize)) -> usize {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| stored.0.div_ceil(d) >= target.0 && stored.1.div_ceil(d) >= target.1)
+        .unwrap_or(1)
 }
 
-impl JpegError {
-    /// libjpeg-turbo's message, trimmed and lowercased.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Whether libjpeg-turbo reported a warning (the image was decoded, partly made up)
-    /// rather than a fatal error; under [`DecodePolicy::Strict`](super::DecodePolicy::Strict), or
-    /// for a truncated file, a warning is still refused.
-    pub fn is_warning(&self) -> bool {
-        self.warning
-    }
-}
-
-impl fmt::Display for JpegError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for JpegError {}
-
-/// The header fields the decoder needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub(crate) width: usize,
-    pub(crate) height: usize,
-    pub(crate) lossless: bool,
-    /// `TJCS_*`: how the components are coded (YCbCr, RGB, gray, CMYK, YCCK).
-    pub(crate) colorspace: c_int,
-    /// `TJSAMP_*`: the chroma subsampling, `TJSAMP_UNKNOWN` (-1) when TurboJPEG has no name
-    /// for it.
-    pub(crate) subsamp: c_int,
-}
-
-impl Header {
-    /// Luma samples per chroma sample (across, down) of a YCbCr JPEG that TurboJPEG can
-    /// decode to planes; `None` for gray, RGB, CMYK and YCCK JPEGs, lossless ones, and
-    /// subsamplings without a name.
-    pub(crate) fn ycbcr_subsampling(&self) -> Option<(usize, usize)> {
-        if self.lossless || self.colorspace != raw::TJCS_TJCS_YCbCr as c_int {
-            return None;
-        }
-        Some(match self.subsamp as raw::TJSAMP {
-            raw::TJSAMP_TJSAMP_444 => (1, 1),
-            raw::TJSAMP_TJSAMP_422 => (2, 1),
-            raw::TJSAMP_TJSAMP_420 => (2, 2),
-            raw::TJSAMP_TJSAMP_440 => (1, 2),
-            raw::TJSAMP_TJSAMP_411 => (4, 1),
-            raw::TJSAMP_TJSAMP_441 => (1, 4),
-            _ => return None,
-        })
-    }
-}
-
-/// A TurboJPEG decompression instance (one per decoder; not shared between threads).
-#[derive(Debug)]
-pub(crate) struct Jpeg {
-    handle: NonNull<std::ffi::c_void>,
-    /// The DCT scaling denominator set on the handle (1, 2, 4 or 8).
-    denom: usize,
-}
-
-// SAFETY: a TurboJPEG instance may move between threads; it is used by one at a time (`&mut`).
-unsafe impl Send for Jpeg {}
-
-impl Drop for Jpeg {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from tj3Init and is destroyed once.
-        unsafe { raw::tj3Destroy(self.handle.as_ptr()) };
-    }
-}
-
-impl Jpeg {
-    /// A new instance, with the scan limit set.
-    pub(crate) fn new() -> Result<Jpeg, JpegError> {
-        // SAFETY: plain FFI call; a null handle is checked.
-        let ptr = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as c_int) };
-        let Some(handle) = NonNull::new(ptr) else {
-            return Err(JpegError {
-                // SAFETY: with a null handle, tj3GetErrorStr returns the global message.
-                message: unsafe { message(std::ptr::null_mut()) },
-                warning: false,
-            });
-        };
-        let mut jpeg = Jpeg { handle, denom: 1 };
-        jpeg.set(raw::TJPARAM_TJPARAM_SCANLIMIT, SCAN_LIMIT)?;
-        Ok(jpeg)
-    }
-
-    fn ptr(&mut self) -> raw::tjhandle {
-        self.handle.as_ptr()
-    }
-
-    fn set(&mut self, param: raw::TJPARAM, value: c_int) -> Result<(), JpegError> {
-        // SAFETY: a live handle and a parameter id from the bindings.
-        let rc = unsafe { raw::tj3Set(self.ptr(), param as c_int, value) };
-        if rc == 0 { Ok(()) } else { Err(self.error()) }
-    }
-
-    fn get(&mut self, param: raw::TJPARAM) -> c_int {
-        // SAFETY: as in `set`.
-        unsafe { raw::tj3Get(self.ptr(), param as c_int) }
-    }
-
-    /// The last call's error: its message and whether it was only a warning.
-    fn error(&mut self) -> JpegError {
-        // SAFETY: a live handle.
-        let code = unsafe { raw::tj3GetErrorCode(self.ptr()) };
-        JpegError {
-            // SAFETY: a live handle.
-            message: unsafe { message(self.ptr()) },
-            warning: code == raw::TJERR_TJERR_WARNING as c_int,
-        }
-    }
-
-    /// Reads the header of `bytes`. A warning while reading it (e.g. extraneous bytes before
-    /// a table marker) comes back beside the header, which is complete.
-    pub(crate) fn header(
+impl Decoder {
+    /// Decodes a JPEG into `self.decoded`, downscaled in the DCT domain towards `size`;
+    /// returns the decoded (width, height).
+    pub(super) fn decode_jpeg(
         &mut self,
         bytes: &[u8],
-    ) -> Result<(Header, Option<JpegError>), JpegError> {
-        // SAFETY: `bytes` is valid for its length for the duration of the call.
-        let rc = unsafe { raw::tj3DecompressHeader(self.ptr(), bytes.as_ptr(), bytes.len() as _) };
-        let warning = if rc == 0 {
-            None
+        channels: usize,
+        size: Option<(usize, usize)>,
+    ) -> Result<(usize, usize)> {
+        let result = self.decode_jpeg_inner(bytes, channels, size);
+        if result.is_err() {
+            self.fresh_handle();
+        }
+        result
+    }
+
+    /// A JPEG's stored (width, height), from its header.
+    pub(super) fn jpeg_size(&mut self, bytes: &[u8]) -> Result<(usize, usize)> {
+        match self.jpeg.header(bytes) {
+            Ok((header, _)) => Ok((header.width, header.height)),
+            Err(e) => {
+                self.fresh_handle();
+                Err(jpeg_error(e))
+            }
+        }
+    }
+
+    /// A new TurboJPEG handle after a failed decode: libjpeg-turbo 3.1's tj3DecompressHeader
+    /// leaves the handle mid-header when it fails, and every later header read on that handle
+    /// fails too.
+    pub(super) fn fresh_handle(&mut self) {
+        if let Ok(fresh) = Jpeg::new() {
+            self.jpeg = fresh;
+        }
+    }
+
+    fn decode_jpeg_inner(
+        &mut self,
+        bytes: &[u8],
+        channels: usize,
+        size: Option<(usize, usize)>,
+    ) -> Result<(usize, usize)> {
+        // Not another file's tables: see markers::borrows_tables.
+        if super::markers::borrows_tables(bytes) {
+            self.fresh_handle();
+        }
+        let (header, header_warning) = self.jpeg.header(bytes).map_err(jpeg_error)?;
+        let stored = (header.width, header.height);
+        self.check_stored("jpeg", stored)?;
+        let denom = match size {
+            // libjpeg-turbo cannot scale lossless JPEGs.
+            Some(target) if !header.lossless => jpeg_scale(stored, target),
+            _ => 1,
+        };
+        self.jpeg.set_scale(denom).map_err(jpeg_error)?;
+        let (w, h) = (stored.0.div_ceil(denom), stored.1.div_ceil(denom));
+        let n = check_pixels(w, h, channels)?;
+        let out = scratch(&mut self.decoded, n);
+        // tj3Decompress8 reports a warning (corrupt or missing scan data) after it has
+        // written every pixel: the policy decides what it makes of that.
+        let warning = if header.cmyk() {
+            // CMYK and YCCK decode to CMYK only: the four samples go to the raw buffer first.
+            let stored = scratch(&mut self.raw, check_pixels(w, h, 4)?);
+            let warning = self.jpeg.decompress(bytes, stored, (w, h, 4));
+            cmyk_to(stored, out, channels);
+            warning
         } else {
-            let e = self.error();
-            if !e.warning {
-                return Err(e);
-            }
-            Some(e)
-        };
-        let width = self.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
-        let height = self.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
-        if width <= 0 || height <= 0 {
-            return Err(JpegError {
-                message: warning
-                    .map_or_else(|| "no image size in the header".into(), |w| w.message),
-                warning: false,
-            });
+            self.jpeg.decompress(bytes, out, (w, h, channels))
         }
-        let header = Header {
-            width: width as usize,
-            height: height as usize,
-            lossless: self.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1,
-            colorspace: self.get(raw::TJPARAM_TJPARAM_COLORSPACE),
-            subsamp: self.get(raw::TJPARAM_TJPARAM_SUBSAMP),
-        };
-        Ok((header, warning))
+        .map_err(jpeg_error)?;
+        if let Some(w) = header_warning.or(warning) {
+            self.accept_jpeg_warning(w, bytes)?;
+        }
+        Ok((w, h))
     }
 
-    /// The DCT scaling denominator in use.
-    #[cfg(test)]
-    pub(crate) fn denom(&self) -> usize {
-        self.denom
-    }
-
-    /// Sets the DCT-domain downscale to 1/`denom` for later decodes.
-    pub(crate) fn set_scale(&mut self, denom: usize) -> Result<(), JpegError> {
-        if self.denom != denom {
-            let factor = raw::tjscalingfactor {
-                num: 1,
-                denom: denom as c_int,
-            };
-            // SAFETY: a live handle; the factor is one TurboJPEG supports (1/1..1/8).
-            if unsafe { raw::tj3SetScalingFactor(self.ptr(), factor) } != 0 {
-                return Err(self.error());
+    /// Applies the policy to a JPEG that decoded with a warning: records the warning, or
+    /// makes it the error.
+    pub(super) fn accept_jpeg_warning(&mut self, w: JpegError, bytes: &[u8]) -> Result<()> {
+        let truncated = w.message == TRUNCATED || markers::is_truncated(bytes);
+        let accept = match self.policy {
+            DecodePolicy::Strict => false,
+            DecodePolicy::Tolerant => !truncated,
+            DecodePolicy::Lenient => true,
+        };
+        if !accept {
+            if truncated && w.message != TRUNCATED {
+                // The first warning was about corrupt data; the cut is what makes it fatal.
+                let message = format!("jpeg: {TRUNCATED} (first warning: {})", w.message);
+                return Err(Error::new(ErrorKind::Decode, message).with_source(w));
             }
-            self.denom = denom;
+            return Err(jpeg_error(w));
         }
+        self.set_warning(format_args!("jpeg: {}", w.message));
         Ok(())
     }
-
-    /// Decodes `bytes` (whose header was just read) into `out`: `width`×`height` pixels of
-    /// `channels` (1: gray, 3: RGB) bytes, rows packed. `Ok(Some(warning))` when libjpeg-turbo
-    /// warned: every pixel was written, but some are made up (gray or smeared blocks after
-    /// bad scan data).
-    pub(crate) fn decompress(
-        &mut self,
-        bytes: &[u8],
-        out: &mut [u8],
-        (width, height, channels): (usize, usize, usize),
-    ) -> Result<Option<JpegError>, JpegError> {
-        assert!(out.len() >= width * height * channels && matches!(channels, 1 | 3));
-        let format = if channels == 1 {
-            raw::TJPF_TJPF_GRAY
-        } else {
-            raw::TJPF_TJPF_RGB
-        };
-        // SAFETY: `out` holds `height` rows of `width * channels` bytes (asserted) and the
-        // scaled size of this header is (width, height) (the caller computed it from the
-        // header and the scale set on this handle); `bytes` is valid for its length.
-        let rc = unsafe {
-            raw::tj3Decompress8(
-                self.ptr(),
-                bytes.as_ptr(),
-                bytes.len() as _,
-                out.as_mut_ptr(),
-                (width * channels) as c_int,
-                format as c_int,
-            )
-        };
-        if rc == 0 {
-            return Ok(None);
-        }
-        let e = self.error();
-        if e.warning { Ok(Some(e)) } else { Err(e) }
-    }
-
-    /// Decodes `bytes` (whose header was just read, with the scale set) into its three YCbCr
-    /// planes: plane `i` is `rows[i]` rows of `strides[i]` bytes at the start of `planes[i]`
-    /// (TurboJPEG's plane sizes for the scaled image, asserted). Warnings as in
-    /// [`Jpeg::decompress`].
-    pub(crate) fn decompress_planes(
-        &mut self,
-        bytes: &[u8],
-        planes: [&mut [u8]; 3],
-        strides: [usize; 3],
-        rows: [usize; 3],
-    ) -> Result<Option<JpegError>, JpegError> {
-        for i in 0..3 {
-            assert!(planes[i].len() >= strides[i] * rows[i]);
-        }
-        let mut ptrs = planes.map(|p| p.as_mut_ptr());
-        let mut pitches = strides.map(|s| s as c_int);
-        // SAFETY: each plane holds `rows[i]` rows of `strides[i]` bytes (asserted), which the
-        // caller computed with tj3YUVPlaneWidth/Height for this header, scale and subsampling;
-        // `bytes` is valid for its length.
-        let rc = unsafe {
-            raw::tj3DecompressToYUVPlanes8(
-                self.ptr(),
-                bytes.as_ptr(),
-                bytes.len() as _,
-                ptrs.as_mut_ptr(),
-                pitches.as_mut_ptr(),
-            )
-        };
-        if rc == 0 {
-            return Ok(None);
-        }
-        let e = self.error();
-        if e.warning { Ok(Some(e)) } else { Err(e) }
-    }
 }
 
-/// TurboJPEG's (width, height) of plane `component` (0 luma, 1 and 2 chroma) of an image of
-/// `size` with subsampling `subsamp`: luma padded to whole chroma samples, chroma rounded up.
-pub(crate) fn plane_size(component: usize, size: (usize, usize), subsamp: c_int) -> (usize, usize) {
-    let c = component as c_int;
-    // SAFETY: plain functions of their arguments.
-    let (w, h) = unsafe {
-        (
-            raw::tj3YUVPlaneWidth(c, size.0 as c_int, subsamp),
-            raw::tj3YUVPlaneHeight(c, size.1 as c_int, subsamp),
-        )
-    };
-    (w.max(0) as usize, h.max(0) as usize)
-}
+/// libjpeg's message for a file that ends before its last scan does.
+const TRUNCATED: &str = "premature end of jpeg file";
 
-/// TurboJPEG's message for `handle` (or the global one for a null handle), trimmed and
-/// lowercased.
-///
-/// # Safety
-/// `handle` is null or a live TurboJPEG handle.
-unsafe fn message(handle: raw::tjhandle) -> String {
-    // SAFETY: tj3GetErrorStr returns a NUL-terminated string owned by the library.
-    let s = unsafe { CStr::from_ptr(raw::tj3GetErrorStr(handle)) };
-    s.to_string_lossy().trim().to_lowercase()
-}
-
-/// Whether `bytes` is a JPEG cut short: no EOI marker (`FF D9`) after the start of its first
-/// scan. Trailing bytes after an EOI do not count; an EOI made by a corrupt byte inside the
-/// scan does (libjpeg-turbo stops there, as Pillow's decoder does), so this is the cut that
-/// the file itself shows, not the damage.
-pub(crate) fn is_truncated(bytes: &[u8]) -> bool {
-    let Some(scan) = first_scan(bytes) else {
-        return true; // no scan at all: the file stops in its header
-    };
-    !bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-/// The offset of the first SOS marker, walking the marker segments from the start.
-fn first_scan(bytes: &[u8]) -> Option<usize> {
-    let mut i = 2; // after SOI
-    loop {
-        // Markers may be preceded by any number of 0xFF fill bytes.
-        while bytes.get(i) == Some(&0xFF) && bytes.get(i + 1) == Some(&0xFF) {
-            i += 1;
-        }
-        if bytes.get(i) != Some(&0xFF) {
-            return None;
-        }
-        let marker = *bytes.get(i + 1)?;
-        if marker == 0xDA {
-            return Some(i);
-        }
-        if matches!(marker, 0xD0..=0xD9 | 0x01) {
-            i += 2; // standalone markers carry no length
-            continue;
-        }
-        let len = u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]) as usize;
-        i += 2 + len;
-    }
+pub(super) fn jpeg_error(e: JpegError) -> Error {
+    Error::new(ErrorKind::Decode, format!("jpeg: {}", e.message)).with_source(e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::color::luma;
+    use crate::decode::testutil::*;
+    use crate::{ImageView, Pixels};
+    use turbojpeg::PixelFormat;
 
-    fn photo() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/photos-256x144/class-a/photo-00.jpg"
-        ))
-        .unwrap()
+    #[test]
+    fn jpeg_scale_picks_smallest_factor_that_covers_target() {
+        assert_eq!(jpeg_scale((1920, 1080), (256, 144)), 4);
+        assert_eq!(jpeg_scale((512, 288), (256, 144)), 2);
+        assert_eq!(jpeg_scale((300, 200), (256, 144)), 1);
+        assert_eq!(jpeg_scale((256, 144), (512, 288)), 1);
+        assert_eq!(jpeg_scale((2048, 1152), (256, 144)), 8);
+        // Rounding up: 2041 / 8 = 255.1 -> 256 columns, enough for 1/8.
+        assert_eq!(jpeg_scale((2041, 1152), (256, 144)), 8);
+        assert_eq!(jpeg_scale((2040, 1152), (256, 144)), 4);
+        // Both dimensions must be covered.
+        assert_eq!(jpeg_scale((1920, 300), (256, 144)), 2);
     }
 
     #[test]
-    fn truncation_is_told_from_the_file() {
-        let jpeg = photo();
-        assert!(!is_truncated(&jpeg));
-        let mut trailing = jpeg.clone();
-        trailing.extend_from_slice(b"trailing bytes");
-        assert!(!is_truncated(&trailing));
-        assert!(is_truncated(&jpeg[..jpeg.len() - 2]));
-        assert!(is_truncated(&jpeg[..jpeg.len() / 2]));
-        assert!(is_truncated(&jpeg[..100]));
-        assert!(is_truncated(&jpeg[..3]));
+    fn dct_downscale_is_close_to_full_decode_and_resize() {
+        let jpeg = mosaic_1080p();
+        let mut d = Decoder::new().unwrap();
+        let full = u8_pixels(d.decode(&jpeg, 3, None).unwrap());
+        assert_eq!(full.len(), 1920 * 1080 * 3);
+        let full_view = ImageView::new(1920, 1080, 3, Pixels::U8(&full)).unwrap();
+        let reference = u8_pixels(d.resize(full_view, 256, 144).unwrap());
+
+        let fast = d.decode(&jpeg, 3, Some((256, 144))).unwrap();
+        assert_eq!((fast.width, fast.height, fast.channels), (256, 144, 3));
+        let fast = u8_pixels(fast);
+        assert_eq!(d.jpeg.denom(), 4);
+        let mad = mean_abs_diff(&fast, &reference);
+        assert!(mad < 2.0, "mean abs difference {mad}");
     }
 
     #[test]
-    fn a_warning_comes_with_the_whole_image() {
-        let jpeg = photo();
-        let mut j = Jpeg::new().unwrap();
-        let (h, w) = j.header(&jpeg).unwrap();
-        assert_eq!((h.width, h.height, h.lossless, w), (256, 144, false, None));
-        let mut clean = vec![0u8; 256 * 144 * 3];
-        assert_eq!(j.decompress(&jpeg, &mut clean, (256, 144, 3)), Ok(None));
+    fn gray_jpeg_decode_is_the_luma_of_rgb() {
+        let mut d = Decoder::new().unwrap();
+        let bytes = photo(5);
+        let rgb = u8_pixels(d.decode(&bytes, 3, None).unwrap());
+        let gray = d.decode(&bytes, 1, None).unwrap();
+        assert_eq!((gray.width, gray.height, gray.channels), (256, 144, 1));
+        let gray = u8_pixels(gray);
+        let luma_of_rgb: Vec<u8> = rgb.chunks(3).map(|p| luma(p[0], p[1], p[2])).collect();
+        let mad = mean_abs_diff(&gray, &luma_of_rgb);
+        assert!(mad < 1.0, "mean abs difference {mad}");
+        // Resized gray output has the requested shape.
+        let small = d.decode(&bytes, 1, Some((100, 50))).unwrap();
+        assert_eq!((small.width, small.height, small.channels), (100, 50, 1));
+    }
 
-        let cut = &jpeg[..jpeg.len() * 3 / 4];
-        j.header(cut).unwrap();
-        let mut out = vec![7u8; 256 * 144 * 3];
-        let warning = j.decompress(cut, &mut out, (256, 144, 3)).unwrap().unwrap();
-        assert!(warning.warning);
-        assert_eq!(warning.message, "premature end of jpeg file");
-        // The rows before the cut are the clean image's, and every pixel was written: a
-        // buffer that starts with other values ends the same.
-        assert_eq!(out[..256 * 3 * 16], clean[..256 * 3 * 16]);
-        assert_ne!(out, clean);
-        let mut again = vec![200u8; 256 * 144 * 3];
-        j.header(cut).unwrap();
-        j.decompress(cut, &mut again, (256, 144, 3)).unwrap();
-        assert_eq!(out, again);
+    #[test]
+    fn gray_jpeg_decodes_to_replicated_rgb() {
+        let (w, h) = (40, 24);
+        let px: Vec<u8> = (0..w * h).map(|i| (i * 7 % 251) as u8).collect();
+        let jpeg = encode_jpeg(&px, w, h, PixelFormat::GRAY);
+        let mut d = Decoder::new().unwrap();
+        let gray = u8_pixels(d.decode(&jpeg, 1, None).unwrap());
+        let rgb = u8_pixels(d.decode(&jpeg, 3, None).unwrap());
+        assert_eq!(rgb.len(), gray.len() * 3);
+        for (p, &g) in rgb.chunks(3).zip(&gray) {
+            assert_eq!(p, [g, g, g]);
+        }
+    }
 
-        let fatal = Jpeg::new()
-            .unwrap()
-            .header(b"\xFF\xD8\xFF\xE0garbage")
-            .unwrap_err();
-        assert!(!fatal.warning, "{fatal:?}");
+    /// The u8 payload and shape of a C-order NPY file, parsed by hand.
+    fn read_npy(bytes: &[u8]) -> (String, Vec<usize>, &[u8]) {
+        assert_eq!(&bytes[..6], b"\x93NUMPY");
+        let (len, start) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            _ => (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            ),
+        };
+        let header = std::str::from_utf8(&bytes[start..start + len]).unwrap();
+        assert!(header.contains("'fortran_order': False"), "{header}");
+        let descr = header.split("'descr': '").nth(1).unwrap();
+        let descr = descr[..descr.find('\'').unwrap()].to_string();
+        let shape = header.split("'shape': (").nth(1).unwrap();
+        let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
+        (descr, shape, &bytes[start + len..])
+    }
+
+    #[test]
+    fn npy_fixtures_equal_the_decoded_jpeg_fixtures() {
+        let manifest = String::from_utf8(fixture("manifest.csv")).unwrap();
+        let mut lines = manifest.lines();
+        assert_eq!(lines.next(), Some("path,label"));
+        let samples: Vec<(&str, i64)> = lines
+            .map(|l| {
+                let (path, label) = l.split_once(',').unwrap();
+                (path, label.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(samples.len(), 32);
+        let mut d = Decoder::new().unwrap();
+        for shard in 0..2 {
+            let images = fixture(&format!("npy/images-{shard:03}.npy"));
+            let labels = fixture(&format!("npy/labels-{shard:03}.npy"));
+            let (descr, shape, data) = read_npy(&images);
+            assert_eq!(descr, "|u1");
+            assert_eq!(shape, [16, 144, 256, 3]);
+            let (ldescr, lshape, ldata) = read_npy(&labels);
+            assert_eq!((ldescr.as_str(), lshape.as_slice()), ("<i8", &[16][..]));
+            let row = 144 * 256 * 3;
+            for i in 0..16 {
+                let (path, label) = samples[shard * 16 + i];
+                let stored = i64::from_le_bytes(ldata[i * 8..i * 8 + 8].try_into().unwrap());
+                assert_eq!(stored, label, "{path}");
+                let decoded = u8_pixels(d.decode(&fixture(path), 3, None).unwrap());
+                assert!(
+                    decoded == data[i * row..(i + 1) * row],
+                    "{path}: pixels differ"
+                );
+            }
+        }
     }
 }

@@ -8,8 +8,9 @@
 /// | damage | `Strict` | `Tolerant` (default) | `Lenient` |
 /// |---|---|---|---|
 /// | corrupt scan data (bad Huffman code, extraneous bytes, a lost restart marker) | error | warning | warning |
+/// | header damage libjpeg reads past (junk between two segments, a segment length field too short) | error | warning | warning |
 /// | truncated file (premature end of data) | error | error | warning |
-/// | header or table damage libjpeg cannot get past, not an image | error | error | error |
+/// | header or table damage libjpeg cannot get past (also after a warning), not an image | error | error | error |
 ///
 /// `Tolerant` is what Pillow and torchvision do: they decode corrupt scan data (libjpeg fills
 /// what it cannot decode with gray or smeared blocks) and refuse a truncated file (Pillow's

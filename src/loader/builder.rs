@@ -11,7 +11,7 @@ use super::schedule::Schedule;
 use super::worker::{Done, Shared, Task, WorkerCtx, block_once, locate, worker_main};
 use super::{Ahead, Loader, OnError, SkipBound};
 use crate::batch::{AlignedAlloc, Allocator, Pool};
-use crate::decode::{DecodePolicy, Decoder};
+use crate::decode::{DEFAULT_MAX_IMAGE_PIXELS, DecodePolicy, Decoder};
 use crate::output::{DType, Layout, Normalize, OutputSpec};
 use crate::sampler::{DataFingerprint, Order, Partition, Sampler};
 use crate::source::{Raw, Source};
@@ -58,6 +58,7 @@ pub struct LoaderBuilder<S> {
     on_error: OnError,
     max_skipped: SkipBound,
     decode_policy: DecodePolicy,
+    max_image_pixels: u64,
     num_classes: Option<usize>,
     ignore_label: Option<i64>,
     distributed: Option<(usize, usize)>,
@@ -89,6 +90,7 @@ impl<S> LoaderBuilder<S> {
             on_error: self.on_error,
             max_skipped: self.max_skipped,
             decode_policy: self.decode_policy,
+            max_image_pixels: self.max_image_pixels,
             num_classes: self.num_classes,
             ignore_label: self.ignore_label,
             distributed: self.distributed,
@@ -120,6 +122,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             on_error: OnError::Raise,
             max_skipped: SkipBound::default(),
             decode_policy: DecodePolicy::default(),
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             num_classes: None,
             ignore_label: None,
             distributed: None,
@@ -250,6 +253,16 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         self.decode_policy = policy;
         self
     }
+    /// The largest stored image, in pixels (width × height as its header gives them; default
+    /// [`DEFAULT_MAX_IMAGE_PIXELS`], Pillow's limit): a larger JPEG or PNG is refused from its
+    /// header, before it is decoded, with a [`Decode`](ErrorKind::Decode) error naming the file,
+    /// the sample, its size and the limit, and is skipped and counted under
+    /// [`OnError::Skip`]. Against decompression bombs: a 1 KB file that claims 65000×65000
+    /// pixels. See [`Decoder::set_max_image_pixels`].
+    pub fn max_image_pixels(mut self, limit: u64) -> Self {
+        self.max_image_pixels = limit;
+        self
+    }
     /// The number of classes: a label outside `0..n` is an error when the loader is built
     /// (naming the first bad index, the labels file and the row, line or member in it that
     /// [`Source::label_site`] gives), except the [`ignore_label`](Self::ignore_label).
@@ -357,7 +370,12 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         }
         let size = match self.size.or_else(|| self.source.size()) {
             Some(s) => s,
-            None => probe_size(&self.source, channels, self.decode_policy, self.on_error)?,
+            None => probe_size(
+                &self.source,
+                channels,
+                (self.decode_policy, self.max_image_pixels),
+                self.on_error,
+            )?,
         };
         let spec = OutputSpec {
             width: size.0,
@@ -384,6 +402,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             seed: self.seed,
             transform: self.transform,
             decode_policy: self.decode_policy,
+            max_image_pixels: self.max_image_pixels,
             labels,
             counters: Counters::default(),
             min_gen: AtomicU64::new(0),
@@ -401,7 +420,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
         let mut workers = Vec::with_capacity(num_workers);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(num_workers);
         for w in 0..num_workers {
-            let ctx = WorkerCtx::new(&spec, &*shared.transform, shared.decode_policy)?;
+            let ctx = WorkerCtx::new(&shared)?;
             let (sh, rx, tx) = (Arc::clone(&shared), task_rx.clone(), result_tx.clone());
             let ready = ready_tx.clone();
             let handle = thread::Builder::new()
@@ -423,11 +442,7 @@ impl<S: Source + 'static> LoaderBuilder<S> {
             }
         }
         let inline = if num_workers == 0 {
-            Some(WorkerCtx::new(
-                &spec,
-                &*shared.transform,
-                shared.decode_policy,
-            )?)
+            Some(WorkerCtx::new(&shared)?)
         } else {
             None
         };
@@ -488,12 +503,13 @@ impl<S: Source + 'static> LoaderBuilder<S> {
 fn probe_size<S: Source>(
     source: &S,
     channels: usize,
-    policy: DecodePolicy,
+    (policy, max_image_pixels): (DecodePolicy, u64),
     on_error: OnError,
 ) -> Result<(usize, usize)> {
     let mut buf = Vec::new();
     let mut d = Decoder::new()?;
     d.set_policy(policy);
+    d.set_max_image_pixels(max_image_pixels);
     let tries = match on_error {
         OnError::Skip => source.len().min(PROBES),
         OnError::Raise => 1,

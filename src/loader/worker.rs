@@ -23,6 +23,8 @@ pub(super) struct Shared<S> {
     pub spec: Arc<OutputSpec>,
     pub seed: u64,
     pub transform: Arc<dyn Transform>,
+    /// [`Decoder::set_max_image_pixels`] of every worker's decoder.
+    pub max_image_pixels: u64,
     pub decode_policy: DecodePolicy,
     pub labels: LabelCheck,
     pub counters: Counters,
@@ -64,19 +66,16 @@ pub(super) struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(
-        spec: &OutputSpec,
-        transform: &dyn Transform,
-        policy: DecodePolicy,
-    ) -> Result<WorkerCtx> {
+    pub fn new<S>(sh: &Shared<S>) -> Result<WorkerCtx> {
         let mut decoder = Decoder::new()?;
-        decoder.set_policy(policy);
+        decoder.set_policy(sh.decode_policy);
+        decoder.set_max_image_pixels(sh.max_image_pixels);
         Ok(WorkerCtx {
             buf: Vec::new(),
             decoder,
-            store_u8: Store::new(spec, SrcType::U8)?,
-            store_f32: Store::new(spec, SrcType::F32)?,
-            scratch: transform.scratch(),
+            store_u8: Store::new(&sh.spec, SrcType::U8)?,
+            store_f32: Store::new(&sh.spec, SrcType::F32)?,
+            scratch: sh.transform.scratch(),
         })
     }
 }
@@ -163,7 +162,7 @@ pub(super) fn run_task<S: Source>(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            if let Ok(fresh) = WorkerCtx::new(&sh.spec, &*sh.transform, sh.decode_policy) {
+            if let Ok(fresh) = WorkerCtx::new(sh) {
                 *ctx = fresh;
             }
             Err(sh.locate(

@@ -266,8 +266,8 @@ fn warped_output_stays_near_the_rgb_path() {
     assert!(worst_far < 0.01, "{far:?}");
 }
 
-/// A folder of the fixtures plus a PNG (class-a), a gray JPEG (class-b) and, when `cut`, a
-/// truncated JPEG (class-c): the sample indices of those three, by file name.
+/// A folder of the fixtures plus a PNG (class-a), a gray JPEG (class-b), a CMYK and a YCCK
+/// JPEG (class-d) and, when `cut`, a truncated JPEG (class-c).
 fn mixed_folder(cut: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for class in ["class-a", "class-b", "class-c", "class-d"] {
@@ -303,6 +303,10 @@ fn mixed_folder(cut: bool) -> tempfile::TempDir {
     };
     let jpeg = turbojpeg::compress(image, 90, turbojpeg::Subsamp::Gray).unwrap();
     std::fs::write(dir.path().join("class-b/zz-gray.jpg"), &jpeg[..]).unwrap();
+    for name in ["cmyk.jpg", "ycck.jpg"] {
+        let to = dir.path().join(format!("class-d/zz-{name}"));
+        std::fs::copy(format!("fixtures/decode/{name}"), to).unwrap();
+    }
     if cut {
         std::fs::write(
             dir.path().join("class-c/zz-cut.jpg"),
@@ -370,7 +374,7 @@ fn the_loader_takes_planes_for_ycbcr_jpegs_and_pixels_for_the_rest() {
     for (i, name) in names.iter().enumerate() {
         let (mean, _, _) = diff(&planes[i], &pixels[i], 255);
         if name.starts_with("zz-") {
-            // The PNG and the gray JPEG go through the pixel path: the same bits.
+            // The PNG, the gray, CMYK and YCCK JPEGs go through the pixel path: the same bits.
             assert_eq!(planes[i], pixels[i], "{name}");
         } else {
             // The same parameters, sampled from the planes: close, not equal.

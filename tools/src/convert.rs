@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use stoker::decode::{Decoder, ImageFormat};
+use stoker::decode::{DEFAULT_MAX_IMAGE_PIXELS, Decoder, ImageFormat};
 use stoker::source::{AnySource, Index, Item, OpenOptions, Part, Raw, Source, TarWriter, save_npy};
 use stoker::{Error, Pixels, Result};
 
@@ -67,6 +67,10 @@ pub struct ConvertArgs {
     /// written in order and their bytes do not depend on it.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Refuse, from its header, a JPEG or PNG whose stored size is above N pixels (a
+    /// decompression bomb); the default is Pillow's limit.
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
     /// Testing aid: sleep this long per sample.
     #[arg(long, hide = true, default_value_t = 0)]
     pub delay_ms: u64,
@@ -130,6 +134,13 @@ fn png(o: &Owned) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A decoder that refuses images stored larger than `max_image_pixels`.
+fn decoder(max_image_pixels: u64) -> Result<Decoder> {
+    let mut d = Decoder::new()?;
+    d.set_max_image_pixels(max_image_pixels);
+    Ok(d)
+}
+
 /// `f(i, sample i, decoder)` for every `i` of `range`, on `workers` threads each with its own
 /// decoder and read buffer; the results in index order. On errors, the one of the lowest
 /// index is returned (the same whatever the number of threads), and the workers stop taking
@@ -139,6 +150,7 @@ fn par_samples<T: Send>(
     range: std::ops::Range<usize>,
     workers: usize,
     delay: std::time::Duration,
+    max_image_pixels: u64,
     progress: &Progress,
     f: impl Fn(usize, Item<'_>, &mut Decoder) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
@@ -146,7 +158,7 @@ fn par_samples<T: Send>(
     let failed = AtomicBool::new(false);
     let done: Mutex<Vec<(usize, Result<T>)>> = Mutex::new(Vec::with_capacity(range.len()));
     let work = || -> Result<()> {
-        let (mut dec, mut buf) = (Decoder::new()?, Vec::new());
+        let (mut dec, mut buf) = (decoder(max_image_pixels)?, Vec::new());
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -309,6 +321,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     range.clone(),
                     workers,
                     delay,
+                    a.max_image_pixels,
                     &progress,
                     |i, item, dec| Ok((encoded(i, item.raw, dec)?, item.label)),
                 )?;
@@ -331,6 +344,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     range.clone(),
                     workers,
                     delay,
+                    a.max_image_pixels,
                     &progress,
                     |i, item, dec| {
                         let (bytes, ext) = encoded(i, item.raw, dec)?;
@@ -350,6 +364,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     range.clone(),
                     workers,
                     delay,
+                    a.max_image_pixels,
                     &progress,
                     |i, item, dec| {
                         let label = item.label;
@@ -461,8 +476,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 format!("verify: {n} samples written, {} read back", pairs.len()),
             ));
         }
-        let (mut dec, mut buf) = (Decoder::new()?, Vec::new());
-        let (mut dec2, mut buf2) = (Decoder::new()?, Vec::new());
+        let (mut dec, mut buf) = (decoder(a.max_image_pixels)?, Vec::new());
+        let (mut dec2, mut buf2) = (decoder(a.max_image_pixels)?, Vec::new());
         for &(j, i) in &pairs {
             let a_item = src.get(i, &mut buf)?;
             let b_item = out.get(j, &mut buf2)?;

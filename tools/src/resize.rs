@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use stoker::decode::{Decoder, Filter, ImageFormat};
+use stoker::decode::{DEFAULT_MAX_IMAGE_PIXELS, Decoder, Filter, ImageFormat};
 use stoker::source::{Index, OpenOptions, Part, Source, TarWriter, write_npy};
 use stoker::{Error, Pixels, Result};
 
@@ -117,6 +117,10 @@ pub struct ResizeArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Refuse, from its header, an input whose stored size is above N pixels (a
+    /// decompression bomb); the default is Pillow's limit.
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
     /// Decode the inputs only, no output: a baseline for the images/s figure. `full` (the
     /// default) decodes at the stored size; `scaled` at the DCT scale the resize would use,
     /// the decoder's share of the resize and so its floor.
@@ -181,29 +185,17 @@ fn plan(t: Target, (sw, sh): (usize, usize)) -> ((usize, usize), (usize, usize))
     }
 }
 
-/// The stored size of a JPEG or PNG, from its header.
-fn stored_size(bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
+/// The stored size of a JPEG or PNG, from its header (read as `decoder` reads it).
+fn stored_size(decoder: &mut Decoder, bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
-    let format = ImageFormat::sniff(bytes);
-    if format == Some(ImageFormat::Jpeg) {
-        let h = turbojpeg::read_header(bytes)
-            .map_err(|e| format!("jpeg: {}", e.to_string().to_lowercase()))?;
-        return Ok((h.width, h.height));
+    if ImageFormat::sniff(bytes).is_none() {
+        return Err("not a jpeg or png".into());
     }
-    if format == Some(ImageFormat::Png) {
-        let be = |i: usize| {
-            bytes
-                .get(i..i + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        };
-        return match (be(16), be(20)) {
-            (Some(w), Some(h)) if w > 0 && h > 0 => Ok((w, h)),
-            _ => Err("png: truncated header".into()),
-        };
-    }
-    Err("not a jpeg or png".into())
+    decoder
+        .stored_size(bytes)
+        .map_err(|e| e.message().to_string())
 }
 
 /// One worker's codecs and buffers.
@@ -215,8 +207,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(filter: FilterArg, quality: u8) -> Result<Worker> {
+    fn new(filter: FilterArg, quality: u8, max_image_pixels: u64) -> Result<Worker> {
         let mut decoder = Decoder::new()?;
+        decoder.set_max_image_pixels(max_image_pixels);
         decoder.set_filter(match filter {
             FilterArg::Lanczos3 => Filter::Lanczos3,
             FilterArg::Bilinear => Filter::Bilinear,
@@ -242,7 +235,7 @@ impl Worker {
         format: Option<OutFormat>,
     ) -> std::result::Result<(), String> {
         let input = fs::read(path).map_err(|e| e.to_string().to_lowercase())?;
-        let stored = stored_size(&input)?;
+        let stored = stored_size(&mut self.decoder, &input)?;
         let ((rw, rh), (tw, th)) = plan(target, stored);
         let img = self
             .decoder
@@ -309,7 +302,7 @@ fn par_map<T: Send>(
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, n.max(1)) {
             s.spawn(|| {
-                let mut w = match Worker::new(args.filter, args.quality) {
+                let mut w = match Worker::new(args.filter, args.quality, args.max_image_pixels) {
                     Ok(w) => w,
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
@@ -480,7 +473,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             let img = match how {
                 DecodeOnly::Full => w.decoder.decode(&bytes, 3, None),
                 DecodeOnly::Scaled => {
-                    let (decoded, _) = plan(target, stored_size(&bytes)?);
+                    let (decoded, _) = plan(target, stored_size(&mut w.decoder, &bytes)?);
                     w.decoder.decode_reduced(&bytes, 3, decoded)
                 }
             };
@@ -806,14 +799,15 @@ mod tests {
 
     #[test]
     fn stored_size_errors() {
-        assert_eq!(stored_size(b"").unwrap_err(), "empty file (0 bytes)");
-        assert_eq!(stored_size(b"GIF89a").unwrap_err(), "not a jpeg or png");
+        let d = &mut Decoder::new().unwrap();
+        assert_eq!(stored_size(d, b"").unwrap_err(), "empty file (0 bytes)");
+        assert_eq!(stored_size(d, b"GIF89a").unwrap_err(), "not a jpeg or png");
         assert!(
-            stored_size(&[0xff, 0xd8, 0xff])
+            stored_size(d, &[0xff, 0xd8, 0xff])
                 .unwrap_err()
                 .starts_with("jpeg")
         );
-        assert!(stored_size(b"\x89PNG\r\n\x1a\n").is_err());
+        assert!(stored_size(d, b"\x89PNG\r\n\x1a\n").is_err());
     }
 
     #[test]

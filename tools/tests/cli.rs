@@ -175,6 +175,72 @@ fn skip_policy_from_the_command_line() {
 }
 
 #[test]
+fn bench_and_augment_preview_take_cmyk_jpegs_and_skip_bombs() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("c");
+    std::fs::create_dir_all(&class).unwrap();
+    let fixtures = common::root().join("fixtures/decode");
+    for name in ["cmyk.jpg", "ycck.jpg", "bomb-65000.jpg", "bomb-65000.png"] {
+        std::fs::copy(fixtures.join(name), class.join(name)).unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            d,
+            "--epochs",
+            "1",
+            "--json",
+            "--size",
+            "40x24",
+            "--on-error",
+            "skip",
+            "--max-skipped",
+            "100%",
+        ];
+        args.extend(extra);
+        stoker(&args)
+    };
+    let out = bench(&[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let j = json(&out);
+    assert_eq!(
+        (j["samples"].as_u64(), j["skipped"].as_u64()),
+        (Some(2), Some(2)),
+        "{j}"
+    );
+    assert_eq!(j["skipped_by_kind"]["decode"], 2);
+    // Above the limit, the 50x30 CMYK JPEGs are refused too: every sample fails.
+    let out = bench(&["--max-image-pixels", "1499"]);
+    assert!(!out.status.success());
+    let e = common::stderr(&out);
+    assert!(
+        e.contains("skip limit") && e.contains("exceeds max_image_pixels (1499)"),
+        "{e}"
+    );
+    // augment-preview decodes them through the loader.
+    for name in ["bomb-65000.jpg", "bomb-65000.png"] {
+        std::fs::remove_file(class.join(name)).unwrap();
+    }
+    let png = dir.path().join("preview.png");
+    let out = stoker(&[
+        "augment-preview",
+        d,
+        "--out",
+        png.to_str().unwrap(),
+        "-n",
+        "2",
+        "--size",
+        "40x24",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let preview = std::fs::read(&png).unwrap();
+    let mut dec = stoker::decode::Decoder::new().unwrap();
+    let (w, h) = dec.stored_size(&preview).unwrap();
+    assert!(w >= 2 * 40 && h >= 24, "{w}x{h}");
+}
+
+#[test]
 fn typed_values_are_checked_by_clap() {
     // A bad value: clap's usage error (status 2) naming the value and the choices.
     for (flag, value, want) in [

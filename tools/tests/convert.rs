@@ -404,3 +404,78 @@ fn parts_run_in_sequence_open_as_the_unsharded_run() {
         }
     }
 }
+
+#[test]
+fn cmyk_jpegs_convert_to_pillows_pixels_and_a_bomb_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/a");
+    std::fs::create_dir_all(&src).unwrap();
+    let names = ["cmyk.jpg", "junk-between-segments.jpg", "ycck.jpg"];
+    for name in names {
+        std::fs::copy(root().join("fixtures/decode").join(name), src.join(name)).unwrap();
+    }
+    let (from, npy) = (dir.path().join("src"), dir.path().join("npy"));
+    let convert = |dst: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            from.to_str().unwrap(),
+            dst.to_str().unwrap(),
+            "--to",
+            "npy",
+        ];
+        args.extend(extra);
+        common::stoker(&args)
+    };
+    let out = convert(&npy, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // Row i is file i (sorted), decoded as Pillow decodes it.
+    let rows = NpySource::glob(npy.join("images-*.npy").to_str().unwrap(), None).unwrap();
+    assert_eq!(rows.len(), 3);
+    let mut buf = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let stem = name.rsplit_once('.').unwrap().0;
+        let pillow = NpySource::open(
+            root().join(format!("fixtures/decode/{stem}.pillow.npy")),
+            None,
+        )
+        .unwrap();
+        let mut pbuf = Vec::new();
+        let (Raw::Pixels(got), Raw::Pixels(want)) = (
+            rows.get(i, &mut buf).unwrap().raw,
+            pillow.get(0, &mut pbuf).unwrap().raw,
+        ) else {
+            panic!()
+        };
+        let (Pixels::U8(a), Pixels::U8(b)) = (got.pixels, want.pixels) else {
+            panic!()
+        };
+        let mad = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| x.abs_diff(y) as f64)
+            .sum::<f64>()
+            / a.len() as f64;
+        assert!(mad <= 2.0, "{name}: mean abs difference from Pillow {mad}");
+    }
+    // A bomb stops the run, named with its size and the limit; so does a lower limit.
+    std::fs::copy(
+        root().join("fixtures/decode/bomb-65000.jpg"),
+        src.join("bomb.jpg"),
+    )
+    .unwrap();
+    let out = convert(&dir.path().join("npy2"), &[]);
+    assert!(!out.status.success());
+    let e = common::stderr(&out);
+    assert!(
+        e.contains("bomb.jpg") && e.contains("max_image_pixels (178956970)"),
+        "{e}"
+    );
+    std::fs::remove_file(src.join("bomb.jpg")).unwrap();
+    let out = convert(&dir.path().join("npy3"), &["--max-image-pixels", "1000"]);
+    assert!(!out.status.success());
+    let e = common::stderr(&out);
+    assert!(
+        e.contains("cmyk.jpg") && e.contains("max_image_pixels (1000)"),
+        "{e}"
+    );
+}

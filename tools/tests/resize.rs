@@ -595,3 +595,73 @@ fn parts_run_in_sequence_open_as_the_unsharded_data_set() {
         }
     }
 }
+
+#[test]
+fn cmyk_and_damaged_header_jpegs_resize_and_a_bomb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    fs::create_dir(&src).unwrap();
+    let names = [
+        "cmyk.jpg",
+        "ycck.jpg",
+        "junk-between-segments.jpg",
+        "app14-cut.jpg",
+        "app13-short.jpg",
+        "bomb-65000.jpg",
+    ];
+    let decode_dir = fixtures().join("../decode");
+    for name in names {
+        fs::copy(decode_dir.join(name), src.join(name)).unwrap();
+    }
+    let args = |dst: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["resize", src.to_str().unwrap(), dst.to_str().unwrap()]
+            .map(String::from)
+            .to_vec();
+        a.extend(["--size", "25x15", "--format", "png", "--json", "--quiet"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let a = args(&dst, &[]);
+    let j = common::json(&run(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(
+        (j["written"].as_u64(), j["failed"].as_u64()),
+        (Some(5), Some(1)),
+        "{j}"
+    );
+    let bad = &j["bad"][0];
+    assert!(common::text(bad, "path").ends_with("bomb-65000.jpg"), "{j}");
+    assert!(
+        common::text(bad, "reason").contains("65000x65000")
+            && common::text(bad, "reason").contains("max_image_pixels (178956970)"),
+        "{j}"
+    );
+    // Each output is its source's picture at 25x15 (resize's Lanczos3, as a PNG).
+    let mut d = Decoder::new().unwrap();
+    d.set_filter(stoker::decode::Filter::Lanczos3);
+    for name in &names[..5] {
+        let out = fs::read(dst.join(name).with_extension("png")).unwrap();
+        let rgb = |img: stoker::ImageView<'_>| match img.pixels {
+            stoker::Pixels::U8(p) if (img.width, img.height) == (25, 15) => p.to_vec(),
+            _ => panic!("{name}: {}x{}", img.width, img.height),
+        };
+        let got = rgb(d.decode(&out, 3, None).unwrap());
+        let source = fs::read(src.join(name)).unwrap();
+        let want = rgb(d.decode(&source, 3, Some((25, 15))).unwrap());
+        assert!(got == want, "{name}: other pixels");
+    }
+    // --max-image-pixels: the 50x30 inputs are over 1000 pixels.
+    let dst2 = dir.path().join("dst2");
+    let a = args(&dst2, &["--max-image-pixels", "1000"]);
+    let j = common::json(&run(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(
+        (j["written"].as_u64(), j["failed"].as_u64()),
+        (Some(0), Some(6)),
+        "{j}"
+    );
+    for b in j["bad"].as_array().unwrap() {
+        assert!(
+            common::text(b, "reason").contains("max_image_pixels (1000)"),
+            "{j}"
+        );
+    }
+}

@@ -109,6 +109,7 @@ fn decode_pass(a: &BenchArgs, workers: usize) -> stoker::Result<f64> {
                 s.spawn(|| -> stoker::Result<usize> {
                     let mut decoder = Decoder::new()?;
                     decoder.set_policy(decode_policy(a.strict_decode, a.lenient_decode));
+                    decoder.set_max_image_pixels(a.max_image_pixels);
                     let mut buf = Vec::new();
                     let mut count = 0;
                     loop {

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use stoker::augment::Augment;
 use stoker::batch::Allocator;
-use stoker::decode::DecodePolicy;
+use stoker::decode::{DEFAULT_MAX_IMAGE_PIXELS, DecodePolicy};
 use stoker::digest::Digest;
 use stoker::launch::RankSource;
 use stoker::source::{AnySource, Source};
@@ -116,6 +116,11 @@ pub struct BenchArgs {
     /// LOAD_TRUNCATED_IMAGES does.
     #[arg(long)]
     pub lenient_decode: bool,
+    /// Refuse, from its header, a JPEG or PNG whose stored size is above N pixels (a
+    /// decompression bomb): an error, or a skip with --on-error skip. The default is Pillow's
+    /// limit.
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
     /// Labels must lie in 0..N (else an error naming the file and the first bad sample).
     #[arg(long)]
     pub num_classes: Option<usize>,
@@ -282,7 +287,8 @@ pub fn build_loader(
         .layout(a.layout)
         .on_error(a.on_error)
         .max_skipped(a.max_skipped)
-        .decode_policy(decode_policy(a.strict_decode, a.lenient_decode));
+        .decode_policy(decode_policy(a.strict_decode, a.lenient_decode))
+        .max_image_pixels(a.max_image_pixels);
     if let Some(n) = a.num_classes {
         b = b.num_classes(n);
     }
