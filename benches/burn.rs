@@ -23,8 +23,9 @@
 //! 1. loader alone: images/s over an epoch, each batch dropped on arrival;
 //! 2. with a model step of fixed length per batch, `2 ×` stoker's loader-alone time per batch
 //!    (a step at half stoker's rate): training images/s, and the share of the wall time spent
-//!    waiting in `next()`, over the whole epoch and after each epoch's first batch (neither
-//!    loader prefetches across epochs). The step sleeps: it stands for a step on an
+//!    waiting in `next()`, over the whole epoch and after each epoch's first batch (stoker
+//!    makes the next epoch's first batches ahead, burn's loader does not). The step sleeps: it
+//!    stands for a step on an
 //!    accelerator, which leaves the host's cores to the loader;
 //! 3. optional (`BURN_BENCH_CNN=1`): a real step, the `train_burn` example's CNN (forward,
 //!    backward, Adam) on flex, sharing the two cores with the loader;
