@@ -25,8 +25,7 @@
 //!    (a step at half stoker's rate): training images/s, and the share of the wall time spent
 //!    waiting in `next()`, over the whole epoch and after each epoch's first batch (stoker
 //!    makes the next epoch's first batches ahead, burn's loader does not). The step sleeps: it
-//!    stands for a step on an
-//!    accelerator, which leaves the host's cores to the loader;
+//!    stands for a step on an accelerator, which leaves the host's cores to the loader;
 //! 3. optional (`BURN_BENCH_CNN=1`): a real step, the `train_burn` example's CNN (forward,
 //!    backward, Adam) on flex, sharing the two cores with the loader;
 //! 4. the hand-off of one `[256, 3, 144, 256]` f32 batch: a copy into a tensor
