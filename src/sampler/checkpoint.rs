@@ -38,7 +38,7 @@ pub struct OrderSettings {
 /// One rank's progress in the layout a checkpoint part describes: positions
 /// `positions.start..position` of its order were consumed. `positions` is the whole of the
 /// rank's order for a [`Loader`](crate::Loader), a slice of it for a sliced
-/// [`BurnLoader`](crate::burn) (the slices of a rank together cover its order).
+/// `BurnLoader` (feature `burn`; the slices of a rank together cover its order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RankProgress {
     /// The rank.
