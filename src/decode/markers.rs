@@ -147,11 +147,7 @@ mod tests {
     use super::*;
 
     fn photo() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/photos-256x144/class-a/photo-00.jpg"
-        ))
-        .unwrap()
+        crate::decode::testutil::photo(0)
     }
 
     #[test]
