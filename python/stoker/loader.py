@@ -151,6 +151,21 @@ class _Base(Generic[T]):
             raise TypeError(f"layout: expected 'NCHW' or 'NHWC', got {layout!r}")
         if not isinstance(on_error, str):
             raise TypeError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+        # The engine takes these as unsigned: a negative one is a usage error naming it, not
+        # the OverflowError the conversion would raise.
+        for name, value in (
+            ("batch_size", batch_size),
+            ("seed", seed),
+            ("num_workers", num_workers),
+            ("prefetch", prefetch),
+            ("channels", channels),
+            ("max_image_pixels", max_image_pixels),
+            ("num_classes", num_classes),
+            ("rank", rank),
+            ("world_size", world_size),
+        ):
+            if isinstance(value, int) and value < 0:
+                raise UsageError(f"{name} {value}: expected 0 or more")
         rank, world_size = _distributed(rank, world_size)
         self._dtype = _dtype_name(dtype)
         self._check_dtype(self._dtype)

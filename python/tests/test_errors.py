@@ -70,6 +70,10 @@ def test_bad_arguments_name_themselves():
         (dict(rank=4, world_size=4), "rank 4"),
         (dict(batch_size=0), "batch"),
         (dict(augment="rotation=x"), "rotation"),
+        (dict(max_image_pixels=-1), "max_image_pixels -1"),
+        (dict(num_workers=-2), "num_workers -2"),
+        (dict(seed=-1), "seed -1"),
+        (dict(rank=-1, world_size=2), "rank -1"),
     ]:
         with pytest.raises(stoker.UsageError, match=word) as info:
             stoker.Loader(PHOTOS, **kw)
