@@ -445,3 +445,51 @@ fn a_jpeg_missing_a_table_decodes_alike_whatever_was_decoded_before() {
         assert!(used.decode_ycbcr(&lost_table, (64, 36)).is_err());
     }
 }
+
+/// `path` re-encoded as a progressive JPEG (libjpeg-turbo writes a Huffman table before each
+/// AC scan, between the scans).
+fn progressive(path: &str) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let rgb = turbojpeg::decompress(&bytes, turbojpeg::PixelFormat::RGB).unwrap();
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_progressive(true).unwrap();
+    c.compress_to_vec(rgb.as_deref()).unwrap()
+}
+
+/// `jpeg` without the first Huffman table segment (`FF C4`) that follows its first scan.
+fn without_first_later_table(jpeg: &[u8]) -> Vec<u8> {
+    let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let at = sos
+        + jpeg[sos..]
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC4])
+            .unwrap();
+    let end = at + 2 + u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]) as usize;
+    [&jpeg[..at], &jpeg[end..]].concat()
+}
+
+#[test]
+fn a_progressive_jpeg_missing_a_later_table_decodes_alike_whatever_was_decoded_before() {
+    // The first AC scan's table lost: libjpeg would use the previous file's table on a used
+    // handle, the standard one (or an error) on a fresh one.
+    let lost = without_first_later_table(&progressive(PHOTO));
+    let other = progressive("fixtures/photos-256x144/class-b/photo-01.jpg");
+    let outcome = |d: &mut Decoder| -> Result<Vec<u8>, String> {
+        match d.decode(&lost, 3, None) {
+            Ok(view) => match view.pixels {
+                Pixels::U8(p) => Ok(p.to_vec()),
+                _ => panic!("u8 pixels"),
+            },
+            Err(e) => Err(e.message().to_string()),
+        }
+    };
+    let fresh = outcome(&mut Decoder::new().unwrap());
+    let mut used = Decoder::new().unwrap();
+    for _ in 0..2 {
+        used.decode(&other, 3, None).unwrap();
+        assert!(
+            outcome(&mut used) == fresh,
+            "depends on the file decoded before"
+        );
+    }
+}

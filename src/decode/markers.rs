@@ -39,24 +39,29 @@ fn first_scan(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// Whether the first scan of `bytes` uses a quantization or Huffman table that the file's
-/// header does not define (a segment lost to damage, or a Motion-JPEG frame with no Huffman
-/// tables). libjpeg keeps the tables of the last image a handle decoded, so such a file
+/// Whether a scan of `bytes` uses a quantization or Huffman table that the file does not
+/// define before it (a segment lost to damage, or a Motion-JPEG frame with no Huffman
+/// tables). Every scan counts: a progressive file defines the Huffman tables of its later
+/// scans between them, and a baseline file whose first scan leaves out components has more
+/// scans (the walk goes on through the scan data only for these two kinds). libjpeg keeps the tables of the last image a handle decoded, so such a file
 /// would decode with another file's tables on a used handle: what it gives would depend on
 /// the sample decoded before it. On a fresh handle it decodes as Pillow's (always fresh)
 /// decoder does: the standard Huffman tables, or an error for a missing quantization table.
 pub(crate) fn borrows_tables(bytes: &[u8]) -> bool {
     // Bit t of quant, bit 4 * class + t of huff: table t defined (or used).
     let (mut quant, mut huff) = (0u32, 0u32);
-    let (mut used_quant, mut used_huff) = (0u32, 0u32);
-    let mut sof = 0u8;
+    let mut used_quant = 0u32;
+    let (mut sof, mut components) = (0u8, 0usize);
     let mut i = 2; // after SOI
     loop {
         let Some(at) = next_marker(bytes, i) else {
-            return false; // no scan: the decode fails whatever the tables
+            return false; // no (further) scan: nothing more is decoded
         };
         let marker = bytes[at + 1];
-        if matches!(marker, 0xD0..=0xD9 | 0x01) {
+        if marker == 0xD9 {
+            return false; // EOI: every scan checked
+        }
+        if matches!(marker, 0xD0..=0xD8 | 0x01) {
             i = at + 2;
             continue;
         }
@@ -85,6 +90,7 @@ pub(crate) fn borrows_tables(bytes: &[u8]) -> bool {
             // SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC): each component's quant table.
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 sof = marker;
+                components = body.get(5).map_or(0, |&n| n as usize);
                 if let Some(comps) = body.get(6..) {
                     for c in comps.chunks_exact(3) {
                         used_quant |= 1 << (c[2] & 3);
@@ -107,6 +113,7 @@ pub(crate) fn borrows_tables(bytes: &[u8]) -> bool {
                     _ if progressive => (ss == 0 && ah == 0, ss > 0),
                     _ => (true, true),
                 };
+                let mut used_huff = 0u32;
                 for c in body.get(1..).unwrap_or(&[]).chunks_exact(2).take(n) {
                     if dc {
                         used_huff |= 1 << (c[1] >> 4 & 3);
@@ -118,7 +125,14 @@ pub(crate) fn borrows_tables(bytes: &[u8]) -> bool {
                 if lossless {
                     used_quant = 0; // lossless JPEGs have no quantization
                 }
-                return used_quant & !quant != 0 || used_huff & !huff != 0;
+                if used_quant & !quant != 0 || used_huff & !huff != 0 {
+                    return true;
+                }
+                // One interleaved scan of every component is the whole image: the common
+                // baseline file ends here, without a walk through its scan data.
+                if !progressive && n >= components {
+                    return false;
+                }
             }
             _ => {}
         }
@@ -131,7 +145,7 @@ pub(crate) fn borrows_tables(bytes: &[u8]) -> bool {
 /// and `FF 00` (a stuffed zero, not a marker) is skipped too.
 fn next_marker(bytes: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+        i += memchr::memchr(0xFF, bytes.get(i..)?)?;
         while bytes.get(i + 1) == Some(&0xFF) {
             i += 1;
         }
@@ -247,5 +261,39 @@ mod tests {
             assert!(!borrows_tables(&bytes), "{i}");
             assert_eq!(borrows_tables(&without(&bytes, 0xC4)), huffman, "{i}");
         }
+        // A progressive photo defines its AC scans' Huffman tables between the scans (its
+        // first scan, DC, uses none): the first of them lost is found too, and the whole file
+        // still borrows none. (A later one may redefine a table the file defined before: lost,
+        // the file decodes with its own earlier table, not another file's.)
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_progressive(true).unwrap();
+        let rgb = turbojpeg::decompress(&jpeg, turbojpeg::PixelFormat::RGB).unwrap();
+        let progressive = c.compress_to_vec(rgb.as_deref()).unwrap();
+        assert!(!borrows_tables(&progressive));
+        let later = later_segments(&progressive, 0xC4);
+        assert!(later.len() > 1, "tables between the scans");
+        let (at, end) = later[0];
+        let mut lost = progressive[..at].to_vec();
+        lost.extend_from_slice(&progressive[end..]);
+        assert!(borrows_tables(&lost));
+    }
+
+    /// Where the segments of `marker` after the first scan lie (start and end offsets).
+    fn later_segments(jpeg: &[u8], marker: u8) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = first_scan(jpeg).unwrap() + 2;
+        while let Some(at) = next_marker(jpeg, i) {
+            let m = jpeg[at + 1];
+            if matches!(m, 0xD0..=0xD9) {
+                i = at + 2;
+                continue;
+            }
+            let end = at + 2 + u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]) as usize;
+            if m == marker {
+                out.push((at, end));
+            }
+            i = end;
+        }
+        out
     }
 }
