@@ -1,0 +1,427 @@
+//! The fetcher: threads that download shards into the cache ahead of need, in the order the
+//! loader will read them, within a byte budget; with a cache limit, they evict the shard whose
+//! next use is furthest away, never one in use.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::FetchStats;
+use super::cache::{Cache, Fetched};
+use super::plan;
+use super::store::{Object, Store};
+use crate::source::Source;
+use crate::{Error, Result};
+
+/// Positions on either side of the read position within which a shard counts as in use.
+const IN_USE: usize = 256;
+
+/// One shard: the objects fetched together before it opens (an images file and its labels).
+#[derive(Debug)]
+pub(crate) struct Shard {
+    /// The first object's URL, as errors name the shard.
+    pub url: String,
+    pub objects: Vec<Object>,
+}
+
+impl Shard {
+    pub fn bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+}
+
+/// How much the fetcher may hold: bytes fetched ahead of the read position, and the cache's
+/// limit (`None`: every shard stays once fetched).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    pub ahead: u64,
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Status {
+    Remote,
+    Fetching,
+    Local,
+    Failed(Arc<Error>),
+}
+
+struct State {
+    status: Vec<Status>,
+    /// The shard each position of the pass reads; the positions of each shard.
+    sequence: Vec<u32>,
+    uses: Vec<Vec<u32>>,
+    /// Readers waiting on each shard.
+    demanded: Vec<usize>,
+    /// Bytes of shards `Local` or `Fetching`.
+    held: u64,
+    warned: bool,
+    shutdown: bool,
+}
+
+/// What the fetch threads share with the source.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+    store: Store,
+    cache: Cache,
+    bucket: String,
+    pub shards: Vec<Shard>,
+    budget: Budget,
+    /// Reads since the pass began: the position the workers have reached, about.
+    reads: AtomicUsize,
+    /// The opened shards when the cache has a limit (evicted ones are `None`).
+    pub slots: Vec<RwLock<Option<Box<dyn Source>>>>,
+    pub counters: Arc<Counters>,
+}
+
+/// What the fetcher did, counted as it goes.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub bytes: AtomicU64,
+    pub downloads: AtomicU64,
+    pub hits: AtomicU64,
+    pub evictions: AtomicU64,
+    pub peak_held: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> FetchStats {
+        FetchStats {
+            bytes_downloaded: self.bytes.load(Ordering::Relaxed),
+            downloads: self.downloads.load(Ordering::Relaxed),
+            cache_hits: self.hits.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            peak_cached_bytes: self.peak_held.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The fetch threads of one source; stopped and joined on drop.
+pub(crate) struct Fetcher {
+    pub shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("shards", &self.shared.shards.len())
+            .field("budget", &self.shared.budget)
+            .finish()
+    }
+}
+
+impl Fetcher {
+    /// Starts `threads` fetch threads over `shards`; until told an order
+    /// ([`plan`](Self::plan)), they fetch in shard order.
+    pub fn start(
+        store: Store,
+        cache: Cache,
+        bucket: String,
+        shards: Vec<Shard>,
+        sequence: Vec<u32>,
+        budget: Budget,
+        threads: usize,
+    ) -> Result<Fetcher> {
+        let n = shards.len();
+        let uses = plan::uses(&sequence, n);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                status: (0..n).map(|_| Status::Remote).collect(),
+                sequence,
+                uses,
+                demanded: vec![0; n],
+                held: 0,
+                warned: false,
+                shutdown: false,
+            }),
+            cv: Condvar::new(),
+            store,
+            cache,
+            bucket,
+            shards,
+            budget,
+            reads: AtomicUsize::new(0),
+            slots: (0..n).map(|_| RwLock::new(None)).collect(),
+            counters: Arc::new(Counters::default()),
+        });
+        let mut handles = Vec::new();
+        for t in 0..threads.max(1) {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("stoker-fetch-{t}"))
+                .spawn(move || s.run())
+                .map_err(|e| Error::io("stoker-fetch", e))?;
+            handles.push(h);
+        }
+        Ok(Fetcher {
+            shared,
+            threads: handles,
+        })
+    }
+
+    /// The pass about to start reads shard `sequence[p]` at its position `p`: fetch in that
+    /// order from now on.
+    pub fn plan(&self, sequence: Vec<u32>) {
+        let uses = plan::uses(&sequence, self.shared.shards.len());
+        let mut st = self.shared.lock();
+        st.sequence = sequence;
+        st.uses = uses;
+        // A new pass tries again what failed in the last one.
+        for s in st.status.iter_mut() {
+            if matches!(s, Status::Failed(_)) {
+                *s = Status::Remote;
+            }
+        }
+        self.shared.reads.store(0, Ordering::Relaxed);
+        drop(st);
+        self.shared.cv.notify_all();
+    }
+
+    /// A read of shard `k` is about to happen: the read position moves on.
+    pub fn touch(&self) {
+        self.shared.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Blocks until shard `k` is in the cache (fetching it first, ahead of everything else),
+    /// or its download failed for good. While the caller holds the returned guard, the shard
+    /// is not evicted.
+    pub fn wait(&self, k: usize) -> Result<Demand<'_>> {
+        let mut st = self.shared.lock();
+        st.demanded[k] += 1;
+        self.shared.cv.notify_all();
+        loop {
+            match &st.status[k] {
+                Status::Local => return Ok(Demand { fetcher: self, k }),
+                Status::Failed(e) => {
+                    let mut err = Error::new(e.kind(), e.message()).with_source(e.clone());
+                    if let Some(p) = e.path() {
+                        err = err.file(p);
+                    }
+                    st.demanded[k] -= 1;
+                    return Err(err);
+                }
+                _ => st = self.shared.wait(st),
+            }
+        }
+    }
+
+    /// The local files of shard `k` (in the cache; valid while a [`Demand`] is held).
+    pub fn local_paths(&self, k: usize) -> Vec<std::path::PathBuf> {
+        let s = &self.shared;
+        s.shards[k]
+            .objects
+            .iter()
+            .map(|o| s.cache.path(&s.bucket, &o.key))
+            .collect()
+    }
+}
+
+/// A reader's claim on a shard in the cache: not evicted while held.
+pub(crate) struct Demand<'a> {
+    fetcher: &'a Fetcher,
+    k: usize,
+}
+
+impl Drop for Demand<'_> {
+    fn drop(&mut self) {
+        let s = &self.fetcher.shared;
+        s.lock().demanded[self.k] -= 1;
+        s.cv.notify_all();
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.cv.notify_all();
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One decision of a fetch thread.
+struct Job {
+    k: usize,
+    evicted: Vec<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.cv
+            .wait_timeout(st, Duration::from_millis(200))
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
+    /// A fetch thread: takes the next shard to fetch, fetches it, and again.
+    fn run(&self) {
+        loop {
+            let mut st = self.lock();
+            let job = loop {
+                if st.shutdown {
+                    return;
+                }
+                if let Some(j) = self.next_job(&mut st) {
+                    break j;
+                }
+                st = self.wait(st);
+            };
+            let k = job.k;
+            st.status[k] = Status::Fetching;
+            st.held += self.shards[k].bytes();
+            self.counters.peak_held.fetch_max(st.held, Ordering::Relaxed);
+            drop(st);
+            for v in job.evicted {
+                for o in &self.shards[v].objects {
+                    if let Err(e) = self.cache.evict(&self.bucket, &o.key) {
+                        tracing::warn!("cannot evict {}: {e}", o.key);
+                    }
+                }
+            }
+            let result = self.fetch(k);
+            let mut st = self.lock();
+            match result {
+                Ok(()) => st.status[k] = Status::Local,
+                Err(e) => {
+                    st.held -= self.shards[k].bytes();
+                    st.status[k] = Status::Failed(Arc::new(e));
+                }
+            }
+            drop(st);
+            self.cv.notify_all();
+        }
+    }
+
+    fn fetch(&self, k: usize) -> Result<()> {
+        for o in &self.shards[k].objects {
+            let (_, how) = self.cache.ensure(&self.store, &self.bucket, o)?;
+            match how {
+                Fetched::Hit => self.counters.hits.fetch_add(1, Ordering::Relaxed),
+                Fetched::Downloaded(n) => {
+                    self.counters.downloads.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bytes.fetch_add(n, Ordering::Relaxed)
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The shard to fetch next, and the shards evicted to make room for it; `None` when
+    /// nothing should be fetched now.
+    fn next_job(&self, st: &mut State) -> Option<Job> {
+        let pos = self.reads.load(Ordering::Relaxed);
+        if let Some(k) =
+            (0..self.shards.len()).find(|&k| st.demanded[k] > 0 && matches!(st.status[k], Status::Remote))
+        {
+            return self.make_room(st, k, pos, true);
+        }
+        let mut ahead = 0u64;
+        for k in upcoming(st, pos, self.shards.len()) {
+            if ahead > 0 && ahead + self.shards[k].bytes() > self.budget.ahead {
+                break;
+            }
+            ahead += self.shards[k].bytes();
+            if matches!(st.status[k], Status::Remote) {
+                return self.make_room(st, k, pos, false);
+            }
+        }
+        None
+    }
+
+    /// Evicts what the limit needs for shard `k` to fit: shards not in use, whose next use is
+    /// furthest (never used again first), and only those needed later than `k`. `None` when
+    /// no room can be made (a shard the readers wait on is fetched anyway, past the limit).
+    fn make_room(&self, st: &mut State, k: usize, pos: usize, demanded: bool) -> Option<Job> {
+        let mut evicted = Vec::new();
+        let Some(limit) = self.budget.limit else {
+            return Some(Job { k, evicted });
+        };
+        let need = self.shards[k].bytes();
+        let k_next = plan::next_use(&st.uses[k], pos).unwrap_or(usize::MAX);
+        while st.held + need > limit {
+            let victim = (0..self.shards.len())
+                .filter(|&v| v != k && matches!(st.status[v], Status::Local) && st.demanded[v] == 0)
+                .filter(|&v| !in_use(&st.uses[v], pos))
+                .map(|v| (plan::next_use(&st.uses[v], pos).unwrap_or(usize::MAX), v))
+                .filter(|&(next, _)| demanded || next > k_next)
+                .max();
+            let Some((_, v)) = victim else { break };
+            // A reader copying out of the shard holds its read lock: then it is in use.
+            let Ok(mut slot) = self.slots[v].try_write() else {
+                break;
+            };
+            slot.take();
+            drop(slot);
+            st.status[v] = Status::Remote;
+            st.held -= self.shards[v].bytes();
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            evicted.push(v);
+        }
+        if st.held + need > limit {
+            if !demanded {
+                // No room yet: delete what was evicted, fetch when reads make room.
+                for &v in &evicted {
+                    for o in &self.shards[v].objects {
+                        if let Err(e) = self.cache.evict(&self.bucket, &o.key) {
+                            tracing::warn!("cannot evict {}: {e}", o.key);
+                        }
+                    }
+                }
+                return None;
+            }
+            if !st.warned {
+                st.warned = true;
+                tracing::warn!(
+                    "cache_limit {limit} bytes is smaller than the shards in use: exceeding it"
+                );
+            }
+        }
+        Some(Job { k, evicted })
+    }
+}
+
+/// Whether a shard used at `uses` is read near position `pos` (just before or just after).
+fn in_use(uses: &[u32], pos: usize) -> bool {
+    let i = uses.partition_point(|&u| (u as usize) < pos.saturating_sub(IN_USE));
+    uses.get(i).is_some_and(|&u| (u as usize) <= pos + IN_USE)
+}
+
+/// The shards in the order of their next use from `pos` on, each once; then those not used
+/// again in this pass, in shard order (the next pass likely starts with them too).
+fn upcoming(st: &State, pos: usize, n: usize) -> Vec<usize> {
+    let mut seen = vec![false; n];
+    let mut out = Vec::new();
+    for &k in st.sequence.iter().skip(pos) {
+        let k = k as usize;
+        if !seen[k] {
+            seen[k] = true;
+            out.push(k);
+            if out.len() == n {
+                return out;
+            }
+        }
+    }
+    out.extend((0..n).filter(|&k| !seen[k]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_use_is_near_the_read_position() {
+        assert!(in_use(&[10, 5000], 0));
+        assert!(in_use(&[10, 5000], 200));
+        assert!(!in_use(&[10, 5000], 1000));
+        assert!(in_use(&[10, 5000], 4900));
+    }
+}
