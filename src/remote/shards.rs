@@ -178,12 +178,13 @@ fn copy_out<'a>(item: Item<'_>, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
             Raw::Encoded(&buf[..])
         }
         Raw::Pixels(v) => {
-            let (w, h, c) = (v.width(), v.height(), v.channels());
-            match v.pixels() {
+            let (w, h, c) = (v.width, v.height, v.channels);
+            let shape = || Error::usage("a shard gave pixels that do not match their shape");
+            match v.pixels {
                 Pixels::U8(p) => {
                     buf.clear();
                     buf.extend_from_slice(p);
-                    Raw::Pixels(ImageView::new(w, h, c, Pixels::U8(&buf[..]))?)
+                    Raw::Pixels(ImageView::new(w, h, c, Pixels::U8(&buf[..])).ok_or_else(shape)?)
                 }
                 Pixels::F32(p) => {
                     let bytes: &[u8] = bytemuck::cast_slice(p);
@@ -192,7 +193,7 @@ fn copy_out<'a>(item: Item<'_>, buf: &'a mut Vec<u8>) -> Result<Item<'a>> {
                     let off = buf.as_ptr().align_offset(4).min(4);
                     buf[off..off + bytes.len()].copy_from_slice(bytes);
                     let px: &[f32] = bytemuck::cast_slice(&buf[off..off + bytes.len()]);
-                    Raw::Pixels(ImageView::new(w, h, c, Pixels::F32(px))?)
+                    Raw::Pixels(ImageView::new(w, h, c, Pixels::F32(px)).ok_or_else(shape)?)
                 }
             }
         }
@@ -219,9 +220,9 @@ impl Source for RemoteShards {
         }
         // The shard's read lock is held while the sample is copied out: never unmapped under it.
         SCRATCH
-            .with(|scratch| {
+            .with(move |scratch| {
                 let mut scratch = scratch.borrow_mut();
-                self.with_shard(k, |s| {
+                self.with_shard(k, move |s| {
                     let item = s.get(row, &mut scratch)?;
                     copy_out(item, buf)
                 })
