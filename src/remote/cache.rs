@@ -16,7 +16,11 @@ use crate::{Error, Result};
 /// assert!(d.ends_with("stoker") || d.ends_with("stoker-cache") || std::env::var_os("STOKER_CACHE_DIR").is_some());
 /// ```
 pub fn default_cache_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = var("STOKER_CACHE_DIR") {
         return d;
     }
@@ -55,7 +59,10 @@ impl Cache {
     /// Where object `key` of `bucket` lives in the cache.
     pub fn path(&self, bucket: &str, key: &str) -> PathBuf {
         let mut p = self.root.join("s3").join(bucket);
-        for part in key.split('/').filter(|s| !s.is_empty() && *s != "." && *s != "..") {
+        for part in key
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+        {
             p.push(part);
         }
         p
@@ -171,7 +178,10 @@ mod tests {
             c.path("b", "a/../../x//y.tar"),
             PathBuf::from("/c/s3/b/a/x/y.tar")
         );
-        assert_eq!(sibling(Path::new("/c/x.tar"), ".lock"), PathBuf::from("/c/x.tar.lock"));
+        assert_eq!(
+            sibling(Path::new("/c/x.tar"), ".lock"),
+            PathBuf::from("/c/x.tar.lock")
+        );
     }
 
     #[test]

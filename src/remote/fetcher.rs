@@ -14,9 +14,6 @@ use super::store::{Object, Store};
 use crate::source::Source;
 use crate::{Error, Result};
 
-/// Positions on either side of the read position within which a shard counts as in use.
-const IN_USE: usize = 256;
-
 /// One shard: the objects fetched together before it opens (an images file and its labels).
 #[derive(Debug)]
 pub(crate) struct Shard {
@@ -277,7 +274,9 @@ impl Shared {
             let k = job.k;
             st.status[k] = Status::Fetching;
             st.held += self.shards[k].bytes();
-            self.counters.peak_held.fetch_max(st.held, Ordering::Relaxed);
+            self.counters
+                .peak_held
+                .fetch_max(st.held, Ordering::Relaxed);
             drop(st);
             for v in job.evicted {
                 for o in &self.shards[v].objects {
@@ -318,8 +317,8 @@ impl Shared {
     /// nothing should be fetched now.
     fn next_job(&self, st: &mut State) -> Option<Job> {
         let pos = self.reads.load(Ordering::Relaxed);
-        if let Some(k) =
-            (0..self.shards.len()).find(|&k| st.demanded[k] > 0 && matches!(st.status[k], Status::Remote))
+        if let Some(k) = (0..self.shards.len())
+            .find(|&k| st.demanded[k] > 0 && matches!(st.status[k], Status::Remote))
         {
             return self.make_room(st, k, pos, true);
         }
@@ -336,8 +335,9 @@ impl Shared {
         None
     }
 
-    /// Evicts what the limit needs for shard `k` to fit: shards not in use, whose next use is
-    /// furthest (never used again first), and only those needed later than `k`. `None` when
+    /// Evicts what the limit needs for shard `k` to fit: shards not in use (no reader waits on
+    /// one or copies out of it), whose next use is furthest (never used again first), and only
+    /// those needed later than `k`. `None` when
     /// no room can be made (a shard the readers wait on is fetched anyway, past the limit).
     fn make_room(&self, st: &mut State, k: usize, pos: usize, demanded: bool) -> Option<Job> {
         let mut evicted = Vec::new();
@@ -349,7 +349,6 @@ impl Shared {
         while st.held + need > limit {
             let victim = (0..self.shards.len())
                 .filter(|&v| v != k && matches!(st.status[v], Status::Local) && st.demanded[v] == 0)
-                .filter(|&v| !in_use(&st.uses[v], pos))
                 .map(|v| (plan::next_use(&st.uses[v], pos).unwrap_or(usize::MAX), v))
                 .filter(|&(next, _)| demanded || next > k_next)
                 .max();
@@ -388,12 +387,6 @@ impl Shared {
     }
 }
 
-/// Whether a shard used at `uses` is read near position `pos` (just before or just after).
-fn in_use(uses: &[u32], pos: usize) -> bool {
-    let i = uses.partition_point(|&u| (u as usize) < pos.saturating_sub(IN_USE));
-    uses.get(i).is_some_and(|&u| (u as usize) <= pos + IN_USE)
-}
-
 /// The shards in the order of their next use from `pos` on, each once; then those not used
 /// again in this pass, in shard order (the next pass likely starts with them too).
 fn upcoming(st: &State, pos: usize, n: usize) -> Vec<usize> {
@@ -418,10 +411,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn in_use_is_near_the_read_position() {
-        assert!(in_use(&[10, 5000], 0));
-        assert!(in_use(&[10, 5000], 200));
-        assert!(!in_use(&[10, 5000], 1000));
-        assert!(in_use(&[10, 5000], 4900));
+    fn upcoming_shards_in_the_order_of_their_next_use() {
+        let st = State {
+            status: Vec::new(),
+            sequence: vec![2, 2, 0, 2, 1, 0],
+            uses: Vec::new(),
+            demanded: Vec::new(),
+            held: 0,
+            warned: false,
+            shutdown: false,
+        };
+        assert_eq!(upcoming(&st, 0, 4), [2, 0, 1, 3]);
+        assert_eq!(upcoming(&st, 4, 4), [1, 0, 2, 3]);
     }
 }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::S3Url;
 use super::cache::Cache;
 use super::fetcher::{Budget, Counters, Fetcher, Shard};
 use super::shards::RemoteShards;
 use super::store::{Object, Store};
 use super::url::glob_matches;
-use super::S3Url;
 use crate::source::{Format, Index, OpenOptions, Part, Source, format_named};
 use crate::{Error, ErrorKind, Result};
 
@@ -74,13 +74,11 @@ pub(crate) fn open(text: &str, opts: &OpenOptions) -> Result<Opened> {
             for (k, u) in urls.iter().enumerate() {
                 let claim = fetcher.wait(k)?;
                 let paths = fetcher.local_paths(k);
-                let src = format
-                    .open(&paths[..1], opts)
-                    .map_err(|e| {
-                        Error::new(e.kind(), e.message().to_string())
-                            .file(u)
-                            .with_source(e)
-                    })?;
+                let src = format.open(&paths[..1], opts).map_err(|e| {
+                    Error::new(e.kind(), e.message().to_string())
+                        .file(u)
+                        .with_source(e)
+                })?;
                 counts.push(src.len());
                 drop(claim);
             }
@@ -151,8 +149,10 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
             .cloned()
             .collect();
         if objs.is_empty() {
-            return Err(Error::new(ErrorKind::Remote, "no objects match this pattern")
-                .file(url.to_string()));
+            return Err(
+                Error::new(ErrorKind::Remote, "no objects match this pattern")
+                    .file(url.to_string()),
+            );
         }
         return shards_of(store, objs, &listing);
     }
@@ -231,9 +231,16 @@ fn shards_of(store: &Store, objs: Vec<Object>, listing: &[Object]) -> Result<Fou
             if format.name() != "npy" {
                 return None;
             }
-            let (dir, name) = o.key.rsplit_once('/').map_or(("", o.key.as_str()), |(d, n)| (d, n));
+            let (dir, name) = o
+                .key
+                .rsplit_once('/')
+                .map_or(("", o.key.as_str()), |(d, n)| (d, n));
             let paired = paired_name(name)?;
-            let key = if dir.is_empty() { paired } else { format!("{dir}/{paired}") };
+            let key = if dir.is_empty() {
+                paired
+            } else {
+                format!("{dir}/{paired}")
+            };
             by_key.get(key.as_str()).map(|o| (*o).clone())
         })
         .collect();
@@ -267,7 +274,8 @@ fn paired_name(name: &str) -> Option<String> {
         return Some(format!("labels{rest}"));
     }
     let rest = name.strip_prefix(['x', 'X'])?;
-    rest.starts_with(['_', '-', '.']).then(|| format!("y{rest}"))
+    rest.starts_with(['_', '-', '.'])
+        .then(|| format!("y{rest}"))
 }
 
 /// The data set described by the index in `prefix` (its `stoker.json`, or its parts'
@@ -306,9 +314,8 @@ fn indexed(
         let path = local_dir.join(&o.key[prefix.len()..]);
         crate::source::write_file(&path, |f| std::io::Write::write_all(f, &bytes))?;
     }
-    let (index, _) = Index::find(&local_dir)?.ok_or_else(|| {
-        Error::new(ErrorKind::Remote, "no index found").file(url.to_string())
-    })?;
+    let (index, _) = Index::find(&local_dir)?
+        .ok_or_else(|| Error::new(ErrorKind::Remote, "no index found").file(url.to_string()))?;
     let iurl = store.url(&format!("{prefix}{}", Index::FILE));
     let format = format_named(&index.format).ok_or_else(|| {
         Error::format(
@@ -326,13 +333,19 @@ fn indexed(
     let by_key: HashMap<&str, &Object> = listing.iter().map(|o| (o.key.as_str(), o)).collect();
     let object = |name: &str| -> Result<Object> {
         let key = format!("{prefix}{name}");
-        by_key.get(key.as_str()).map(|o| (*o).clone()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Remote,
-                format!("missing: {} lists it, the bucket does not hold it", Index::FILE),
-            )
-            .file(store.url(&key))
-        })
+        by_key
+            .get(key.as_str())
+            .map(|o| (*o).clone())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Remote,
+                    format!(
+                        "missing: {} lists it, the bucket does not hold it",
+                        Index::FILE
+                    ),
+                )
+                .file(store.url(&key))
+            })
     };
     let mut shards = Vec::with_capacity(index.shards.len());
     for (k, name) in index.shards.iter().enumerate() {

@@ -116,9 +116,12 @@ impl RemoteShards {
         let paths = self.fetcher.local_paths(k);
         let src = self.format.open(&paths[..1], &self.opts).map_err(|e| {
             let at = self.urls[k].clone();
-            Error::new(e.kind(), format!("{} (cached at {})", e.message(), paths[0].display()))
-                .file(at)
-                .with_source(e)
+            Error::new(
+                e.kind(),
+                format!("{} (cached at {})", e.message(), paths[0].display()),
+            )
+            .file(at)
+            .with_source(e)
         })?;
         let want = self.starts[k + 1] - self.starts[k];
         if src.len() != want && self.starts.len() > 2 {
@@ -275,13 +278,16 @@ impl Source for RemoteShards {
     fn access(&self) -> Access {
         let a = &self.first.3;
         let note = format!("fetched into the cache, then: {}", a.note);
-        if a.fast { Access::fast(note) } else { Access::slow(note) }
+        if a.fast {
+            Access::fast(note)
+        } else {
+            Access::slow(note)
+        }
     }
 
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
-        let seq = super::plan::shard_sequence(order, positions, |i| {
-            self.locate(i).map_or(0, |(k, _)| k)
-        });
+        let seq =
+            super::plan::shard_sequence(order, positions, |i| self.locate(i).map_or(0, |(k, _)| k));
         self.fetcher.plan(seq);
     }
 }

@@ -43,7 +43,9 @@ pub(crate) struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("bucket", &self.bucket).finish()
+        f.debug_struct("Store")
+            .field("bucket", &self.bucket)
+            .finish()
     }
 }
 
@@ -66,9 +68,7 @@ pub(crate) fn remote_error(url: &str, e: object_store::Error) -> Error {
         }
         _ => format!("object storage failed after retries ({})", short(&text)),
     };
-    Error::new(ErrorKind::Remote, what)
-        .file(url)
-        .with_source(e)
+    Error::new(ErrorKind::Remote, what).file(url).with_source(e)
 }
 
 /// The first line of a long client error, at most 200 characters.
@@ -94,7 +94,11 @@ impl Store {
             max_retries: retries,
             retry_timeout: timeout * (retries as u32 + 1) + Duration::from_secs(10),
         };
+        // These client options replace those `from_env` read: `AWS_ALLOW_HTTP` is read here.
+        let allow_http = std::env::var("AWS_ALLOW_HTTP")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
         let client = ClientOptions::new()
+            .with_allow_http(allow_http)
             .with_connect_timeout(Duration::from_secs(10).min(timeout))
             .with_read_timeout(timeout)
             .with_timeout_disabled();
@@ -105,13 +109,18 @@ impl Store {
         if let Some(e) = opts.endpoint_value() {
             builder = builder.with_endpoint(e);
         }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             builder = builder.with_region("us-east-1");
         }
         let s3 = builder.build().map_err(|e| {
-            Error::new(ErrorKind::Usage, format!("cannot configure the s3 client: {e}"))
-                .file(format!("{}{bucket}", super::url::SCHEME))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Usage,
+                format!("cannot configure the s3 client: {e}"),
+            )
+            .file(format!("{}{bucket}", super::url::SCHEME))
+            .with_source(e)
         })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

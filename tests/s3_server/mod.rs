@@ -153,7 +153,10 @@ fn start() -> Option<Server> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    eprintln!("SeaweedFS ready on {endpoint} after {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "SeaweedFS ready on {endpoint} after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     Some(Server {
         endpoint,
         port,
@@ -169,7 +172,8 @@ fn ready(port: u16) -> bool {
         return false;
     };
     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if c.write_all(req.as_bytes()).is_err() {
         return false;
     }
@@ -181,12 +185,19 @@ fn ready(port: u16) -> bool {
     // The gateway answers before the bucket and the volumes are ready: try a real upload.
     let probe = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(probe.path(), b"ready").unwrap();
-    stoker::remote::upload_file(
+    match stoker::remote::upload_file(
         probe.path(),
         &format!("s3://{BUCKET}/.ready"),
         &stoker::source::OpenOptions::new().remote_retries(0),
-    )
-    .is_ok()
+    ) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var_os("STOKER_S3_DEBUG").is_some() {
+                eprintln!("not ready: {e} ({:?})", std::error::Error::source(&e));
+            }
+            false
+        }
+    }
 }
 
 /// A fresh prefix in the bucket for one test.
@@ -209,6 +220,9 @@ pub fn put_dir(dir: &Path, url: &str) {
         .collect();
     names.sort();
     for p in names {
-        put(&p, &format!("{url}/{}", p.file_name().unwrap().to_string_lossy()));
+        put(
+            &p,
+            &format!("{url}/{}", p.file_name().unwrap().to_string_lossy()),
+        );
     }
 }

@@ -91,7 +91,9 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
 
