@@ -289,7 +289,7 @@ impl<S: Source + 'static> Loader<S> {
             a.epoch = epoch;
             a.pass = pass;
             a.schedule.begin(end, pass.0);
-            self.shared.source.will_read(&order, pass.0..end);
+            self.shared.source.will_read_next(&order, pass.0..end);
             a.order = Some(order);
             a.live = true;
         }

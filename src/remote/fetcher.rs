@@ -2,7 +2,7 @@
 //! loader will read them, within a byte budget; with a cache limit, they evict the shard whose
 //! next use is furthest away, never one in use.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub(crate) struct Budget {
 #[derive(Debug)]
 enum Status {
     Remote,
+    /// Evicted, its files being removed: fetched again only once they are gone, so that a
+    /// fresh download never meets a late removal.
+    Evicting,
     Fetching,
     Local,
     Failed(Arc<Error>),
@@ -66,8 +69,12 @@ pub(crate) struct Shared {
     bucket: String,
     pub shards: Vec<Shard>,
     budget: Budget,
-    /// Reads since the pass began: the position the workers have reached, about.
+    /// Reads since the plan began: the position the workers have reached, about (they read
+    /// a little out of order).
     reads: AtomicUsize,
+    /// Reads of each shard since the plan began: its next use is its `done[k]`-th use in the
+    /// plan, however the workers' reads interleave.
+    done: Vec<AtomicU32>,
     /// The opened shards when the cache has a limit (evicted ones are `None`).
     pub slots: Vec<RwLock<Option<Box<dyn Source>>>>,
     pub counters: Arc<Counters>,
@@ -141,6 +148,7 @@ impl Fetcher {
             shards,
             budget,
             reads: AtomicUsize::new(0),
+            done: (0..n).map(|_| AtomicU32::new(0)).collect(),
             slots: (0..n).map(|_| RwLock::new(None)).collect(),
             counters: Arc::new(Counters::default()),
         });
@@ -162,24 +170,62 @@ impl Fetcher {
     /// The pass about to start reads shard `sequence[p]` at its position `p`: fetch in that
     /// order from now on.
     pub fn plan(&self, sequence: Vec<u32>) {
-        let uses = plan::uses(&sequence, self.shared.shards.len());
+        self.install(|_, _| sequence);
+    }
+
+    /// The pass after the one in progress reads shard `sequence[p]` at its position `p`, once
+    /// the rest of the current pass is read: the plan becomes that rest, then `sequence`.
+    /// (Replacing the plan instead would let the next pass's first shards evict the shards
+    /// the current pass still reads.)
+    pub fn plan_next(&self, sequence: Vec<u32>) {
+        self.install(|old, done| {
+            // The rest: each shard's uses past the reads it has had, in plan order.
+            let mut skip: Vec<u32> = done.to_vec();
+            let mut joined: Vec<u32> = old
+                .iter()
+                .copied()
+                .filter(|&k| {
+                    let s = &mut skip[k as usize];
+                    if *s > 0 {
+                        *s -= 1;
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect();
+            joined.extend_from_slice(&sequence);
+            joined
+        });
+    }
+
+    /// Makes `make(old plan, reads of each shard)` the plan, read from its start.
+    fn install(&self, make: impl FnOnce(&[u32], &[u32]) -> Vec<u32>) {
         let mut st = self.shared.lock();
+        self.shared.reads.store(0, Ordering::Relaxed);
+        let done: Vec<u32> = self
+            .shared
+            .done
+            .iter()
+            .map(|d| d.swap(0, Ordering::Relaxed))
+            .collect();
+        let sequence = make(&st.sequence, &done);
+        st.uses = plan::uses(&sequence, self.shared.shards.len());
         st.sequence = sequence;
-        st.uses = uses;
         // A new pass tries again what failed in the last one.
         for s in st.status.iter_mut() {
             if matches!(s, Status::Failed(_)) {
                 *s = Status::Remote;
             }
         }
-        self.shared.reads.store(0, Ordering::Relaxed);
         drop(st);
         self.shared.cv.notify_all();
     }
 
     /// A read of shard `k` is about to happen: the read position moves on.
-    pub fn touch(&self) {
+    pub fn touch(&self, k: usize) {
         self.shared.reads.fetch_add(1, Ordering::Relaxed);
+        self.shared.done[k].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Blocks until shard `k` is in the cache (fetching it first, ahead of everything else),
@@ -278,12 +324,20 @@ impl Shared {
                 .peak_held
                 .fetch_max(st.held, Ordering::Relaxed);
             drop(st);
-            for v in job.evicted {
+            for &v in &job.evicted {
                 for o in &self.shards[v].objects {
                     if let Err(e) = self.cache.evict(&self.bucket, &o.key) {
                         tracing::warn!("cannot evict {}: {e}", o.key);
                     }
                 }
+            }
+            if !job.evicted.is_empty() {
+                let mut st = self.lock();
+                for &v in &job.evicted {
+                    st.status[v] = Status::Remote;
+                }
+                drop(st);
+                self.cv.notify_all();
             }
             let result = self.fetch(k);
             let mut st = self.lock();
@@ -320,7 +374,7 @@ impl Shared {
         if let Some(k) = (0..self.shards.len())
             .find(|&k| st.demanded[k] > 0 && matches!(st.status[k], Status::Remote))
         {
-            return self.make_room(st, k, pos, true);
+            return self.make_room(st, k, true);
         }
         let mut ahead = 0u64;
         for k in upcoming(st, pos, self.shards.len()) {
@@ -329,59 +383,74 @@ impl Shared {
             }
             ahead += self.shards[k].bytes();
             if matches!(st.status[k], Status::Remote) {
-                return self.make_room(st, k, pos, false);
+                return self.make_room(st, k, false);
             }
         }
         None
     }
 
+    /// The position in the plan of shard `k`'s next use (`usize::MAX`: none): its first use
+    /// past the reads it has had, however the workers' reads interleave.
+    fn next_use(&self, st: &State, k: usize) -> usize {
+        let done = self.done[k].load(Ordering::Relaxed) as usize;
+        st.uses[k].get(done).map_or(usize::MAX, |&u| u as usize)
+    }
+
     /// Evicts what the limit needs for shard `k` to fit: shards not in use (no reader waits on
-    /// one or copies out of it), whose next use is furthest (never used again first), and only
-    /// those needed later than `k`. `None` when
-    /// no room can be made (a shard the readers wait on is fetched anyway, past the limit).
-    fn make_room(&self, st: &mut State, k: usize, pos: usize, demanded: bool) -> Option<Job> {
-        let mut evicted = Vec::new();
+    /// one or copies out of it), whose next use is furthest (never used again first), and,
+    /// unless readers wait on `k`, only those needed later than `k`. Under a limit a shard
+    /// the plan does not read is not fetched ahead. When no room can be made, nothing is
+    /// evicted and `None` returned; a shard the readers wait on is fetched anyway, past the
+    /// limit.
+    fn make_room(&self, st: &mut State, k: usize, demanded: bool) -> Option<Job> {
         let Some(limit) = self.budget.limit else {
-            return Some(Job { k, evicted });
+            return Some(Job {
+                k,
+                evicted: Vec::new(),
+            });
         };
         let need = self.shards[k].bytes();
-        let k_next = plan::next_use(&st.uses[k], pos).unwrap_or(usize::MAX);
-        while st.held + need > limit {
-            let victim = (0..self.shards.len())
-                .filter(|&v| v != k && matches!(st.status[v], Status::Local) && st.demanded[v] == 0)
-                .map(|v| (plan::next_use(&st.uses[v], pos).unwrap_or(usize::MAX), v))
-                .filter(|&(next, _)| demanded || next > k_next)
-                .max();
-            let Some((_, v)) = victim else { break };
+        let k_next = self.next_use(st, k);
+        if !demanded && k_next == usize::MAX {
+            return None;
+        }
+        let mut victims: Vec<(usize, usize)> = (0..self.shards.len())
+            .filter(|&v| v != k && matches!(st.status[v], Status::Local) && st.demanded[v] == 0)
+            .map(|v| (self.next_use(st, v), v))
+            .filter(|&(next, _)| demanded || next > k_next)
+            .collect();
+        victims.sort_unstable_by(|a, b| b.cmp(a));
+        // Choose first, evict after: a prefetch that cannot fit evicts nothing.
+        let mut held = st.held;
+        let mut chosen = Vec::new();
+        for &(_, v) in &victims {
+            if held + need <= limit {
+                break;
+            }
+            chosen.push(v);
+            held -= self.shards[v].bytes();
+        }
+        if held + need > limit && !demanded {
+            return None;
+        }
+        let mut evicted = Vec::new();
+        for v in chosen {
             // A reader copying out of the shard holds its read lock: then it is in use.
             let Ok(mut slot) = self.slots[v].try_write() else {
-                break;
+                continue;
             };
             slot.take();
             drop(slot);
-            st.status[v] = Status::Remote;
+            st.status[v] = Status::Evicting;
             st.held -= self.shards[v].bytes();
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
             evicted.push(v);
         }
-        if st.held + need > limit {
-            if !demanded {
-                // No room yet: delete what was evicted, fetch when reads make room.
-                for &v in &evicted {
-                    for o in &self.shards[v].objects {
-                        if let Err(e) = self.cache.evict(&self.bucket, &o.key) {
-                            tracing::warn!("cannot evict {}: {e}", o.key);
-                        }
-                    }
-                }
-                return None;
-            }
-            if !st.warned {
-                st.warned = true;
-                tracing::warn!(
-                    "cache_limit {limit} bytes is smaller than the shards in use: exceeding it"
-                );
-            }
+        if st.held + need > limit && !st.warned {
+            st.warned = true;
+            tracing::warn!(
+                "cache_limit {limit} bytes is smaller than the shards in use: exceeding it"
+            );
         }
         Some(Job { k, evicted })
     }

@@ -27,19 +27,13 @@ pub(crate) fn shard_sequence(
 }
 
 /// For each of `shards` shards, the positions (indices into `sequence`) that read it, in
-/// order: where its next use after any position is found by a binary search.
+/// order: after `r` reads of a shard, its next use is its `r`-th.
 pub(crate) fn uses(sequence: &[u32], shards: usize) -> Vec<Vec<u32>> {
     let mut out = vec![Vec::new(); shards];
     for (p, &k) in sequence.iter().enumerate() {
         out[k as usize].push(p as u32);
     }
     out
-}
-
-/// The first use at or after `pos` in `uses` (sorted), if any.
-pub(crate) fn next_use(uses: &[u32], pos: usize) -> Option<usize> {
-    let i = uses.partition_point(|&u| (u as usize) < pos);
-    uses.get(i).map(|&u| u as usize)
 }
 
 #[cfg(test)]
@@ -55,8 +49,47 @@ mod tests {
         assert_eq!(seq, want);
         let u = uses(&seq, 2);
         assert_eq!(u[0].len() + u[1].len(), 6);
-        assert_eq!(next_use(&[1, 5, 9], 2), Some(5));
-        assert_eq!(next_use(&[1, 5, 9], 5), Some(5));
-        assert_eq!(next_use(&[1, 5, 9], 10), None);
+        assert_eq!(u[0].iter().chain(&u[1]).filter(|&&p| p < 3).count(), 3);
+    }
+
+    /// Under the shard-aware order over the source's own shards, the plan is the order's
+    /// shard of each position: a window's shards, then the next window's.
+    #[test]
+    fn the_plan_follows_the_shard_aware_order() {
+        use crate::sampler::Order;
+        let sizes = [5, 3, 4, 4, 6, 2, 4, 4];
+        let starts: Vec<usize> = sizes
+            .iter()
+            .scan(0, |a, &s| {
+                *a += s;
+                Some(*a - s)
+            })
+            .collect();
+        let locate = |i: usize| starts.partition_point(|&s| s <= i) - 1;
+        let sampler = Sampler::new(32)
+            .shuffle(true)
+            .seed(5)
+            .order(Order::Shards { window: 2 })
+            .shard_sizes(&sizes)
+            .unwrap();
+        for (rank, world) in [(0, 1), (1, 2)] {
+            let order = sampler.clone().distributed(rank, world).unwrap().epoch(1);
+            let seq = shard_sequence(&order, 0..order.len(), locate);
+            let want: Vec<u32> = (0..order.len())
+                .map(|p| order.shard_of(p).unwrap() as u32)
+                .collect();
+            assert_eq!(seq, want);
+            // Each shard's uses form one stretch, and at most 2 stretches are open at once.
+            let u = uses(&seq, sizes.len());
+            for p in 0..seq.len() {
+                let open = u
+                    .iter()
+                    .filter(|v| {
+                        !v.is_empty() && v[0] as usize <= p && p <= *v.last().unwrap() as usize
+                    })
+                    .count();
+                assert!(open <= 2, "{open} shards open at position {p}: {seq:?}");
+            }
+        }
     }
 }

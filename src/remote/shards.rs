@@ -9,7 +9,7 @@ use super::FetchStats;
 use super::fetcher::Fetcher;
 use crate::image::{ImageView, Pixels};
 use crate::sampler::EpochOrder;
-use crate::source::{Access, Format, Item, LabelSite, OpenOptions, Raw, Source};
+use crate::source::{Access, Format, Item, LabelSite, OpenOptions, Raw, ShardInfo, Source};
 use crate::{Error, Result};
 
 /// Shards in object storage behind one [`Source`]: global index `i` maps to a shard and a row
@@ -216,7 +216,7 @@ impl Source for RemoteShards {
         let (k, row) = self.locate(index).ok_or_else(|| {
             Error::usage(format!("index out of range (len {})", self.len())).at(index)
         })?;
-        self.fetcher.touch();
+        self.fetcher.touch(k);
         if !self.evicting {
             let shard = self.kept_shard(k).map_err(|e| e.at(index))?;
             return shard.get(row, buf).map_err(|e| e.at(index));
@@ -285,9 +285,33 @@ impl Source for RemoteShards {
         }
     }
 
+    /// Each shard's object name (without its prefix) and sample count, as a local glob of
+    /// the same files gives them: the shard-aware order and checkpoints see the same shards.
+    fn shard_list(&self) -> Option<Vec<ShardInfo>> {
+        Some(
+            self.urls
+                .iter()
+                .enumerate()
+                .map(|(k, u)| ShardInfo {
+                    name: u
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    samples: self.starts[k + 1] - self.starts[k],
+                })
+                .collect(),
+        )
+    }
+
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
         let seq =
             super::plan::shard_sequence(order, positions, |i| self.locate(i).map_or(0, |(k, _)| k));
         self.fetcher.plan(seq);
+    }
+
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        let seq =
+            super::plan::shard_sequence(order, positions, |i| self.locate(i).map_or(0, |(k, _)| k));
+        self.fetcher.plan_next(seq);
     }
 }

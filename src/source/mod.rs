@@ -203,6 +203,13 @@ pub trait Source: Send + Sync {
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
         let _ = (order, positions);
     }
+
+    /// Told by the loader as it starts the pass that follows the one in progress (the next
+    /// epoch, made ahead): it reads `order.index(p)` for each `p` of `positions` once the
+    /// rest of the current pass is read. The default is [`will_read`](Self::will_read).
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        self.will_read(order, positions)
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -242,6 +249,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
         (**self).will_read(order, positions)
     }
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read_next(order, positions)
+    }
 }
 
 impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
@@ -280,6 +290,9 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
         (**self).will_read(order, positions)
+    }
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read_next(order, positions)
     }
 }
 

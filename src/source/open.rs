@@ -297,6 +297,13 @@ impl Source for AnySource {
     fn will_read(&self, order: &crate::sampler::EpochOrder, positions: std::ops::Range<usize>) {
         self.inner.will_read(order, positions)
     }
+    fn will_read_next(
+        &self,
+        order: &crate::sampler::EpochOrder,
+        positions: std::ops::Range<usize>,
+    ) {
+        self.inner.will_read_next(order, positions)
+    }
 }
 
 /// Reads up to 512 bytes from the start of `path`.
