@@ -237,8 +237,9 @@ mod with_server {
         assert!(stats.evictions >= 2, "{stats:?}");
         assert!(stats.peak_cached_bytes <= limit, "{stats:?} limit {limit}");
         // The second epoch needs all 4 shards with 2 in the cache: at least 2 downloads
-        // more. With the furthest next use evicted (the 2 last shards of the first epoch are
-        // kept for the second epoch's end), 6 in all is the least there can be; 8 (each shard once an epoch) the most.
+        // more, so 6 in all is the least there can be (the furthest next use evicted keeps a
+        // shard of the first epoch's end for the second's); 8, each shard once an epoch, the
+        // most.
         assert!((6..=8).contains(&stats.downloads), "{stats:?}");
         assert!(
             stats.bytes_downloaded <= 2 * total,
