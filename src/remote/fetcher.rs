@@ -91,6 +91,12 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// One object downloaded: `bytes` received.
+    pub fn note_download(&self, bytes: u64) {
+        self.downloads.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> FetchStats {
         FetchStats {
             bytes_downloaded: self.bytes.load(Ordering::Relaxed),

@@ -34,6 +34,8 @@ mod cache;
 #[cfg(feature = "s3")]
 mod fetcher;
 #[cfg(feature = "s3")]
+mod loose;
+#[cfg(feature = "s3")]
 mod open;
 #[cfg(feature = "s3")]
 mod plan;
@@ -45,6 +47,8 @@ mod store;
 pub use cache::default_cache_dir;
 #[cfg(feature = "s3")]
 pub(crate) use fetcher::Counters;
+#[cfg(feature = "s3")]
+pub use loose::RemoteFolder;
 #[cfg(feature = "s3")]
 pub(crate) use open::open;
 #[cfg(feature = "s3")]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::S3Url;
 use super::cache::Cache;
 use super::fetcher::{Budget, Counters, Fetcher, Shard};
+use super::loose::RemoteFolder;
 use super::shards::RemoteShards;
 use super::store::{Object, Store};
 use super::url::glob_matches;
@@ -22,6 +23,15 @@ pub(crate) struct Opened {
     pub format: &'static dyn Format,
     pub source: Box<dyn Source>,
     pub counters: Arc<Counters>,
+}
+
+/// What a path names: shards, or a prefix of loose images.
+enum What {
+    Shards(Found),
+    Images {
+        prefix: String,
+        listing: Vec<Object>,
+    },
 }
 
 /// The objects of a data set, before anything is fetched.
@@ -45,7 +55,18 @@ pub(crate) fn open(text: &str, opts: &OpenOptions) -> Result<Opened> {
     }
     let store = Store::connect(url.bucket(), opts)?;
     let cache = Cache::new(opts.cache_dir_value())?;
-    let found = find(&store, &cache, &url)?;
+    let found = match find(&store, &cache, &url)? {
+        What::Shards(found) => found,
+        What::Images { prefix, listing } => {
+            let folder = RemoteFolder::from_listing(store, &prefix, &listing)
+                .expect("find saw images under the prefix");
+            return Ok(Opened {
+                format: format_named("image folder").expect("a built-in format"),
+                counters: folder.counters(),
+                source: Box::new(folder),
+            });
+        }
+    };
     let format = found.format;
     let urls: Vec<PathBuf> = found.shards.iter().map(|s| PathBuf::from(&s.url)).collect();
     let n = found.shards.len();
@@ -137,7 +158,7 @@ fn format_of(store: &Store, key: &str) -> Result<&'static dyn Format> {
 }
 
 /// The objects of the data set `url` names.
-fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
+fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<What> {
     if url.is_glob() {
         let pattern = glob::Pattern::new(url.key()).map_err(|e| {
             Error::usage(format!("bad glob pattern {url}: {}", e.msg)).with_source(e)
@@ -154,20 +175,20 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
                     .file(url.to_string()),
             );
         }
-        return shards_of(store, objs, &listing);
+        return shards_of(store, objs, &listing).map(What::Shards);
     }
     let key = url.key();
     if key == Index::FILE || key.ends_with(&format!("/{}", Index::FILE)) {
         let prefix = &key[..key.len() - Index::FILE.len()];
         let listing = store.list(prefix)?;
-        return indexed(store, cache, url, prefix, &listing);
+        return indexed(store, cache, url, prefix, &listing).map(What::Shards);
     }
     if !key.is_empty()
         && !key.ends_with('/')
         && let Some(obj) = store.head(key)?
     {
         let listing = store.list(&key[..key.rfind('/').map_or(0, |s| s + 1)])?;
-        return shards_of(store, vec![obj], &listing);
+        return shards_of(store, vec![obj], &listing).map(What::Shards);
     }
     let prefix = url.dir_prefix();
     let listing = store.list(&prefix)?;
@@ -180,7 +201,7 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
         .iter()
         .any(|o| name(o) == Index::FILE || Part::of_index_file(&name(o)).is_some())
     {
-        return indexed(store, cache, url, &prefix, &listing);
+        return indexed(store, cache, url, &prefix, &listing).map(What::Shards);
     }
     let tars: Vec<Object> = here
         .iter()
@@ -188,7 +209,7 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
         .map(|o| (*o).clone())
         .collect();
     if !tars.is_empty() {
-        return shards_of(store, tars, &listing);
+        return shards_of(store, tars, &listing).map(What::Shards);
     }
     let npys: Vec<Object> = here
         .iter()
@@ -196,14 +217,22 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<Found> {
         .map(|o| (*o).clone())
         .collect();
     if !npys.is_empty() {
-        return shards_of(store, npys, &listing);
+        return shards_of(store, npys, &listing).map(What::Shards);
+    }
+    let lower = |o: &Object| o.key.to_ascii_lowercase();
+    if listing.iter().any(|o| {
+        [".jpg", ".jpeg", ".png"]
+            .iter()
+            .any(|x| lower(o).ends_with(x))
+    }) {
+        return Ok(What::Images { prefix, listing });
     }
     if listing.is_empty() && store.head(&format!("{prefix}{}", Index::FILE))?.is_none() {
         return Err(Error::new(ErrorKind::Remote, "no such object or prefix").file(url.to_string()));
     }
     Err(Error::new(
         ErrorKind::Format,
-        "no data set here: no stoker.json and no shards (*.tar, images-*.npy)",
+        "no data set here: no stoker.json, no shards (*.tar, images-*.npy) and no images",
     )
     .file(url.to_string()))
 }

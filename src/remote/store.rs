@@ -288,6 +288,44 @@ impl Store {
         Ok(())
     }
 
+    /// The whole object `obj` into `buf` (cleared first), with the retries of
+    /// [`download`](Self::download): a body cut short, or of another size or MD5 than the
+    /// listing's, is fetched again. Returns the bytes received over all attempts.
+    pub fn read_into(&self, obj: &Object, buf: &mut Vec<u8>) -> Result<u64> {
+        let url = self.url(&obj.key);
+        let mut received = 0u64;
+        let mut last: Option<Error> = None;
+        for attempt in 0..self.attempts {
+            if attempt > 0 {
+                std::thread::sleep(self.backoff * (1 << attempt.min(6)));
+            }
+            buf.clear();
+            let s3 = self.s3.clone();
+            let key = Key::from(obj.key.as_str());
+            let options = GetOptions {
+                if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
+                ..GetOptions::default()
+            };
+            let got = self.rt.block_on(async {
+                let mut stream = s3.get_opts(&key, options).await?.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    buf.extend_from_slice(&chunk?);
+                }
+                Ok::<(), object_store::Error>(())
+            });
+            received += buf.len() as u64;
+            let checked = got
+                .map_err(|e| remote_error(&url, e))
+                .and_then(|()| check(obj, buf.len() as u64, || Md5::digest(&buf[..]).into(), &url));
+            match checked {
+                Ok(()) => return Ok(received),
+                Err(e) if is_final(&e) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Remote, "no attempt made").file(&url)))
+    }
+
     /// The whole of a small object (an index) in memory.
     pub fn get_bytes(&self, obj: &Object) -> Result<Vec<u8>> {
         let s3 = self.s3.clone();
@@ -303,6 +341,43 @@ impl Store {
     pub(crate) fn client(&self) -> (&tokio::runtime::Runtime, &Arc<AmazonS3>) {
         (&self.rt, &self.s3)
     }
+}
+
+/// Whether `e` is an answer another try gives again: no object, no bucket, no access.
+fn is_final(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<object_store::Error>())
+        .is_some_and(|src| {
+            matches!(
+                src,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::PermissionDenied { .. }
+            )
+        })
+}
+
+/// `n` bytes received of `obj`, whose MD5 `md5()` gives: an error naming `url` when the size
+/// is not the listing's, or the MD5 not the single-part ETag.
+fn check(obj: &Object, n: u64, md5: impl FnOnce() -> [u8; 16], url: &str) -> Result<()> {
+    if n != obj.size {
+        return Err(Error::new(
+            ErrorKind::Remote,
+            format!("received {n} bytes, the listing says {}", obj.size),
+        )
+        .file(url));
+    }
+    if let Some(etag) = obj.etag.as_deref().filter(|t| is_md5(t)) {
+        let sum: String = md5().iter().map(|b| format!("{b:02x}")).collect();
+        if !sum.eq_ignore_ascii_case(etag) {
+            return Err(Error::new(
+                ErrorKind::Remote,
+                format!("md5 {sum} does not match the etag {etag}"),
+            )
+            .file(url));
+        }
+    }
+    Ok(())
 }
 
 /// Whether an ETag is a plain MD5 (32 hex digits): S3 gives one for an object uploaded in one

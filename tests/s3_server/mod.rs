@@ -35,9 +35,14 @@ fn weed() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STOKER_WEED") {
         return Some(PathBuf::from(p));
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/s3-venv/bin/weed");
-    if local.is_file() {
-        return Some(local);
+    // The repository's target/, from the root crate's tests or the tools' (tools/..).
+    for up in ["", ".."] {
+        let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(up)
+            .join("target/s3-venv/bin/weed");
+        if local.is_file() {
+            return Some(local);
+        }
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

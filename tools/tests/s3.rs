@@ -1,0 +1,187 @@
+//! `stoker resize` and `convert` with object storage (a real SeaweedFS on 127.0.0.1, the
+//! harness of the library's S3 tests); skipped without the `s3` feature or the server.
+
+#![cfg(feature = "s3")]
+
+mod common;
+#[path = "../../tests/s3_server/mod.rs"]
+mod s3_server;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use stoker::source::{OpenOptions, Source};
+
+use common::{json, num, stoker_ok};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/photos-256x144")
+}
+
+/// The 32 fixture JPEGs (4 class folders) uploaded one object each under `url/CLASS/NAME`.
+fn upload_loose(url: &str) -> usize {
+    let mut n = 0;
+    for class in fs::read_dir(fixtures()).unwrap() {
+        let class = class.unwrap().path();
+        let c = class.file_name().unwrap().to_string_lossy().into_owned();
+        for f in fs::read_dir(&class).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            s3_server::put(&f, &format!("{url}/{c}/{name}"));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Every file of `dir` (recursively), relative path → bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.push((rel, fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn resize_reads_loose_images_from_a_prefix_as_from_a_local_folder() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let url = s3_server::prefix("loose");
+    let n = upload_loose(&url);
+    let tmp = tempfile::tempdir().unwrap();
+    let (remote, local, cache) = (
+        tmp.path().join("remote"),
+        tmp.path().join("local"),
+        tmp.path().join("cache"),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let fx = s(&fixtures());
+    for to in ["tar", "folder"] {
+        let (r, l) = (remote.join(to), local.join(to));
+        let args = |src: &str, dst: &Path| {
+            vec![
+                "resize".to_string(),
+                src.to_string(),
+                s(dst),
+                "--size".into(),
+                "64x36".into(),
+                "--to".into(),
+                to.into(),
+                "--shard-size".into(),
+                "10".into(),
+                "--workers".into(),
+                "3".into(),
+                "--json".into(),
+                "--quiet".into(),
+                "--cache-dir".into(),
+                s(&cache),
+            ]
+        };
+        let a = args(&format!("{url}/"), &r);
+        let out = stoker_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let report = json(&out);
+        assert_eq!(num(&report, "written") as usize, n, "{report}");
+        assert_eq!(num(&report, "failed"), 0.0, "{report}");
+        let a = args(&fx, &l);
+        stoker_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        // The same files, byte for byte: order, labels (class folders) and pixels.
+        let (rf, lf) = (files(&r), files(&l));
+        assert_eq!(rf.len(), lf.len());
+        for ((rp, rb), (lp, lb)) in rf.iter().zip(&lf) {
+            assert_eq!(rp, lp);
+            assert!(rb == lb, "{} differs", rp.display());
+        }
+    }
+    // The tar output opens with the class labels of the local folder.
+    let src = stoker::source::open(remote.join("tar"), &OpenOptions::new()).unwrap();
+    let labels: std::collections::BTreeSet<i64> =
+        (0..src.len()).filter_map(|i| src.label(i)).collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    // Nothing of the inputs went to local disk: the cache holds no image.
+    let cached = if cache.exists() {
+        files(&cache)
+    } else {
+        Vec::new()
+    };
+    assert!(
+        cached
+            .iter()
+            .all(|(p, _)| !p.to_string_lossy().ends_with(".jpg")),
+        "{:?}",
+        cached.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn convert_reads_loose_images_from_a_prefix_as_from_a_local_folder() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let url = s3_server::prefix("loose-convert");
+    upload_loose(&url);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for to in ["tar", "npy"] {
+        let (r, l) = (tmp.path().join("r").join(to), tmp.path().join("l").join(to));
+        let remote_src = format!("{url}/");
+        for (src, dst) in [(remote_src.as_str(), &r), (&*s(&fixtures()), &l)] {
+            let d = s(dst);
+            stoker_ok(&[
+                "convert",
+                src,
+                &d,
+                "--to",
+                to,
+                "--shard-size",
+                "10",
+                "--quiet",
+            ]);
+        }
+        let (rf, lf) = (files(&r), files(&l));
+        assert_eq!(rf.len(), lf.len(), "{to}");
+        for ((rp, rb), (lp, lb)) in rf.iter().zip(&lf) {
+            assert_eq!(rp, lp);
+            assert!(rb == lb, "{to}: {} differs", rp.display());
+        }
+    }
+}
+
+#[test]
+fn the_library_opens_a_prefix_of_loose_images_as_an_image_folder() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let url = s3_server::prefix("loose-open");
+    upload_loose(&url);
+    let remote = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
+    let local = stoker::source::ImageFolder::open(fixtures()).unwrap();
+    assert_eq!(remote.format(), "image folder");
+    assert_eq!(remote.len(), local.len());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..local.len() {
+        let (x, y) = (
+            remote.get(i, &mut a).unwrap(),
+            local.get(i, &mut b).unwrap(),
+        );
+        assert_eq!(x.label, y.label, "sample {i}");
+        let (stoker::source::Raw::Encoded(x), stoker::source::Raw::Encoded(y)) = (x.raw, y.raw)
+        else {
+            panic!("encoded images")
+        };
+        assert!(x == y, "sample {i}");
+    }
+    let stats = remote.fetch_stats().unwrap();
+    assert_eq!(stats.downloads, local.len() as u64, "{stats:?}");
+}
