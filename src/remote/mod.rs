@@ -10,7 +10,7 @@
 //!   `AWS_SESSION_TOKEN`, and `AWS_ALLOW_HTTP=true` for a server without TLS.
 //! - **Download once, then map.** Each shard is downloaded whole into a node-local cache
 //!   ([`OpenOptions::cache_dir`](crate::source::OpenOptions::cache_dir), default
-//!   [`default_cache_dir`]) under a lock per object, to a temporary name, checked (size, and
+//!   `default_cache_dir()`) under a lock per object, to a temporary name, checked (size, and
 //!   the MD5 a single-part ETag gives) and renamed; then its format maps it as a local shard.
 //!   The processes of a node share the cache: one downloads, the others wait and map.
 //! - **Ahead of need.** Fetch threads download the shards in the order the loader will read
@@ -56,7 +56,7 @@ pub use shards::RemoteShards;
 #[cfg(feature = "s3")]
 mod upload;
 #[cfg(feature = "s3")]
-pub use upload::{exists, upload_file};
+pub use upload::{delete, exists, upload_file};
 
 /// What a build without the `s3` feature says of an `s3://` path (a usage error naming it).
 pub const WITHOUT_S3: &str = "this build of stoker has no object storage support (the s3 \

@@ -34,6 +34,19 @@ pub fn exists(url: &str, opts: &OpenOptions) -> Result<bool> {
     Ok(store.head(u.key())?.is_some())
 }
 
+/// Deletes the object `url`, if there is one (a stale index a rerun replaces).
+pub fn delete(url: &str, opts: &OpenOptions) -> Result<()> {
+    let u = S3Url::parse(url)?;
+    let store = Store::connect(u.bucket(), opts)?;
+    let (rt, s3) = store.client();
+    let k = Key::from(u.key());
+    let s3 = s3.clone();
+    match rt.block_on(async move { s3.delete(&k).await }) {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(remote_error(url, e)),
+    }
+}
+
 impl Store {
     /// Uploads the local file `path` to `key`, in parts.
     pub(crate) fn upload(&self, path: &Path, key: &str) -> Result<u64> {

@@ -198,7 +198,7 @@ pub trait Source: Send + Sync {
 
     /// Told by the loader as a pass starts: it reads data set index `order.index(p)` for each
     /// position `p` of `positions`, in that order. A source that fetches ahead (shards in
-    /// object storage, [`RemoteShards`](crate::remote::RemoteShards)) plans its downloads
+    /// object storage, `stoker::remote::RemoteShards`) plans its downloads
     /// from it; the default ignores it.
     fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
         let _ = (order, positions);

@@ -54,7 +54,7 @@ impl OpenOptions {
 
     /// Object storage (`s3://`, the `s3` feature): the node-local directory shards are
     /// downloaded into and mapped from (default
-    /// [`remote::default_cache_dir`](crate::remote::default_cache_dir): `$STOKER_CACHE_DIR`,
+    /// `stoker::remote::default_cache_dir()`: `$STOKER_CACHE_DIR`,
     /// `$XDG_CACHE_HOME/stoker` or `~/.cache/stoker`). Processes of one node share it.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());

@@ -20,6 +20,7 @@ mod convert;
 mod hdf5_out;
 mod inspect;
 mod open;
+mod output;
 mod part;
 mod plan;
 mod progress;

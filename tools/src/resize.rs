@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{DEFAULT_MAX_IMAGE_PIXELS, Decoder, Filter, ImageFormat};
-use stoker::source::{Index, OpenOptions, Part, Source, TarWriter, write_npy};
+use stoker::source::{Index, Part, Source, TarWriter, write_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::part::{ShardArg, clear_indexes, shard_name};
@@ -512,6 +512,9 @@ struct ResizeReport {
     workers: usize,
     /// Inputs skipped because their output is already done (resumed run).
     already_done: usize,
+    /// With --to tar/npy/hdf5: shards skipped because they were written already (a file not
+    /// older than its inputs; in object storage, an object that exists).
+    shards_already_done: usize,
     failed: usize,
     /// Every bad input with the reason.
     bad: Vec<BadInput>,
@@ -556,6 +559,13 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             a.src.display()
         )));
     }
+    if stoker::remote::is_remote(&a.dst.to_string_lossy())
+        && !(matches!(a.to, To::Tar | To::Npy) && a.decode_only.is_none())
+    {
+        return Err(
+            Error::usage("resize writes to object storage with --to tar or --to npy").file(&a.dst),
+        );
+    }
     let part = a.shard.map(ShardArg::part).transpose()?;
     let (inputs, all) = Inputs::list(&a.src)?;
     let labels_all = class_labels(&all);
@@ -576,7 +586,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
     };
     let src_of = |p: &PathBuf| inputs.name(p);
     let mut bad: Vec<(PathBuf, String)> = Vec::new();
-    let (mut written, mut skipped) = (0usize, 0usize);
+    let (mut written, mut skipped, mut skipped_shards) = (0usize, 0usize, 0usize);
     let progress;
     let mut decoded_pixels = 0u64;
     if let Some(how) = a.decode_only {
@@ -678,22 +688,44 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     }
                     _ => (0, 0),
                 };
+                let output = crate::output::Output::new(&a.dst)?;
+                if output.is_remote() && a.to == To::Hdf5 {
+                    return Err(Error::usage(
+                        "resize writes tar and npy shards to object storage, not hdf5",
+                    ));
+                }
+                let dst = output.dir();
                 // The index is written last: none from an earlier run while this one writes.
-                clear_indexes(&a.dst, part)?;
+                clear_indexes(dst, part)?;
+                let mut own_index = Index::new("tar", 0);
+                own_index.part = part;
+                output.remove(&[Index::FILE.to_string(), own_index.file_name()])?;
                 let chunks: Vec<std::ops::Range<usize>> = (0..rel.len())
                     .step_by(a.shard_size)
                     .map(|s| s..(s + a.shard_size).min(rel.len()))
                     .collect();
-                let shard_path = |c: usize| a.dst.join(shard_name(stem, part, c, extn));
-                let labels_path = |c: usize| a.dst.join(shard_name("labels", part, c, "npy"));
+                let shard_path = |c: usize| dst.join(shard_name(stem, part, c, extn));
+                let labels_path = |c: usize| dst.join(shard_name("labels", part, c, "npy"));
+                let name = |p: &Path| {
+                    p.file_name()
+                        .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+                };
                 // Samples in each shard: the images that resized (bad inputs are left out).
                 let mut counts: Vec<Option<usize>> = vec![None; chunks.len()];
-                let todo: Vec<usize> = (0..chunks.len())
-                    .filter(|&c| {
+                // In object storage a shard is done when its object exists (uploaded whole).
+                let mut todo = Vec::new();
+                for c in 0..chunks.len() {
+                    let done = if output.is_remote() {
+                        output.exists(&name(&shard_path(c)))?
+                    } else {
                         let srcs = inputs.sources(chunks[c].clone().map(|k| rel[k].clone()));
-                        !is_done(&shard_path(c), &srcs)
-                    })
-                    .collect();
+                        is_done(&shard_path(c), &srcs)
+                    };
+                    if !done {
+                        todo.push(c);
+                    }
+                }
+                skipped_shards = chunks.len() - todo.len();
                 skipped = rel.len() - todo.iter().map(|&c| chunks[c].len()).sum::<usize>();
                 progress = Progress::new(rel.len() - skipped, "images", a.quiet);
                 for &c in &todo {
@@ -721,6 +753,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                                 let lp = labels_path(c);
                                 let b: Vec<u8> = lab.iter().flat_map(|v| v.to_le_bytes()).collect();
                                 write_atomic(&lp, |f| write_npy(f, "<i8", &[n_ok], &b))?;
+                                output.publish(&lp)?;
                             }
                             write_atomic(&out, |f| write_npy(f, "|u1", &shape, &px))?;
                         } else {
@@ -752,6 +785,8 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                             t.finish().map(|_| ())
                         })?;
                     }
+                    // The images last: a shard whose images object exists is whole.
+                    output.publish(&out)?;
                     written += n_ok;
                     counts[c] = Some(n_ok);
                     for (j, r) in results.into_iter().enumerate() {
@@ -779,14 +814,14 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     index.images_key = Some("images".into());
                     index.labels_key = labelled.then(|| "labels".into());
                 }
-                let file = |p: PathBuf| {
-                    p.file_name()
-                        .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
-                };
+                let file = |p: PathBuf| name(&p);
                 for (c, count) in counts.into_iter().enumerate() {
                     let n = match count {
                         Some(n) => n,
-                        None => stoker::source::open(shard_path(c), &OpenOptions::new())?.len(),
+                        None => {
+                            let at = output.location(&name(&shard_path(c)));
+                            crate::open::open(&at, None, "images")?.len()
+                        }
                     };
                     if n == 0 {
                         // Every input of the shard was bad: nothing to list.
@@ -803,7 +838,8 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     // `stoker::source::open(DST)` opens the shards through it. A part writes
                     // its index even when it has no samples: the data set waits for every
                     // part's.
-                    index.write(&a.dst)?;
+                    index.write(dst)?;
+                    output.publish(&dst.join(index.file_name()))?;
                 }
             }
         }
@@ -830,6 +866,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             images_per_s: written as f64 / secs.max(1e-9),
             workers,
             already_done: skipped,
+            shards_already_done: skipped_shards,
             failed: bad.len(),
             bad: bad
                 .iter()

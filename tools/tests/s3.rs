@@ -185,3 +185,100 @@ fn the_library_opens_a_prefix_of_loose_images_as_an_image_folder() {
     let stats = remote.fetch_stats().unwrap();
     assert_eq!(stats.downloads, local.len() as u64, "{stats:?}");
 }
+
+/// Every object under `url/` (one level), name → bytes, read through the library.
+fn objects(url: &str, names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    names
+        .iter()
+        .map(|n| {
+            let src = format!("{url}/{n}");
+            assert!(
+                stoker::remote::exists(&src, &OpenOptions::new()).unwrap(),
+                "{src} missing"
+            );
+            let p = tmp.path().join(n);
+            let o = OpenOptions::new().cache_dir(tmp.path().join("c"));
+            // A shard's bytes, through the cache (the library's download path).
+            let s = stoker::source::open(&src, &o).unwrap();
+            assert!(s.len() > 0);
+            let cached = tmp
+                .path()
+                .join("c/s3")
+                .join(src.trim_start_matches("s3://"));
+            fs::copy(&cached, &p).unwrap();
+            (n.to_string(), fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn resize_writes_shards_to_a_prefix_and_a_rerun_skips_them() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let url = s3_server::prefix("written");
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let local = tmp.path().join("local");
+    let fx = s(&fixtures());
+    let args = |dst: &str| {
+        vec![
+            "resize",
+            &fx,
+            dst,
+            "--size",
+            "64x36",
+            "--to",
+            "tar",
+            "--shard-size",
+            "10",
+            "--json",
+            "--quiet",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let run = |dst: &str| {
+        let a = args(dst);
+        json(&stoker_ok(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+    };
+    let first = run(&url);
+    assert_eq!(num(&first, "written"), 32.0, "{first}");
+    assert_eq!(num(&first, "shards_already_done"), 0.0, "{first}");
+    run(&s(&local));
+    // Each shard object is the local run's file, byte for byte.
+    let names: Vec<String> = (0..4).map(|k| format!("shard-{k:06}.tar")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (n, bytes) in objects(&url, &names) {
+        assert!(bytes == fs::read(local.join(&n)).unwrap(), "{n} differs");
+    }
+    // The prefix opens as one data set by its index, and reads as the local output.
+    let remote = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
+    let here = stoker::source::open(&local, &OpenOptions::new()).unwrap();
+    assert_eq!(remote.len(), here.len());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..here.len() {
+        let (x, y) = (remote.get(i, &mut a).unwrap(), here.get(i, &mut b).unwrap());
+        assert_eq!(x.label, y.label);
+        let (stoker::source::Raw::Encoded(x), stoker::source::Raw::Encoded(y)) = (x.raw, y.raw)
+        else {
+            panic!("encoded")
+        };
+        assert!(x == y, "sample {i}");
+    }
+    // A rerun finds every shard there and writes nothing.
+    let again = run(&url);
+    assert_eq!(num(&again, "shards_already_done"), 4.0, "{again}");
+    assert_eq!(num(&again, "written"), 0.0, "{again}");
+    // With one shard deleted, a rerun writes that one only.
+    stoker::remote::delete(&format!("{url}/shard-000002.tar"), &OpenOptions::new()).unwrap();
+    let third = run(&url);
+    assert_eq!(num(&third, "shards_already_done"), 3.0, "{third}");
+    assert_eq!(num(&third, "written"), 10.0, "{third}");
+    let remote = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
+    assert_eq!(remote.len(), 32);
+}
