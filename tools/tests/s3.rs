@@ -282,3 +282,69 @@ fn resize_writes_shards_to_a_prefix_and_a_rerun_skips_them() {
     let remote = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
     assert_eq!(remote.len(), 32);
 }
+
+#[test]
+fn convert_writes_tar_and_npy_to_a_prefix_and_a_rerun_skips_them() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let fx = s(&fixtures());
+    for to in ["tar", "npy"] {
+        let url = s3_server::prefix(&format!("converted-{to}"));
+        let local = tmp.path().join(to);
+        let run = |dst: &str| {
+            json(&stoker_ok(&[
+                "convert",
+                &fx,
+                dst,
+                "--to",
+                to,
+                "--shard-size",
+                "10",
+                "--json",
+                "--quiet",
+            ]))
+        };
+        let first = run(&url);
+        assert_eq!(num(&first, "shards_already_done"), 0.0, "{first}");
+        run(&s(&local));
+        // Every shard of the local output is an object of the same bytes (labels are
+        // compared below, sample by sample).
+        let local_files = files(&local);
+        let names: Vec<String> = local_files
+            .iter()
+            .map(|(p, _)| p.to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(to) && !n.starts_with("labels"))
+            .collect();
+        assert!(names.len() >= 4, "{names:?}");
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (n, bytes) in objects(&url, &names) {
+            assert!(bytes == fs::read(local.join(&n)).unwrap(), "{n} differs");
+        }
+        // The prefix opens as the local output does, sample for sample.
+        let remote =
+            stoker::source::open(format!("{url}/stoker.json"), &OpenOptions::new()).unwrap();
+        let here = stoker::source::open(&local, &OpenOptions::new()).unwrap();
+        assert_eq!(remote.len(), 32);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for i in 0..32 {
+            let (x, y) = (remote.get(i, &mut a).unwrap(), here.get(i, &mut b).unwrap());
+            assert_eq!(x.label, y.label, "{to} sample {i}");
+            assert_eq!(
+                format!("{:?}", x.raw),
+                format!("{:?}", y.raw),
+                "{to} sample {i}"
+            );
+        }
+        let again = run(&url);
+        assert_eq!(num(&again, "shards_already_done"), 4.0, "{again}");
+        let remote = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
+        assert_eq!(
+            remote.len(),
+            32,
+            "{to}: the index of the rerun lists every shard"
+        );
+    }
+}
