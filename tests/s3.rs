@@ -383,6 +383,34 @@ mod with_server {
         (r, proxy)
     }
 
+    /// An upload whose parts keep failing is aborted: a clear error naming the URL, and no
+    /// object under the key (not even a partial one); a later upload writes it whole.
+    #[test]
+    fn a_failed_upload_leaves_no_object() {
+        let server = server_or_skip!();
+        let proxy = Proxy::start_for(server.port, "PUT", "upload-fails");
+        proxy.inject(Fault::SlowDown, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.bin");
+        // Two parts of 16 MiB and a tail: the upload is a multipart one.
+        let bytes: Vec<u8> = (0..(33u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let url = format!("{}/upload-fails/big.bin", s3_server::prefix("faults"));
+        let o = OpenOptions::new()
+            .endpoint(&proxy.endpoint)
+            .remote_retries(1)
+            .remote_timeout(std::time::Duration::from_secs(5));
+        let e = stoker::remote::upload_file(&file, &url, &o).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
+        assert!(e.to_string().contains(&url), "{e}");
+        assert!(proxy.gets.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        assert!(!stoker::remote::exists(&url, &OpenOptions::new()).unwrap());
+        // Without faults the same upload completes, and the object is the file.
+        s3_server::put(&file, &url);
+        let src = stoker::remote::exists(&url, &OpenOptions::new()).unwrap();
+        assert!(src);
+    }
+
     #[test]
     fn transient_faults_are_retried_and_the_data_arrives_whole() {
         let _s = server_or_skip!();

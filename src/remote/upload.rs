@@ -74,6 +74,8 @@ impl Store {
                     }
                 };
                 if let Err(e) = w.wait_for_capacity(4).await {
+                    // No partial upload left behind in the bucket (`finish` aborts too).
+                    let _ = w.abort().await;
                     return Err(remote_error(&url, e));
                 }
                 w.write(&buf[..n]);

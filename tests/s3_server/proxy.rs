@@ -29,13 +29,20 @@ pub enum Fault {
 pub struct Proxy {
     pub endpoint: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
-    /// GETs of matching objects seen (faulted or not).
+    /// Matching requests seen (faulted or not).
     pub gets: Arc<AtomicUsize>,
 }
 
 impl Proxy {
     /// A proxy to the server on `upstream`; faults apply to GETs whose path contains `filter`.
     pub fn start(upstream: u16, filter: &str) -> Proxy {
+        Proxy::start_for(upstream, "GET", filter)
+    }
+
+    /// A proxy whose faults apply to `method` requests (`PUT`: an upload's parts) whose path
+    /// contains `filter`.
+    pub fn start_for(upstream: u16, method: &str, filter: &str) -> Proxy {
+        let method = format!("{method} ");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(VecDeque::new()));
@@ -44,9 +51,9 @@ impl Proxy {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (f, g, filter) = (f.clone(), g.clone(), filter.clone());
+                let (f, g, filter, method) = (f.clone(), g.clone(), filter.clone(), method.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, upstream, &f, &g, &filter);
+                    let _ = serve(conn, upstream, &f, &g, &method, &filter);
                 });
             }
         });
@@ -124,6 +131,7 @@ fn serve(
     upstream: u16,
     faults: &Mutex<VecDeque<Fault>>,
     gets: &AtomicUsize,
+    method: &str,
     filter: &str,
 ) -> std::io::Result<()> {
     let (head, mut body) = read_head(&mut client)?;
@@ -139,7 +147,7 @@ fn serve(
         body.extend_from_slice(&chunk[..n]);
     }
     let line = head.lines().next().unwrap_or("");
-    let matching = line.starts_with("GET ") && line.contains(filter) && !line.contains("list-type");
+    let matching = line.starts_with(method) && line.contains(filter) && !line.contains("list-type");
     let fault = if matching {
         gets.fetch_add(1, Ordering::SeqCst);
         faults.lock().unwrap().pop_front()

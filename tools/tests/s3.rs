@@ -348,3 +348,49 @@ fn convert_writes_tar_and_npy_to_a_prefix_and_a_rerun_skips_them() {
         );
     }
 }
+
+#[test]
+fn parts_write_their_own_index_objects_and_open_as_one_data_set() {
+    let Some(_server) = s3_server::server() else {
+        return;
+    };
+    let url = s3_server::prefix("parts");
+    let fx = fixtures().to_str().unwrap().to_string();
+    let run = |cmd: &str, part: &str| {
+        stoker_ok(&[
+            cmd,
+            &fx,
+            &url,
+            "--to",
+            "tar",
+            "--shard-size",
+            "5",
+            "--shard",
+            part,
+            "--quiet",
+        ]);
+    };
+    run("convert", "0/2");
+    // One part of two: opening names the missing part.
+    let e = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap_err();
+    assert!(e.to_string().contains("part"), "{e}");
+    run("convert", "1/2");
+    for part in [
+        "stoker.part-0000-of-0002.json",
+        "stoker.part-0001-of-0002.json",
+    ] {
+        assert!(
+            stoker::remote::exists(&format!("{url}/{part}"), &OpenOptions::new()).unwrap(),
+            "{part}"
+        );
+    }
+    let src = stoker::source::open(format!("{url}/"), &OpenOptions::new()).unwrap();
+    let local = stoker::source::ImageFolder::open(fixtures()).unwrap();
+    assert_eq!(src.len(), local.len());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..local.len() {
+        let (x, y) = (src.get(i, &mut a).unwrap(), local.get(i, &mut b).unwrap());
+        assert_eq!(x.label, y.label, "sample {i}");
+        assert_eq!(format!("{:?}", x.raw), format!("{:?}", y.raw), "sample {i}");
+    }
+}
