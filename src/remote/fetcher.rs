@@ -403,8 +403,9 @@ impl Shared {
     }
 
     /// Evicts what the limit needs for shard `k` to fit: shards not in use (no reader waits on
-    /// one or copies out of it), whose next use is furthest (never used again first), and,
-    /// unless readers wait on `k`, only those needed later than `k`. Under a limit a shard
+    /// one or copies out of it), whose next use is furthest (never used again first), and
+    /// only those needed later than `k` (a reader ahead of the others may wait on `k` while
+    /// they still read a shard: that one stays, and the limit is exceeded for a while). Under a limit a shard
     /// the plan does not read is not fetched ahead. When no room can be made, nothing is
     /// evicted and `None` returned; a shard the readers wait on is fetched anyway, past the
     /// limit.
@@ -423,7 +424,7 @@ impl Shared {
         let mut victims: Vec<(usize, usize)> = (0..self.shards.len())
             .filter(|&v| v != k && matches!(st.status[v], Status::Local) && st.demanded[v] == 0)
             .map(|v| (self.next_use(st, v), v))
-            .filter(|&(next, _)| demanded || next > k_next)
+            .filter(|&(next, _)| next > k_next)
             .collect();
         victims.sort_unstable_by(|a, b| b.cmp(a));
         // Choose first, evict after: a prefetch that cannot fit evicts nothing.

@@ -27,7 +27,7 @@ pub(crate) struct Opened {
 
 /// What a path names: shards, or a prefix of loose images.
 enum What {
-    Shards(Found),
+    Shards(Box<Found>),
     Images {
         prefix: String,
         listing: Vec<Object>,
@@ -56,7 +56,7 @@ pub(crate) fn open(text: &str, opts: &OpenOptions) -> Result<Opened> {
     let store = Store::connect(url.bucket(), opts)?;
     let cache = Cache::new(opts.cache_dir_value())?;
     let found = match find(&store, &cache, &url)? {
-        What::Shards(found) => found,
+        What::Shards(found) => *found,
         What::Images { prefix, listing } => {
             let folder = RemoteFolder::from_listing(store, &prefix, &listing)
                 .expect("find saw images under the prefix");
@@ -175,20 +175,20 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<What> {
                     .file(url.to_string()),
             );
         }
-        return shards_of(store, objs, &listing).map(What::Shards);
+        return shards_of(store, objs, &listing).map(|f| What::Shards(Box::new(f)));
     }
     let key = url.key();
     if key == Index::FILE || key.ends_with(&format!("/{}", Index::FILE)) {
         let prefix = &key[..key.len() - Index::FILE.len()];
         let listing = store.list(prefix)?;
-        return indexed(store, cache, url, prefix, &listing).map(What::Shards);
+        return indexed(store, cache, url, prefix, &listing).map(|f| What::Shards(Box::new(f)));
     }
     if !key.is_empty()
         && !key.ends_with('/')
         && let Some(obj) = store.head(key)?
     {
         let listing = store.list(&key[..key.rfind('/').map_or(0, |s| s + 1)])?;
-        return shards_of(store, vec![obj], &listing).map(What::Shards);
+        return shards_of(store, vec![obj], &listing).map(|f| What::Shards(Box::new(f)));
     }
     let prefix = url.dir_prefix();
     let listing = store.list(&prefix)?;
@@ -201,7 +201,7 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<What> {
         .iter()
         .any(|o| name(o) == Index::FILE || Part::of_index_file(&name(o)).is_some())
     {
-        return indexed(store, cache, url, &prefix, &listing).map(What::Shards);
+        return indexed(store, cache, url, &prefix, &listing).map(|f| What::Shards(Box::new(f)));
     }
     let tars: Vec<Object> = here
         .iter()
@@ -209,7 +209,7 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<What> {
         .map(|o| (*o).clone())
         .collect();
     if !tars.is_empty() {
-        return shards_of(store, tars, &listing).map(What::Shards);
+        return shards_of(store, tars, &listing).map(|f| What::Shards(Box::new(f)));
     }
     let npys: Vec<Object> = here
         .iter()
@@ -217,7 +217,7 @@ fn find(store: &Store, cache: &Cache, url: &S3Url) -> Result<What> {
         .map(|o| (*o).clone())
         .collect();
     if !npys.is_empty() {
-        return shards_of(store, npys, &listing).map(What::Shards);
+        return shards_of(store, npys, &listing).map(|f| What::Shards(Box::new(f)));
     }
     let lower = |o: &Object| o.key.to_ascii_lowercase();
     if listing.iter().any(|o| {

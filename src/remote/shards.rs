@@ -216,18 +216,21 @@ impl Source for RemoteShards {
         let (k, row) = self.locate(index).ok_or_else(|| {
             Error::usage(format!("index out of range (len {})", self.len())).at(index)
         })?;
-        self.fetcher.touch(k);
         if !self.evicting {
+            self.fetcher.touch(k);
             let shard = self.kept_shard(k).map_err(|e| e.at(index))?;
             return shard.get(row, buf).map_err(|e| e.at(index));
         }
         // The shard's read lock is held while the sample is copied out: never unmapped under it.
+        // The read counts (its next use moves on) only once it is done, under that lock: until
+        // then the shard is needed now, and not evicted between the count and the read.
         SCRATCH
             .with(move |scratch| {
                 let mut scratch = scratch.borrow_mut();
                 self.with_shard(k, move |s| {
-                    let item = s.get(row, &mut scratch)?;
-                    copy_out(item, buf)
+                    let item = s.get(row, &mut scratch);
+                    self.fetcher.touch(k);
+                    copy_out(item?, buf)
                 })
             })
             .map_err(|e| e.at(index))

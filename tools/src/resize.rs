@@ -595,10 +595,10 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             inputs.read(&rel[k], &mut w.input)?;
             let bytes = &w.input;
             let img = match how {
-                DecodeOnly::Full => w.decoder.decode(&bytes, 3, None),
+                DecodeOnly::Full => w.decoder.decode(bytes, 3, None),
                 DecodeOnly::Scaled => {
-                    let (decoded, _) = plan(target, stored_size(&mut w.decoder, &bytes)?);
-                    w.decoder.decode_reduced(&bytes, 3, decoded)
+                    let (decoded, _) = plan(target, stored_size(&mut w.decoder, bytes)?);
+                    w.decoder.decode_reduced(bytes, 3, decoded)
                 }
             };
             img.map(|i| (i.width * i.height) as u64)
@@ -714,11 +714,11 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                 let mut counts: Vec<Option<usize>> = vec![None; chunks.len()];
                 // In object storage a shard is done when its object exists (uploaded whole).
                 let mut todo = Vec::new();
-                for c in 0..chunks.len() {
+                for (c, chunk) in chunks.iter().enumerate() {
                     let done = if output.is_remote() {
                         output.exists(&name(&shard_path(c)))?
                     } else {
-                        let srcs = inputs.sources(chunks[c].clone().map(|k| rel[k].clone()));
+                        let srcs = inputs.sources(chunk.clone().map(|k| rel[k].clone()));
                         is_done(&shard_path(c), &srcs)
                     };
                     if !done {
