@@ -18,7 +18,8 @@
 //! Besides these, [`Cancelled`](ErrorKind::Cancelled) marks work given up on purpose,
 //! [`Panic`](ErrorKind::Panic) a worker thread that panicked or exited, and
 //! [`SkipLimit`](ErrorKind::SkipLimit) a pass that skipped more bad samples than its
-//! [`SkipBound`](crate::SkipBound) allows (or all of them).
+//! [`SkipBound`](crate::SkipBound) allows (or all of them), and [`Remote`](ErrorKind::Remote)
+//! object storage that failed after its retries (never skipped: the epoch would end short).
 //!
 //! The underlying error (an [`std::io::Error`], the JPEG or PNG decoder's, HDF5's, CUDA's) is
 //! kept and returned by [`std::error::Error::source`].
@@ -79,6 +80,10 @@ pub enum ErrorKind {
     /// A pass skipped more bad samples than its [`SkipBound`](crate::SkipBound) allows, or
     /// every one of its samples; the error's source is the first failure.
     SkipLimit,
+    /// Storage: object storage (`s3://`) failed after its retries, refused the credentials,
+    /// or has no such bucket or object; the error names the URL. Never skipped: a shard that
+    /// cannot be fetched would end the epoch short.
+    Remote,
 }
 
 impl ErrorKind {
@@ -89,7 +94,7 @@ impl ErrorKind {
     /// assert_eq!(ErrorKind::ALL[0], ErrorKind::Io);
     /// assert!(ErrorKind::ALL.contains(&ErrorKind::NoDevice));
     /// ```
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Io,
         ErrorKind::Format,
         ErrorKind::Decode,
@@ -101,6 +106,7 @@ impl ErrorKind {
         ErrorKind::NoDevice,
         ErrorKind::Device,
         ErrorKind::SkipLimit,
+        ErrorKind::Remote,
     ];
 
     /// Short lowercase name, e.g. `"decode"`.
@@ -122,6 +128,7 @@ impl ErrorKind {
             ErrorKind::NoDevice => "no device",
             ErrorKind::Device => "device",
             ErrorKind::SkipLimit => "skip limit",
+            ErrorKind::Remote => "remote",
         }
     }
 
@@ -340,7 +347,12 @@ mod tests {
             .collect();
         assert_eq!(
             ungrouped,
-            [ErrorKind::Cancelled, ErrorKind::Panic, ErrorKind::SkipLimit]
+            [
+                ErrorKind::Cancelled,
+                ErrorKind::Panic,
+                ErrorKind::SkipLimit,
+                ErrorKind::Remote
+            ]
         );
     }
 

@@ -48,6 +48,7 @@ pub mod loader;
 mod noise;
 pub mod output;
 pub mod plan;
+pub mod remote;
 pub mod rng;
 pub mod sampler;
 pub mod simd;

@@ -231,6 +231,7 @@ impl<S: Source + 'static> Loader<S> {
         };
         let end = end.unwrap_or(len).min(len);
         self.schedule.begin(end, start);
+        self.shared.source.will_read(&order, start..end);
         self.order = Some(order);
         error.map(Error::usage)
     }
@@ -288,6 +289,7 @@ impl<S: Source + 'static> Loader<S> {
             a.epoch = epoch;
             a.pass = pass;
             a.schedule.begin(end, pass.0);
+            self.shared.source.will_read_next(&order, pass.0..end);
             a.order = Some(order);
             a.live = true;
         }

@@ -11,8 +11,10 @@
     clippy::missing_safety_doc
 )]
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::sampler::EpochOrder;
 use crate::{Error, ErrorKind, ImageView, Result};
 
 mod concat;
@@ -193,6 +195,21 @@ pub trait Source: Send + Sync {
     fn shard_list(&self) -> Option<Vec<ShardInfo>> {
         None
     }
+
+    /// Told by the loader as a pass starts: it reads data set index `order.index(p)` for each
+    /// position `p` of `positions`, in that order. A source that fetches ahead (shards in
+    /// object storage, `stoker::remote::RemoteShards`) plans its downloads
+    /// from it; the default ignores it.
+    fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
+        let _ = (order, positions);
+    }
+
+    /// Told by the loader as it starts the pass that follows the one in progress (the next
+    /// epoch, made ahead): it reads `order.index(p)` for each `p` of `positions` once the
+    /// rest of the current pass is read. The default is [`will_read`](Self::will_read).
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        self.will_read(order, positions)
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -229,6 +246,12 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn shard_list(&self) -> Option<Vec<ShardInfo>> {
         (**self).shard_list()
     }
+    fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read(order, positions)
+    }
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read_next(order, positions)
+    }
 }
 
 impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
@@ -264,6 +287,12 @@ impl<S: Source + ?Sized> Source for std::sync::Arc<S> {
     }
     fn shard_list(&self) -> Option<Vec<ShardInfo>> {
         (**self).shard_list()
+    }
+    fn will_read(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read(order, positions)
+    }
+    fn will_read_next(&self, order: &EpochOrder, positions: Range<usize>) {
+        (**self).will_read_next(order, positions)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Index;
 use super::{Access, Item, LabelSite, Source};
@@ -23,6 +24,12 @@ use crate::{Error, ErrorKind, Result};
 pub struct OpenOptions {
     labels: Option<String>,
     images_key: Option<String>,
+    cache_dir: Option<PathBuf>,
+    cache_limit: Option<u64>,
+    fetch_ahead: Option<u64>,
+    remote_timeout: Option<Duration>,
+    remote_retries: Option<usize>,
+    endpoint: Option<String>,
 }
 
 impl OpenOptions {
@@ -43,6 +50,82 @@ impl OpenOptions {
     pub fn images_key(mut self, key: impl Into<String>) -> Self {
         self.images_key = Some(key.into());
         self
+    }
+
+    /// Object storage (`s3://`, the `s3` feature): the node-local directory shards are
+    /// downloaded into and mapped from (default
+    /// `stoker::remote::default_cache_dir()`: `$STOKER_CACHE_DIR`,
+    /// `$XDG_CACHE_HOME/stoker` or `~/.cache/stoker`). Processes of one node share it.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Object storage: at most this many bytes of shards in the cache for this data set
+    /// (default: no limit, every shard stays once fetched). Below the data set's size, the
+    /// shard whose next use is furthest away is evicted, and samples are copied out of their
+    /// shard's map rather than borrowed from it (so that it can be unmapped).
+    pub fn cache_limit(mut self, bytes: u64) -> Self {
+        self.cache_limit = Some(bytes);
+        self
+    }
+
+    /// Object storage: how many bytes of shards to fetch ahead of the loader's read position
+    /// (default 1 GiB; at least the next shard is always fetched).
+    pub fn fetch_ahead(mut self, bytes: u64) -> Self {
+        self.fetch_ahead = Some(bytes);
+        self
+    }
+
+    /// Object storage: how long a request may wait for the next bytes before it is retried
+    /// (default 30 s).
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.remote_timeout = Some(timeout);
+        self
+    }
+
+    /// Object storage: how many times a failed request, or an object that arrived short, is
+    /// tried again with backoff before the error (default 5).
+    pub fn remote_retries(mut self, n: usize) -> Self {
+        self.remote_retries = Some(n);
+        self
+    }
+
+    /// Object storage: the endpoint URL (e.g. `http://127.0.0.1:8333`), for this data set
+    /// only, over `AWS_ENDPOINT_URL`.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The [`endpoint`](Self::endpoint) given, if any.
+    pub fn endpoint_value(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// The cache directory given with [`cache_dir`](Self::cache_dir), if any.
+    pub fn cache_dir_value(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// The [`cache_limit`](Self::cache_limit), if any.
+    pub fn cache_limit_value(&self) -> Option<u64> {
+        self.cache_limit
+    }
+
+    /// The [`fetch_ahead`](Self::fetch_ahead) budget in bytes.
+    pub fn fetch_ahead_value(&self) -> u64 {
+        self.fetch_ahead.unwrap_or(1 << 30)
+    }
+
+    /// The [`remote_timeout`](Self::remote_timeout).
+    pub fn remote_timeout_value(&self) -> Duration {
+        self.remote_timeout.unwrap_or(Duration::from_secs(30))
+    }
+
+    /// The [`remote_retries`](Self::remote_retries).
+    pub fn remote_retries_value(&self) -> usize {
+        self.remote_retries.unwrap_or(5)
     }
 
     /// The labels given with [`labels`](Self::labels), if any.
@@ -138,6 +221,8 @@ pub struct AnySource {
     inner: Box<dyn Source>,
     format: &'static str,
     path: PathBuf,
+    #[cfg(feature = "s3")]
+    fetch: Option<std::sync::Arc<crate::remote::Counters>>,
 }
 
 impl std::fmt::Debug for AnySource {
@@ -159,6 +244,14 @@ impl AnySource {
     /// The path it was opened from.
     pub fn origin(&self) -> &Path {
         &self.path
+    }
+
+    /// What the fetcher has done, for a data set in object storage (`None` for a local one).
+    pub fn fetch_stats(&self) -> Option<crate::remote::FetchStats> {
+        #[cfg(feature = "s3")]
+        return self.fetch.as_ref().map(|c| c.snapshot());
+        #[cfg(not(feature = "s3"))]
+        None
     }
 
     /// The source itself.
@@ -200,6 +293,16 @@ impl Source for AnySource {
     }
     fn shard_list(&self) -> Option<Vec<super::ShardInfo>> {
         self.inner.shard_list()
+    }
+    fn will_read(&self, order: &crate::sampler::EpochOrder, positions: std::ops::Range<usize>) {
+        self.inner.will_read(order, positions)
+    }
+    fn will_read_next(
+        &self,
+        order: &crate::sampler::EpochOrder,
+        positions: std::ops::Range<usize>,
+    ) {
+        self.inner.will_read_next(order, positions)
     }
 }
 
@@ -266,6 +369,11 @@ fn recognise(path: &Path) -> Result<&'static dyn Format> {
 ///   them; a directory of class folders is an image folder, one of loose images a list of
 ///   unlabelled image files.
 ///
+/// An **`s3://bucket/…` path** (the `s3` feature) names the same in object storage: a glob
+/// of shards, NPY shards with their labels, a directory with a `stoker.json` (see
+/// [`remote`](crate::remote)); shards are fetched into a node-local cache and mapped from there.
+/// Without the feature it is a usage error that names it.
+///
 /// Labels are paired automatically: `images-000000.npy` with `labels-000000.npy` (and
 /// `x_train.npy` with `y_train.npy`), an HDF5 file's `labels` dataset, a tar shard's `.cls`
 /// members, an image folder's class folders. [`OpenOptions::labels`] overrides the pairing.
@@ -288,6 +396,20 @@ fn recognise(path: &Path) -> Result<&'static dyn Format> {
 pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<AnySource> {
     let path = path.as_ref();
     let text = path.to_string_lossy();
+    if crate::remote::is_remote(&text) {
+        #[cfg(feature = "s3")]
+        {
+            let o = crate::remote::open(&text, opts)?;
+            return Ok(AnySource {
+                inner: o.source,
+                format: o.format.name(),
+                path: path.to_path_buf(),
+                fetch: Some(o.counters),
+            });
+        }
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::usage(crate::remote::WITHOUT_S3).file(path));
+    }
     let (format, inner) = if text.contains(['*', '?', '[']) && !path.exists() {
         let files = super::expand(&text)?;
         let format = recognise(&files[0])?;
@@ -317,6 +439,8 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<AnySource> {
         inner,
         format: format.name(),
         path: path.to_path_buf(),
+        #[cfg(feature = "s3")]
+        fetch: None,
     })
 }
 
@@ -358,6 +482,8 @@ pub fn open_index(dir: &Path, index: &Index, opts: &OpenOptions) -> Result<AnySo
         inner,
         format: format.name(),
         path: dir.to_path_buf(),
+        #[cfg(feature = "s3")]
+        fetch: None,
     })
 }
 

@@ -222,6 +222,8 @@ struct ConvertReport {
     /// The part converted, with `--shard` (`{"index": i, "count": n}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     part: Option<Part>,
+    /// Shards skipped because their object exists in object storage (a rerun).
+    shards_already_done: usize,
 }
 
 /// Before a run: removes the index files the run replaces (`DST/stoker.json`, and part
@@ -279,7 +281,15 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     // This run's samples: all of them, or the part's contiguous share (in the source's order,
     // so that the parts together list the samples as a whole run would).
     let mine = part.map_or(0..src.len(), |p| p.range(src.len()));
-    clear_leftovers(&a.dst, part, &mine)?;
+    let output = crate::output::Output::new(&a.dst)?;
+    if output.is_remote() && (!matches!(a.to, ConvertTo::Tar | ConvertTo::Npy) || a.verify) {
+        return Err(Error::usage(
+            "convert writes to object storage with --to tar or --to npy, without --verify",
+        )
+        .file(&a.dst));
+    }
+    let dst = output.dir();
+    clear_leftovers(dst, part, &mine)?;
     let delay = std::time::Duration::from_millis(a.delay_ms);
     let n = mine.len();
     let labelled = src.has_labels();
@@ -293,6 +303,10 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     // What `stoker.json` lists: the shards and label files written, in order.
     let mut index = Index::new(a.to.name(), n);
     index.part = part;
+    output.remove(&[Index::FILE.to_string(), index.file_name()])?;
+    // In object storage, a shard whose object exists is skipped (written whole by an
+    // earlier run: an object appears only when its upload completes).
+    let mut already = 0usize;
     if a.to == ConvertTo::Hdf5 {
         index.images_key = Some("images".into());
         index.labels_key = labelled.then(|| "labels".into());
@@ -312,6 +326,37 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     };
     for (k, start) in mine.clone().step_by(a.shard_size).enumerate() {
         let range = start..(start + a.shard_size).min(mine.end);
+        let stem = if a.to == ConvertTo::Npy {
+            "images"
+        } else {
+            "shard"
+        };
+        let first = shard_name(stem, part, k, a.to.name());
+        if output.is_remote() && output.exists(&first)? {
+            index.shards.push(first.clone());
+            if a.to == ConvertTo::Npy {
+                if labelled {
+                    index.labels.push(shard_name("labels", part, k, "npy"));
+                }
+                if index.shape.is_none() {
+                    // The shape and dtype of the shard written before: from its header.
+                    let s = crate::open::open(&output.location(&first), None, "images")?;
+                    let (w, h) = s.size().unwrap_or((1, 1));
+                    index.shape = Some([h, w, s.channels().unwrap_or(1)]);
+                    let mut buf = Vec::new();
+                    let f32 = matches!(
+                        s.get(0, &mut buf)?.raw,
+                        Raw::Pixels(v) if matches!(v.pixels, Pixels::F32(_))
+                    );
+                    index.dtype = Some(if f32 { "f32" } else { "u8" }.to_string());
+                }
+            }
+            index.shard_samples.push(range.len());
+            shards += 1;
+            already += 1;
+            progress.add(range.len());
+            continue;
+        }
         // Samples are read, decoded and encoded on the workers; each shard is written here,
         // in order, so its bytes are the same for any number of workers.
         match a.to {
@@ -325,7 +370,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     &progress,
                     |i, item, dec| Ok((encoded(i, item.raw, dec)?, item.label)),
                 )?;
-                let out = a.dst.join(shard_name("shard", part, k, "tar"));
+                let out = dst.join(shard_name("shard", part, k, "tar"));
                 atomic(&out, |tmp| {
                     let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
                     let mut w = TarWriter::new(std::io::BufWriter::new(f));
@@ -335,6 +380,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     }
                     w.finish().map(|_| ()).map_err(|e| Error::io(tmp, e))
                 })?;
+                output.publish(&out)?;
                 index.shards.push(name(&out));
             }
             ConvertTo::Folder => {
@@ -401,7 +447,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 index.shape = Some([h, w, c]);
                 index.dtype = Some(if is_f32 { "f32" } else { "u8" }.to_string());
                 if a.to == ConvertTo::Npy {
-                    let out = a.dst.join(shard_name("images", part, k, "npy"));
+                    let out = dst.join(shard_name("images", part, k, "npy"));
                     atomic(&out, |tmp| {
                         if is_f32 {
                             let bytes: Vec<u8> =
@@ -413,11 +459,14 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                     })?;
                     index.shards.push(name(&out));
                     if let Some(l) = lab {
-                        let out = a.dst.join(shard_name("labels", part, k, "npy"));
+                        let lout = dst.join(shard_name("labels", part, k, "npy"));
                         let bytes: Vec<u8> = l.iter().flat_map(|v| v.to_le_bytes()).collect();
-                        atomic(&out, |tmp| save_npy(tmp, "<i8", &[l.len()], &bytes))?;
-                        index.labels.push(name(&out));
+                        atomic(&lout, |tmp| save_npy(tmp, "<i8", &[l.len()], &bytes))?;
+                        output.publish(&lout)?;
+                        index.labels.push(name(&lout));
                     }
+                    // The images last: a shard whose images object exists is whole.
+                    output.publish(&out)?;
                 } else {
                     let out = a.dst.join(shard_name("data", part, k, "h5"));
                     let px = if is_f32 {
@@ -437,7 +486,8 @@ pub fn run(a: ConvertArgs) -> Result<()> {
     if a.to != ConvertTo::Folder && (n > 0 || part.is_some()) {
         // `stoker::source::open(DST)` finds the shards and labels through it. A part writes
         // its index even when it has no samples: the data set waits for every part's.
-        index.write(&a.dst)?;
+        index.write(dst)?;
+        output.publish(&dst.join(index.file_name()))?;
     }
     let secs = progress.elapsed();
     let mut verified = None;
@@ -525,6 +575,7 @@ pub fn run(a: ConvertArgs) -> Result<()> {
             verified,
             output: pattern,
             part,
+            shards_already_done: already,
         });
     }
     let verified = verified.map_or(String::new(), |n| format!(", verified {n}"));

@@ -20,6 +20,7 @@ mod convert;
 mod hdf5_out;
 mod inspect;
 mod open;
+mod output;
 mod part;
 mod plan;
 mod progress;
@@ -36,6 +37,11 @@ use std::ffi::OsString;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where shards of an s3:// data set are downloaded and mapped from (default:
+    /// $STOKER_CACHE_DIR, $XDG_CACHE_HOME/stoker or ~/.cache/stoker); shared by the processes
+    /// of a node.
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -110,6 +116,7 @@ where
         }
     };
     init_logs(cli.command.quiet());
+    open::set_cache_dir(cli.cache_dir.clone());
     let r = match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::Plan(a) => plan::run(a),

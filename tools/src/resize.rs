@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use stoker::decode::{DEFAULT_MAX_IMAGE_PIXELS, Decoder, Filter, ImageFormat};
-use stoker::source::{Index, OpenOptions, Part, Source, TarWriter, write_npy};
+use stoker::source::{Index, Part, Source, TarWriter, write_npy};
 use stoker::{Error, Pixels, Result};
 
 use crate::part::{ShardArg, clear_indexes, shard_name};
@@ -200,6 +200,8 @@ fn stored_size(decoder: &mut Decoder, bytes: &[u8]) -> std::result::Result<(usiz
 
 /// One worker's codecs and buffers.
 struct Worker {
+    /// The encoded input being converted.
+    input: Vec<u8>,
     decoder: Decoder,
     jpeg: turbojpeg::Compressor,
     canvas: Vec<u8>,
@@ -219,6 +221,7 @@ impl Worker {
         jpeg.set_quality(i32::from(quality)).map_err(jerr)?;
         jpeg.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(jerr)?;
         Ok(Worker {
+            input: Vec::new(),
             decoder,
             jpeg,
             canvas: Vec::new(),
@@ -226,20 +229,33 @@ impl Worker {
         })
     }
 
-    /// Reads, decodes, resizes and encodes `path` (raw RGB pixels when `format` is `None`);
-    /// the output is in `self.bytes`.
+    /// Reads input `rel` of `inputs`, decodes, resizes and encodes it (raw RGB pixels when
+    /// `format` is `None`); the output is in `self.bytes`.
     fn convert(
         &mut self,
-        path: &Path,
+        inputs: &Inputs,
+        rel: &Path,
         target: Target,
         format: Option<OutFormat>,
     ) -> std::result::Result<(), String> {
-        let input = fs::read(path).map_err(|e| e.to_string().to_lowercase())?;
-        let stored = stored_size(&mut self.decoder, &input)?;
+        inputs.read(rel, &mut self.input)?;
+        let input = std::mem::take(&mut self.input);
+        let r = self.convert_bytes(&input, target, format);
+        self.input = input;
+        r
+    }
+
+    fn convert_bytes(
+        &mut self,
+        input: &[u8],
+        target: Target,
+        format: Option<OutFormat>,
+    ) -> std::result::Result<(), String> {
+        let stored = stored_size(&mut self.decoder, input)?;
         let ((rw, rh), (tw, th)) = plan(target, stored);
         let img = self
             .decoder
-            .decode(&input, 3, Some((rw, rh)))
+            .decode(input, 3, Some((rw, rh)))
             .map_err(|e| e.message().to_string())?;
         let stoker::Pixels::U8(px) = img.pixels else {
             return Err("decoder gave f32 pixels".into());
@@ -345,6 +361,103 @@ fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// Where `stoker resize` reads its inputs: a local folder, or a prefix in object storage
+/// holding one object per image (`s3://bucket/prefix/`, the `s3` feature), listed once and
+/// fetched by the workers in parallel, one request each, nothing written to local disk.
+struct Inputs {
+    root: PathBuf,
+    /// The prefix's images and the index of each relative path among them.
+    remote: Option<(
+        stoker::source::AnySource,
+        std::collections::HashMap<PathBuf, usize>,
+    )>,
+}
+
+impl Inputs {
+    /// The inputs below `root` and their paths relative to it, in ImageFolder order.
+    fn list(root: &Path) -> Result<(Inputs, Vec<PathBuf>)> {
+        if !stoker::remote::is_remote(&root.to_string_lossy()) {
+            let rel = list_images(root)?;
+            return Ok((
+                Inputs {
+                    root: root.to_path_buf(),
+                    remote: None,
+                },
+                rel,
+            ));
+        }
+        let mut text = root.to_string_lossy().into_owned();
+        if !text.ends_with('/') {
+            text.push('/');
+        }
+        let src = crate::open::open(Path::new(&text), None, "images")?;
+        if src.format() != "image folder" {
+            return Err(Error::usage(format!(
+                "{text} holds {} data, not one object per image: resize reads images",
+                src.format()
+            )));
+        }
+        let mut rel: Vec<PathBuf> = (0..src.len())
+            .map(|i| {
+                let url = src.path(i).map(|p| p.to_string_lossy().into_owned());
+                PathBuf::from(url.unwrap_or_default().strip_prefix(&text).unwrap_or(""))
+            })
+            .collect();
+        let index = rel.iter().cloned().zip(0..).collect();
+        // image_files' order: by directory, then file name.
+        rel.sort_by_cached_key(|p| {
+            let parent = p.parent().unwrap_or(Path::new("")).as_os_str();
+            (
+                parent.as_encoded_bytes().to_vec(),
+                p.file_name().map(|n| n.to_os_string()),
+            )
+        });
+        Ok((
+            Inputs {
+                root: PathBuf::from(text),
+                remote: Some((src, index)),
+            },
+            rel,
+        ))
+    }
+
+    /// Input `rel`'s path or URL (as bad inputs are reported).
+    fn name(&self, rel: &Path) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Input `rel`'s encoded bytes into `buf`.
+    fn read(&self, rel: &Path, buf: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let Some((src, index)) = &self.remote else {
+            buf.clear();
+            return fs::File::open(self.root.join(rel))
+                .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+                .map(|_| ())
+                .map_err(|e| e.to_string().to_lowercase());
+        };
+        let i = *index.get(rel).ok_or("not in the listing")?;
+        let mut tmp = std::mem::take(buf);
+        let r = match src.get(i, &mut tmp) {
+            Ok(item) => match item.raw {
+                stoker::source::Raw::Encoded(b) => Ok(b.to_vec()),
+                stoker::source::Raw::Pixels(_) => Err("not an encoded image".to_string()),
+            },
+            Err(e) => Err(e.message().to_string()),
+        };
+        *buf = r?;
+        Ok(())
+    }
+
+    /// The files `out` must not be older than to be done (none for object storage: an output
+    /// there is done when it exists).
+    fn sources(&self, rels: impl Iterator<Item = PathBuf>) -> Vec<PathBuf> {
+        if self.remote.is_some() {
+            return Vec::new();
+        }
+        rels.map(|r| self.root.join(r)).collect()
+    }
+}
+
 /// Whether `out` is a finished output for `sources`: non-empty and not older than any of them.
 fn is_done(out: &Path, sources: &[PathBuf]) -> bool {
     let Ok(m) = fs::metadata(out) else {
@@ -399,6 +512,9 @@ struct ResizeReport {
     workers: usize,
     /// Inputs skipped because their output is already done (resumed run).
     already_done: usize,
+    /// With --to tar/npy/hdf5: shards skipped because they were written already (a file not
+    /// older than its inputs; in object storage, an object that exists).
+    shards_already_done: usize,
     failed: usize,
     /// Every bad input with the reason.
     bad: Vec<BadInput>,
@@ -437,14 +553,21 @@ pub fn run(a: ResizeArgs) -> Result<()> {
     if a.shard_size == 0 {
         return Err(Error::usage("--shard-size must be > 0"));
     }
-    if a.src.is_file() {
+    if a.src.is_file() && !stoker::remote::is_remote(&a.src.to_string_lossy()) {
         return Err(Error::usage(format!(
             "{} is a file: resize takes a folder of images",
             a.src.display()
         )));
     }
+    if stoker::remote::is_remote(&a.dst.to_string_lossy())
+        && !(matches!(a.to, To::Tar | To::Npy) && a.decode_only.is_none())
+    {
+        return Err(
+            Error::usage("resize writes to object storage with --to tar or --to npy").file(&a.dst),
+        );
+    }
     let part = a.shard.map(ShardArg::part).transpose()?;
-    let all = list_images(&a.src)?;
+    let (inputs, all) = Inputs::list(&a.src)?;
     let labels_all = class_labels(&all);
     let (mut rel, mut labels) = (Vec::new(), Vec::new());
     for (k, file) in all.iter().enumerate() {
@@ -461,20 +584,21 @@ pub fn run(a: ResizeArgs) -> Result<()> {
         OutFormat::Jpg => "jpg",
         OutFormat::Png => "png",
     };
-    let src_of = |p: &PathBuf| a.src.join(p);
+    let src_of = |p: &PathBuf| inputs.name(p);
     let mut bad: Vec<(PathBuf, String)> = Vec::new();
-    let (mut written, mut skipped) = (0usize, 0usize);
+    let (mut written, mut skipped, mut skipped_shards) = (0usize, 0usize, 0usize);
     let progress;
     let mut decoded_pixels = 0u64;
     if let Some(how) = a.decode_only {
         progress = Progress::new(rel.len(), "decoded", a.quiet);
         let results = par_map(rel.len(), workers, &a, &progress, |w, k| {
-            let bytes = fs::read(src_of(&rel[k])).map_err(|e| e.to_string().to_lowercase())?;
+            inputs.read(&rel[k], &mut w.input)?;
+            let bytes = &w.input;
             let img = match how {
-                DecodeOnly::Full => w.decoder.decode(&bytes, 3, None),
+                DecodeOnly::Full => w.decoder.decode(bytes, 3, None),
                 DecodeOnly::Scaled => {
-                    let (decoded, _) = plan(target, stored_size(&mut w.decoder, &bytes)?);
-                    w.decoder.decode_reduced(&bytes, 3, decoded)
+                    let (decoded, _) = plan(target, stored_size(&mut w.decoder, bytes)?);
+                    w.decoder.decode_reduced(bytes, 3, decoded)
                 }
             };
             img.map(|i| (i.width * i.height) as u64)
@@ -508,7 +632,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                 }
                 let todo: Vec<usize> = (0..rel.len())
                     .filter(|&k| match &outs[k] {
-                        Ok(o) => !is_done(o, &[src_of(&rel[k])]),
+                        Ok(o) => !is_done(o, &inputs.sources([rel[k].clone()].into_iter())),
                         Err(_) => true,
                     })
                     .collect();
@@ -527,7 +651,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     {
                         return Err("not attempted: an earlier write failed".to_string());
                     }
-                    w.convert(&src_of(&rel[k]), target, Some(a.format))?;
+                    w.convert(&inputs, &rel[k], target, Some(a.format))?;
                     let bytes = &w.bytes;
                     write_atomic(out, |f| f.write_all(bytes)).map_err(|e| {
                         let m = e.to_string();
@@ -564,30 +688,51 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     }
                     _ => (0, 0),
                 };
+                let output = crate::output::Output::new(&a.dst)?;
+                if output.is_remote() && a.to == To::Hdf5 {
+                    return Err(Error::usage(
+                        "resize writes tar and npy shards to object storage, not hdf5",
+                    ));
+                }
+                let dst = output.dir();
                 // The index is written last: none from an earlier run while this one writes.
-                clear_indexes(&a.dst, part)?;
+                clear_indexes(dst, part)?;
+                let mut own_index = Index::new("tar", 0);
+                own_index.part = part;
+                output.remove(&[Index::FILE.to_string(), own_index.file_name()])?;
                 let chunks: Vec<std::ops::Range<usize>> = (0..rel.len())
                     .step_by(a.shard_size)
                     .map(|s| s..(s + a.shard_size).min(rel.len()))
                     .collect();
-                let shard_path = |c: usize| a.dst.join(shard_name(stem, part, c, extn));
-                let labels_path = |c: usize| a.dst.join(shard_name("labels", part, c, "npy"));
+                let shard_path = |c: usize| dst.join(shard_name(stem, part, c, extn));
+                let labels_path = |c: usize| dst.join(shard_name("labels", part, c, "npy"));
+                let name = |p: &Path| {
+                    p.file_name()
+                        .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+                };
                 // Samples in each shard: the images that resized (bad inputs are left out).
                 let mut counts: Vec<Option<usize>> = vec![None; chunks.len()];
-                let todo: Vec<usize> = (0..chunks.len())
-                    .filter(|&c| {
-                        let srcs: Vec<PathBuf> =
-                            chunks[c].clone().map(|k| src_of(&rel[k])).collect();
-                        !is_done(&shard_path(c), &srcs)
-                    })
-                    .collect();
+                // In object storage a shard is done when its object exists (uploaded whole).
+                let mut todo = Vec::new();
+                for (c, chunk) in chunks.iter().enumerate() {
+                    let done = if output.is_remote() {
+                        output.exists(&name(&shard_path(c)))?
+                    } else {
+                        let srcs = inputs.sources(chunk.clone().map(|k| rel[k].clone()));
+                        is_done(&shard_path(c), &srcs)
+                    };
+                    if !done {
+                        todo.push(c);
+                    }
+                }
+                skipped_shards = chunks.len() - todo.len();
                 skipped = rel.len() - todo.iter().map(|&c| chunks[c].len()).sum::<usize>();
                 progress = Progress::new(rel.len() - skipped, "images", a.quiet);
                 for &c in &todo {
                     let range = chunks[c].clone();
                     let results = par_map(range.len(), workers, &a, &progress, |w, j| {
                         let k = range.start + j;
-                        w.convert(&src_of(&rel[k]), target, format)
+                        w.convert(&inputs, &rel[k], target, format)
                             .map(|()| std::mem::take(&mut w.bytes))
                     })?;
                     let out = shard_path(c);
@@ -608,6 +753,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                                 let lp = labels_path(c);
                                 let b: Vec<u8> = lab.iter().flat_map(|v| v.to_le_bytes()).collect();
                                 write_atomic(&lp, |f| write_npy(f, "<i8", &[n_ok], &b))?;
+                                output.publish(&lp)?;
                             }
                             write_atomic(&out, |f| write_npy(f, "|u1", &shape, &px))?;
                         } else {
@@ -639,6 +785,8 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                             t.finish().map(|_| ())
                         })?;
                     }
+                    // The images last: a shard whose images object exists is whole.
+                    output.publish(&out)?;
                     written += n_ok;
                     counts[c] = Some(n_ok);
                     for (j, r) in results.into_iter().enumerate() {
@@ -666,14 +814,14 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     index.images_key = Some("images".into());
                     index.labels_key = labelled.then(|| "labels".into());
                 }
-                let file = |p: PathBuf| {
-                    p.file_name()
-                        .map_or_else(String::new, |f| f.to_string_lossy().into_owned())
-                };
+                let file = |p: PathBuf| name(&p);
                 for (c, count) in counts.into_iter().enumerate() {
                     let n = match count {
                         Some(n) => n,
-                        None => stoker::source::open(shard_path(c), &OpenOptions::new())?.len(),
+                        None => {
+                            let at = output.location(&name(&shard_path(c)));
+                            crate::open::open(&at, None, "images")?.len()
+                        }
                     };
                     if n == 0 {
                         // Every input of the shard was bad: nothing to list.
@@ -690,7 +838,8 @@ pub fn run(a: ResizeArgs) -> Result<()> {
                     // `stoker::source::open(DST)` opens the shards through it. A part writes
                     // its index even when it has no samples: the data set waits for every
                     // part's.
-                    index.write(&a.dst)?;
+                    index.write(dst)?;
+                    output.publish(&dst.join(index.file_name()))?;
                 }
             }
         }
@@ -717,6 +866,7 @@ pub fn run(a: ResizeArgs) -> Result<()> {
             images_per_s: written as f64 / secs.max(1e-9),
             workers,
             already_done: skipped,
+            shards_already_done: skipped_shards,
             failed: bad.len(),
             bad: bad
                 .iter()
