@@ -55,10 +55,13 @@ def test_another_thread_runs_while_next_waits():
 
 
 def test_ctrl_c_while_waiting_raises_keyboard_interrupt_quickly_and_the_process_exits():
+    # Where the child stands if it hangs: its threads' Python stacks after 10 s, on stderr,
+    # which the failure shows.
     code = f"""
-import sys, time, stoker
+import faulthandler, sys, time, stoker
 loader = stoker.Loader({str(PHOTOS)!r}, **{SLOW!r})
 print("ready", flush=True)
+faulthandler.dump_traceback_later(10, exit=False)
 try:
     while True:
         for _ in loader:
@@ -76,7 +79,12 @@ except KeyboardInterrupt:
         time.sleep(0.5)
         sent = time.monotonic()
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=20)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            pytest.fail(f"no exit 20 s after SIGINT; stdout: {out!r}; stderr:\n{err}")
         exited = time.monotonic()
     finally:
         p.kill()
