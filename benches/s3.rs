@@ -119,7 +119,11 @@ fn main() {
     let mut rounds = Vec::new();
     for r in 0..ROUNDS {
         let local_first = r % 2 == 0;
-        let mut local_s = if local_first { epoch(&mut l, 1 + r) } else { 0.0 };
+        let mut local_s = if local_first {
+            epoch(&mut l, 1 + r)
+        } else {
+            0.0
+        };
         let cache = tempfile::tempdir().unwrap();
         let o = OpenOptions::new().cache_dir(cache.path());
         let (cpu0, fetch0) = thread_cpu("stoker-fetch");
