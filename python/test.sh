@@ -18,7 +18,8 @@ export PATH="$venv/bin:$PATH"
 "$py" -m pip install -q --disable-pip-version-check \
   "maturin==1.16.0" "numpy==2.4.6" "pytest==9.2.0" "ml-dtypes==0.7.0" \
   "torch==2.15.0" "keras==3.15.1"
-# The package itself, built from this checkout (a release build of the Rust core).
-"$py" -m pip install -q --disable-pip-version-check --no-build-isolation ./python
+# The package itself, built from this checkout (a release build of the Rust core; without the
+# release profile's debug info, which no test reads and which costs build and link time).
+CARGO_PROFILE_RELEASE_DEBUG=0 "$py" -m pip install -q --disable-pip-version-check --no-build-isolation ./python
 export KERAS_BACKEND=torch
 exec "$py" -m pytest python/tests -q "$@"

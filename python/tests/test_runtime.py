@@ -56,9 +56,12 @@ def test_another_thread_runs_while_next_waits():
 
 def test_ctrl_c_while_waiting_raises_keyboard_interrupt_quickly_and_the_process_exits():
     # Where the child stands if it hangs: its threads' Python stacks after 10 s, on stderr,
-    # which the failure shows.
+    # which the failure shows. The child sets Python's SIGINT handler itself: a process started
+    # in the background by a non-interactive shell inherits SIGINT ignored, and Python then
+    # installs no handler (Ctrl-C would do nothing, and this test would hang on the harness).
     code = f"""
-import faulthandler, sys, time, stoker
+import faulthandler, signal, sys, time, stoker
+signal.signal(signal.SIGINT, signal.default_int_handler)
 loader = stoker.Loader({str(PHOTOS)!r}, **{SLOW!r})
 print("ready", flush=True)
 faulthandler.dump_traceback_later(10, exit=False)
