@@ -82,9 +82,9 @@ mod with_server {
             .sum()
     }
 
-    /// Two shuffled epochs' digest, read by 2 workers.
-    fn digest<S: Source + 'static>(src: S, shuffle: bool) -> String {
-        let mut loader = Loader::builder(src)
+    /// The loader of these tests over `src`: batches of 5, 2 workers, 64×36 u8 NHWC.
+    fn loader<S: Source + 'static>(src: S, shuffle: bool) -> Loader<S> {
+        Loader::builder(src)
             .batch_size(5)
             .shuffle(shuffle)
             .seed(11)
@@ -93,13 +93,23 @@ mod with_server {
             .dtype(DType::U8)
             .layout(Layout::Nhwc)
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The digest of `loader`'s epochs 0 and 1.
+    fn read_two<S: Source + 'static>(loader: &mut Loader<S>) -> Digest {
         let mut d = Digest::new();
         for e in 0..2 {
             for b in loader.epoch(e) {
                 d.update(&b.unwrap());
             }
         }
+        d
+    }
+
+    /// Two epochs' digest, read by 2 workers.
+    fn digest<S: Source + 'static>(src: S, shuffle: bool) -> String {
+        let d = read_two(&mut loader(src, shuffle));
         assert_eq!(d.batches(), 14);
         d.hex()
     }
@@ -197,23 +207,11 @@ mod with_server {
         }
     }
 
-    /// A loader over `src` reading two epochs in order (no shuffle), its digest and the source.
+    /// A loader over `src` reading two epochs in order (no shuffle): its digest, and what its
+    /// fetcher did.
     fn two_epochs(src: stoker::source::AnySource) -> (String, stoker::remote::FetchStats) {
-        let mut loader = Loader::builder(src)
-            .batch_size(5)
-            .seed(11)
-            .num_workers(2)
-            .size(64, 36)
-            .dtype(DType::U8)
-            .layout(Layout::Nhwc)
-            .build()
-            .unwrap();
-        let mut d = Digest::new();
-        for e in 0..2 {
-            for b in loader.epoch(e) {
-                d.update(&b.unwrap());
-            }
-        }
+        let mut loader = loader(src, false);
+        let d = read_two(&mut loader);
         (d.hex(), loader.source().fetch_stats().unwrap())
     }
 

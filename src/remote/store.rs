@@ -267,23 +267,7 @@ impl Store {
             return Err(Error::io(path, e));
         }
         got.map_err(|e| remote_error(url, e))?;
-        if n != obj.size {
-            return Err(Error::new(
-                ErrorKind::Remote,
-                format!("received {n} bytes, the listing says {}", obj.size),
-            )
-            .file(url));
-        }
-        if let Some(etag) = obj.etag.as_deref().filter(|t| is_md5(t)) {
-            let sum: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            if !sum.eq_ignore_ascii_case(etag) {
-                return Err(Error::new(
-                    ErrorKind::Remote,
-                    format!("md5 {sum} does not match the etag {etag}"),
-                )
-                .file(url));
-            }
-        }
+        check(obj, n, || md5.finalize().into(), url)?;
         file.sync_all().map_err(|e| Error::io(path, e))?;
         Ok(())
     }
