@@ -207,6 +207,79 @@ mod with_server {
         }
     }
 
+    /// A glob of NPY shards without a `stoker.json` is counted from the objects' headers
+    /// (ranged requests): open downloads shard 0 alone (to open it), not every shard; and
+    /// the loader reads what it reads from the local files.
+    #[test]
+    fn an_npy_glob_is_counted_from_its_headers_not_downloaded_at_open() {
+        let _s = server_or_skip!();
+        let url = s3_server::prefix("npy-count");
+        put_dir(&fixtures().join("npy"), &url);
+        let cache = tempfile::tempdir().unwrap();
+        let o = opts(cache.path()).fetch_ahead(1);
+        let src = stoker::source::open(format!("{url}/images-*.npy"), &o).unwrap();
+        assert_eq!(src.len(), 32);
+        let stats = src.fetch_stats().unwrap();
+        // Shard 0's images and labels; shard 1 waits until it is read.
+        assert_eq!((stats.downloads, stats.cache_hits), (2, 0), "{stats:?}");
+        let local = stoker::source::open(fixtures().join("npy"), &OpenOptions::new()).unwrap();
+        assert_eq!(digest(src, true), digest(local, true));
+    }
+
+    /// An NPY file written with a header of `pad` extra spaces (numpy pads with spaces too).
+    fn npy_padded(path: &Path, descr: &str, shape: &str, data: &[u8], pad: usize) {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut text = format!("{dict}{}", " ".repeat(pad));
+        while (10 + text.len() + 1) % 64 != 0 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&u16::try_from(text.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.extend_from_slice(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Counting from headers checks what opening checks, at open, naming the object: labels
+    /// that are not one per image, images cut short; and a header longer than the first
+    /// request is asked for again and read.
+    #[test]
+    fn npy_headers_that_do_not_add_up_fail_at_open_naming_the_object() {
+        let _s = server_or_skip!();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let px = [7u8; 3 * 2 * 2 * 3];
+        // A header of about 6 KB: past the first 4 KB asked for.
+        npy_padded(&d.join("images-0.npy"), "|u1", "(3, 2, 2, 3)", &px, 6000);
+        npy_padded(&d.join("labels-0.npy"), "<i8", "(3,)", &[0; 24], 0);
+        let url = s3_server::prefix("npy-heads");
+        put_dir(d, &url);
+        let cache = tempfile::tempdir().unwrap();
+        let o = opts(cache.path());
+        let src = stoker::source::open(format!("{url}/images-*.npy"), &o).unwrap();
+        assert_eq!((src.len(), src.has_labels()), (3, true));
+
+        // Two labels for three images.
+        npy_padded(&d.join("labels-0.npy"), "<i8", "(2,)", &[0; 16], 0);
+        let url = s3_server::prefix("npy-labels");
+        put_dir(d, &url);
+        let e = stoker::source::open(format!("{url}/images-*.npy"), &o).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Format, "{e}");
+        let labels_url = format!("{url}/labels-0.npy");
+        assert_eq!(e.path(), Some(Path::new(&labels_url)), "{e}");
+
+        // Five images said, three there.
+        npy_padded(&d.join("images-0.npy"), "|u1", "(5, 2, 2, 3)", &px, 0);
+        std::fs::remove_file(d.join("labels-0.npy")).unwrap();
+        let url = s3_server::prefix("npy-short");
+        put_dir(d, &url);
+        let e = stoker::source::open(format!("{url}/images-*.npy"), &o).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Format, "{e}");
+        let images_url = format!("{url}/images-0.npy");
+        assert_eq!(e.path(), Some(Path::new(&images_url)), "{e}");
+    }
+
     /// A loader over `src` reading two epochs in order (no shuffle): its digest, and what its
     /// fetcher did.
     fn two_epochs(src: stoker::source::AnySource) -> (String, stoker::remote::FetchStats) {

@@ -32,6 +32,8 @@ pub use url::{S3Url, is_remote};
 #[cfg(feature = "s3")]
 mod cache;
 #[cfg(feature = "s3")]
+mod count;
+#[cfg(feature = "s3")]
 mod fetcher;
 #[cfg(feature = "s3")]
 mod loose;

@@ -68,6 +68,14 @@ pub(crate) fn open(text: &str, opts: &OpenOptions) -> Result<Opened> {
         }
     };
     let format = found.format;
+    let found = match found.counts {
+        // NPY shards say how many images they hold in their first bytes.
+        None if format.name() == "npy" => Found {
+            counts: Some(super::count::npy_counts(&store, &found.shards)?),
+            ..found
+        },
+        _ => found,
+    };
     let urls: Vec<PathBuf> = found.shards.iter().map(|s| PathBuf::from(&s.url)).collect();
     let n = found.shards.len();
     let budget = Budget {
@@ -90,7 +98,7 @@ pub(crate) fn open(text: &str, opts: &OpenOptions) -> Result<Opened> {
     let counts = match found.counts {
         Some(c) => c,
         None => {
-            // No index says how many samples each shard holds: open each once to count.
+            // No index says how many samples each shard holds (tar): open each once to count.
             let mut counts = Vec::with_capacity(n);
             for (k, u) in urls.iter().enumerate() {
                 let claim = fetcher.wait(k)?;

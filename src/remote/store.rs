@@ -310,6 +310,34 @@ impl Store {
         Err(last.unwrap_or_else(|| Error::new(ErrorKind::Remote, "no attempt made").file(&url)))
     }
 
+    /// The first bytes of each object: `starts[i]` is `(object, n)`, answered by its bytes
+    /// `0..min(n, size)`. Up to 16 requests at once (a listing of many shards takes one round
+    /// trip per 16), each of the version listed; the client retries failed requests.
+    pub fn starts(&self, starts: &[(&Object, u64)]) -> Result<Vec<Vec<u8>>> {
+        let requests = starts.iter().map(|&(obj, n)| {
+            let s3 = self.s3.clone();
+            let key = Key::from(obj.key.as_str());
+            let end = n.min(obj.size);
+            let options = GetOptions {
+                if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
+                range: (end > 0).then(|| (0..end).into()),
+                ..GetOptions::default()
+            };
+            async move {
+                let got = async { s3.get_opts(&key, options).await?.bytes().await }.await;
+                got.map(|b| b.to_vec()).map_err(|e| (obj, e))
+            }
+        });
+        let all: Vec<_> = self.rt.block_on(
+            futures::stream::iter(requests)
+                .buffered(16)
+                .collect::<Vec<_>>(),
+        );
+        all.into_iter()
+            .map(|r| r.map_err(|(obj, e)| remote_error(&self.url(&obj.key), e)))
+            .collect()
+    }
+
     /// The whole of a small object (an index) in memory.
     pub fn get_bytes(&self, obj: &Object) -> Result<Vec<u8>> {
         let s3 = self.s3.clone();

@@ -37,6 +37,10 @@ pub use atomic::{write_file, write_with};
 pub(crate) use self::hdf5::fuzz as fuzz_hdf5;
 pub(crate) use folder::fuzz_manifest;
 pub(crate) use npy::fuzz as fuzz_npy;
+#[cfg(feature = "s3")]
+pub(crate) use npy::{
+    header_end as npy_header_end, image_rows as npy_image_rows, label_rows as npy_label_rows,
+};
 pub(crate) use tar::fuzz as fuzz_tar;
 mod index;
 mod label_site;

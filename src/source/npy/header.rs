@@ -223,6 +223,22 @@ impl Parser<'_> {
     }
 }
 
+/// How many bytes at the start of a file hold its preamble and header, from its first 12 bytes
+/// or more; `None` when `prefix` is too short to say. Not an NPY preamble: `prefix.len()` (the
+/// parser then says what is wrong).
+pub(crate) fn header_end(prefix: &[u8]) -> Option<usize> {
+    if prefix.len() < 12 {
+        return None;
+    }
+    if prefix[..6] != MAGIC[..] {
+        return Some(prefix.len());
+    }
+    Some(match prefix[6] {
+        1 => 10 + usize::from(u16::from_le_bytes([prefix[8], prefix[9]])),
+        _ => 12 + u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize,
+    })
+}
+
 /// Parses the preamble and header dict at the start of `bytes` (the whole file or more).
 pub(super) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     if bytes.is_empty() {
@@ -321,7 +337,7 @@ pub(super) fn data_len(h: &Header, file_len: usize, elem: Elem) -> Result<usize,
         .iter()
         .try_fold(elem.size(), |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("shape {} is too large", shape_str(&h.shape)))?;
-    let found = file_len - h.data_offset;
+    let found = file_len.saturating_sub(h.data_offset);
     if found < need {
         return Err(format!(
             "truncated: expected {need} bytes of data, found {found}"
@@ -366,4 +382,20 @@ pub(super) fn format_header(descr: &str, shape: &[usize]) -> Option<Vec<u8>> {
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preamble_says_where_the_header_ends() {
+        let v1 = format_header("|u1", &[2, 3, 4]).unwrap();
+        assert_eq!(header_end(&v1[..12]), Some(v1.len()));
+        assert_eq!(header_end(&v1[..11]), None);
+        let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
+        v2.extend_from_slice(&70_000u32.to_le_bytes());
+        assert_eq!(header_end(&v2), Some(12 + 70_000));
+        assert_eq!(header_end(b"not an npy file"), Some(15));
+    }
 }

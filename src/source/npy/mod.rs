@@ -10,7 +10,9 @@ mod source;
 mod write;
 
 pub(crate) use format::NPY;
+pub(crate) use header::header_end;
 pub use source::NpySource;
+pub(crate) use source::{image_rows, label_rows};
 pub use write::{save_npy, write_npy};
 
 /// Fuzzing ([`crate::fuzz::npy`]): `data` as a whole images file and as a labels file, and a
@@ -28,6 +30,11 @@ pub(crate) fn fuzz(data: &[u8]) {
             data.len()
         );
         assert!(!l.f32 || l.data_offset % 4 == 0, "{l:?}: unaligned f32");
+        // Its header alone, with the file's length, counts the same images (object storage
+        // counts shards so, from ranged requests).
+        let end = header::header_end(data).expect("a parsed header is 12 bytes or more");
+        let head = &data[..end.min(data.len())];
+        assert_eq!(source::image_rows(head, data.len() as u64), Ok(l.shape[0]));
     }
     if let Ok(labels) = source::parse_labels(data) {
         std::hint::black_box(labels);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::header::{Elem, data_len, parse_header, shape_str};
+use super::header::{Elem, Header, data_len, parse_header, shape_str};
 use crate::source::{Access, Concat, Item, LabelSite, Raw, Source, expand};
 use crate::{Error, ImageView, Pixels, Result};
 
@@ -32,8 +32,12 @@ fn read_labels(path: &Path) -> Result<Vec<i64>> {
     parse_labels(&bytes).map_err(|m| Error::format(path, m))
 }
 
-/// The labels of a whole 1-D integer `.npy` file in memory.
-pub(crate) fn parse_labels(bytes: &[u8]) -> std::result::Result<Vec<i64>, String> {
+/// The header of a labels `.npy` file of `file_len` bytes, from its first bytes (`bytes`, the
+/// whole header at least): its element type, and the labels it holds (checked to fit).
+fn label_header(
+    bytes: &[u8],
+    file_len: usize,
+) -> std::result::Result<(Header, Elem, usize), String> {
     let h = parse_header(bytes)?;
     let elem = Elem::parse(&h.descr).filter(|&e| e != Elem::F4).ok_or_else(|| {
         format!(
@@ -51,7 +55,20 @@ pub(crate) fn parse_labels(bytes: &[u8]) -> std::result::Result<Vec<i64>, String
             ));
         }
     };
-    let need = data_len(&h, bytes.len(), elem)?;
+    data_len(&h, file_len, elem)?;
+    Ok((h, elem, n))
+}
+
+/// The labels a labels `.npy` file of `file_len` bytes holds, from its first bytes (the whole
+/// header at least), checked as [`parse_labels`] checks the whole file.
+pub(crate) fn label_rows(head: &[u8], file_len: u64) -> std::result::Result<usize, String> {
+    label_header(head, usize::try_from(file_len).unwrap_or(usize::MAX)).map(|(_, _, n)| n)
+}
+
+/// The labels of a whole 1-D integer `.npy` file in memory.
+pub(crate) fn parse_labels(bytes: &[u8]) -> std::result::Result<Vec<i64>, String> {
+    let (h, elem, n) = label_header(bytes, bytes.len())?;
+    let need = n * elem.size();
     let data = &bytes[h.data_offset..h.data_offset + need];
     let sz = elem.size();
     let mut out = Vec::with_capacity(n);
@@ -93,6 +110,17 @@ pub(crate) struct ImageLayout {
 
 /// Checks the header of a whole images `.npy` file in memory (or mapped).
 pub(crate) fn image_layout(bytes: &[u8]) -> std::result::Result<ImageLayout, String> {
+    image_layout_of(bytes, bytes.len())
+}
+
+/// The images an images `.npy` file of `file_len` bytes holds, from its first bytes (the
+/// whole header at least), checked as opening the whole file checks them.
+pub(crate) fn image_rows(head: &[u8], file_len: u64) -> std::result::Result<usize, String> {
+    image_layout_of(head, usize::try_from(file_len).unwrap_or(usize::MAX)).map(|l| l.shape[0])
+}
+
+/// [`image_layout`] of a file of `file_len` bytes that starts with `bytes`.
+fn image_layout_of(bytes: &[u8], file_len: usize) -> std::result::Result<ImageLayout, String> {
     let h = parse_header(bytes)?;
     let elem = match Elem::parse(&h.descr) {
         Some(e @ (Elem::U1 | Elem::F4)) => e,
@@ -135,7 +163,7 @@ pub(crate) fn image_layout(bytes: &[u8]) -> std::result::Result<ImageLayout, Str
             shape_str(&h.shape)
         ));
     }
-    data_len(&h, bytes.len(), elem)?;
+    data_len(&h, file_len, elem)?;
     if elem == Elem::F4 && h.data_offset % 4 != 0 {
         return Err(format!(
             "f32 data starts at byte {}, not a multiple of 4; re-save with numpy.save",
