@@ -31,6 +31,13 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// The server's process id (the benchmark reads its CPU time).
+    pub fn pid(&self) -> u32 {
+        self._child.id()
+    }
+}
+
 fn weed() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STOKER_WEED") {
         return Some(PathBuf::from(p));
