@@ -10,8 +10,11 @@ mod source;
 mod write;
 
 pub(crate) use format::NPY;
+// Object storage counts NPY shards from their headers (`crate::remote`).
+#[cfg(feature = "s3")]
 pub(crate) use header::header_end;
 pub use source::NpySource;
+#[cfg(feature = "s3")]
 pub(crate) use source::{image_rows, label_rows};
 pub use write::{save_npy, write_npy};
 

@@ -61,6 +61,7 @@ fn label_header(
 
 /// The labels a labels `.npy` file of `file_len` bytes holds, from its first bytes (the whole
 /// header at least), checked as [`parse_labels`] checks the whole file.
+#[cfg(feature = "s3")]
 pub(crate) fn label_rows(head: &[u8], file_len: u64) -> std::result::Result<usize, String> {
     label_header(head, usize::try_from(file_len).unwrap_or(usize::MAX)).map(|(_, _, n)| n)
 }
