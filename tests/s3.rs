@@ -28,7 +28,9 @@ mod with_server {
 
     use stoker::digest::Digest;
     use stoker::sampler::Order;
-    use stoker::source::{ImageFolder, Index, OpenOptions, Raw, Source, TarSource, TarWriter};
+    use stoker::source::{
+        ImageFolder, Index, OpenOptions, Raw, Source, TarSource, TarWriter, save_npy,
+    };
     use stoker::{DType, ErrorKind, Layout, Loader};
 
     use super::s3_server::proxy::{Fault, Proxy};
@@ -226,8 +228,9 @@ mod with_server {
         assert_eq!(digest(src, true), digest(local, true));
     }
 
-    /// An NPY file written with a header of `pad` extra spaces (numpy pads with spaces too).
-    fn npy_padded(path: &Path, descr: &str, shape: &str, data: &[u8], pad: usize) {
+    /// An NPY file whose header is padded with `pad` spaces (numpy pads with spaces too), so
+    /// long that it takes a second request; `save_npy` writes the usual short one.
+    fn npy_long_header(path: &Path, descr: &str, shape: &str, data: &[u8], pad: usize) {
         let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
         let mut text = format!("{dict}{}", " ".repeat(pad));
         while (10 + text.len() + 1) % 64 != 0 {
@@ -251,8 +254,8 @@ mod with_server {
         let d = dir.path();
         let px = [7u8; 3 * 2 * 2 * 3];
         // A header of about 6 KB: past the first 4 KB asked for.
-        npy_padded(&d.join("images-0.npy"), "|u1", "(3, 2, 2, 3)", &px, 6000);
-        npy_padded(&d.join("labels-0.npy"), "<i8", "(3,)", &[0; 24], 0);
+        npy_long_header(&d.join("images-0.npy"), "|u1", "(3, 2, 2, 3)", &px, 6000);
+        save_npy(d.join("labels-0.npy"), "<i8", &[3], &[0; 24]).unwrap();
         let url = s3_server::prefix("npy-heads");
         put_dir(d, &url);
         let cache = tempfile::tempdir().unwrap();
@@ -261,7 +264,7 @@ mod with_server {
         assert_eq!((src.len(), src.has_labels()), (3, true));
 
         // Two labels for three images.
-        npy_padded(&d.join("labels-0.npy"), "<i8", "(2,)", &[0; 16], 0);
+        save_npy(d.join("labels-0.npy"), "<i8", &[2], &[0; 16]).unwrap();
         let url = s3_server::prefix("npy-labels");
         put_dir(d, &url);
         let e = stoker::source::open(format!("{url}/images-*.npy"), &o).unwrap_err();
@@ -269,8 +272,13 @@ mod with_server {
         let labels_url = format!("{url}/labels-0.npy");
         assert_eq!(e.path(), Some(Path::new(&labels_url)), "{e}");
 
-        // Five images said, three there.
-        npy_padded(&d.join("images-0.npy"), "|u1", "(5, 2, 2, 3)", &px, 0);
+        // Five images said, three there: the file cut short after the third.
+        let images = d.join("images-0.npy");
+        save_npy(&images, "|u1", &[5, 2, 2, 3], &[7; 5 * 2 * 2 * 3]).unwrap();
+        let len = std::fs::metadata(&images).unwrap().len();
+        let f = std::fs::File::options().write(true).open(&images).unwrap();
+        f.set_len(len - 2 * 2 * 2 * 3).unwrap();
+        drop(f);
         std::fs::remove_file(d.join("labels-0.npy")).unwrap();
         let url = s3_server::prefix("npy-short");
         put_dir(d, &url);

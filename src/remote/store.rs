@@ -240,11 +240,7 @@ impl Store {
         let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
         let s3 = self.s3.clone();
         let key = Key::from(obj.key.as_str());
-        let options = GetOptions {
-            // The version listed, not one written since.
-            if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
-            ..GetOptions::default()
-        };
+        let options = listed_version(obj);
         let mut md5 = Md5::new();
         let mut n = 0u64;
         let io_error: std::cell::Cell<Option<std::io::Error>> = std::cell::Cell::new(None);
@@ -286,10 +282,7 @@ impl Store {
             buf.clear();
             let s3 = self.s3.clone();
             let key = Key::from(obj.key.as_str());
-            let options = GetOptions {
-                if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
-                ..GetOptions::default()
-            };
+            let options = listed_version(obj);
             let got = self.rt.block_on(async {
                 let mut stream = s3.get_opts(&key, options).await?.into_stream();
                 while let Some(chunk) = stream.next().await {
@@ -319,9 +312,8 @@ impl Store {
             let key = Key::from(obj.key.as_str());
             let end = n.min(obj.size);
             let options = GetOptions {
-                if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
                 range: (end > 0).then(|| (0..end).into()),
-                ..GetOptions::default()
+                ..listed_version(obj)
             };
             async move {
                 let got = async { s3.get_opts(&key, options).await?.bytes().await }.await;
@@ -352,6 +344,14 @@ impl Store {
     /// The client, for uploads ([`super::upload`]).
     pub(crate) fn client(&self) -> (&tokio::runtime::Runtime, &Arc<AmazonS3>) {
         (&self.rt, &self.s3)
+    }
+}
+
+/// A GET of the version of `obj` listed, not one written since (`If-Match` its ETag).
+fn listed_version(obj: &Object) -> GetOptions {
+    GetOptions {
+        if_match: obj.etag.as_ref().map(|t| format!("\"{t}\"")),
+        ..GetOptions::default()
     }
 }
 
